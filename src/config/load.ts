@@ -1,0 +1,108 @@
+/**
+ * The one place that reads the environment: turns a config file (or, without
+ * one, the local defaults from env) into a validated `Config`, or throws a
+ * ConfigError listing every problem with its path.
+ */
+import type { TaskRegistry } from '../jobs';
+import { ConfigError } from '../errors';
+import { configSchema, type Config, type ParsedConfig, type TargetKind } from './schema';
+import { formatIssues } from './format-issues';
+import { interpolate } from './interpolate';
+import { readYamlFile } from './read-yaml';
+import { resolveParams } from './params';
+import { RUNBOOK_TASKS } from '../schedules/catalog';
+import { resolveSchedules } from '../schedules/resolve';
+import { targetsOf } from './targets';
+
+export type Env = Record<string, string | undefined>;
+
+export interface LoadConfigOptions {
+  /** `--config FILE`; else `CARETAKER_CONFIG`; else local defaults from env. */
+  path?: string;
+  env: Env;
+  registry: TaskRegistry;
+}
+
+export const LOCAL_DEFAULTS = {
+  databaseUrl: 'postgres://localhost:5432/postgres',
+  redisUrl: 'redis://127.0.0.1:6379',
+} as const;
+
+export function loadConfig({ path, env, registry }: LoadConfigOptions): Config {
+  const file = path ?? (env.CARETAKER_CONFIG || undefined);
+  const source = file ?? 'environment defaults';
+  let raw: unknown;
+  if (file) {
+    const interpolated = interpolate(readYamlFile(file), env);
+    if (interpolated.problems.length > 0) throw new ConfigError(source, interpolated.problems);
+    raw = interpolated.value;
+  } else {
+    raw = configFromEnv(env);
+  }
+  return validateConfig(raw, source, registry);
+}
+
+/** Validates already-parsed data: used by loadConfig and by tests building configs in code. */
+export function validateConfig(raw: unknown, source: string, registry: TaskRegistry): Config {
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(source, formatIssues(parsed.error));
+  const config = parsed.data;
+  const problems = [...checkReferences(config, registry), ...resolveSchedules(config, registry).problems];
+  const stateUrl = config.state.url ?? config.targets.postgres[0]?.url;
+  if (!stateUrl) problems.push('state.url: required when no postgres target is configured');
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return { ...config, state: { ...config.state, url: stateUrl! }, source };
+}
+
+/** Local defaults (DESIGN.md): one postgres target `default`, Redis, web on 127.0.0.1:3000. */
+function configFromEnv(env: Env): unknown {
+  const port = env.PORT ? Number(env.PORT) : undefined;
+  if (port !== undefined && !Number.isInteger(port)) {
+    throw new ConfigError('environment defaults', [`PORT: ${JSON.stringify(env.PORT)} is not a port number`]);
+  }
+  return {
+    redis: { url: env.REDIS_URL || LOCAL_DEFAULTS.redisUrl },
+    state: { url: env.CARETAKER_STATE_URL || undefined },
+    web: {
+      host: env.HOST || '127.0.0.1',
+      port: port ?? 3000,
+      auth: { admin: env.CARETAKER_ADMIN || undefined, viewer: env.CARETAKER_VIEWER || undefined },
+    },
+    targets: { postgres: [{ name: 'default', url: env.DATABASE_URL || LOCAL_DEFAULTS.databaseUrl }] },
+  };
+}
+
+/** Cross-field rules zod cannot see: unique names, references, task params. */
+function checkReferences(config: ParsedConfig, registry: TaskRegistry): string[] {
+  const problems: string[] = [];
+  for (const [kind, targets] of Object.entries(config.targets) as [Exclude<TargetKind, 'caretaker'>, { name: string }[]][]) {
+    const seen = new Set<string>();
+    (targets as { name: string; tasks?: Record<string, unknown> }[]).forEach((t, i) => {
+      for (const task of Object.keys(t.tasks ?? {})) {
+        if (!registry.has(task) && !(task in RUNBOOK_TASKS)) problems.push(`targets.${kind}[${i}].tasks.${task}: unknown task ${JSON.stringify(task)}`);
+      }
+      if (seen.has(t.name)) problems.push(`targets.${kind}[${i}].name: duplicate target name ${JSON.stringify(t.name)}`);
+      seen.add(t.name);
+    });
+  }
+  const names = (kind: 'postgres' | 'redis') => new Set(config.targets[kind].map((t) => t.name));
+  config.targets.queues.forEach((q, i) => {
+    if (!names('redis').has(q.redis)) problems.push(`targets.queues[${i}].redis: no redis target named ${JSON.stringify(q.redis)}`);
+  });
+  config.targets.backups.forEach((b, i) => {
+    if (!names('postgres').has(b.database)) problems.push(`targets.backups[${i}].database: no postgres target named ${JSON.stringify(b.database)}`);
+  });
+
+  for (const name of Object.keys(config.tasks)) {
+    if (!registry.has(name) && !(name in RUNBOOK_TASKS)) problems.push(`tasks.${name}: unknown task ${JSON.stringify(name)}`);
+  }
+  // Every (task, target) pair must have valid params now, not at 3 a.m.
+  for (const task of registry.values()) {
+    for (const target of targetsOf(config as Config, task.target)) {
+      const result = resolveParams(task, config, target);
+      if (!result.ok) problems.push(...result.problems);
+    }
+  }
+  return [...new Set(problems)];
+}
+

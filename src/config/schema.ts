@@ -1,0 +1,158 @@
+/**
+ * The config file's shape (DESIGN.md, "Configuration"), validated once at
+ * start-up. Keys may be added freely; renaming one is a breaking change that
+ * the README must announce.
+ */
+import { z } from 'zod';
+import { isValidTimezone } from '../schedules/cron';
+
+/** Names end up in scheduler ids, Redis keys and metric labels: keep them plain. */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+const name = z.string().regex(NAME, 'must be 1-63 letters, digits, "_", "." or "-", starting with a letter or digit');
+
+const timezone = z.string().refine(isValidTimezone, { error: (i) => `${JSON.stringify(i.input)} is not a known IANA timezone` });
+
+/** `user:password`, as in HTTP basic auth; empty (an unset `${VAR:-}`) means none. */
+const credential = z.preprocess(
+  (v) => (v === '' ? undefined : v),
+  z.string().regex(/^[^:]+:.+$/, 'must be "user:password"').optional(),
+);
+
+const url = (protocols: string[]) =>
+  z.string().refine(
+    (s) => {
+      try {
+        return protocols.includes(new URL(s).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { error: `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}` },
+  );
+
+const postgresUrl = url(['postgres:', 'postgresql:']);
+const redisUrl = url(['redis:', 'rediss:']);
+const httpUrl = url(['http:', 'https:']);
+
+/** Per-task params under a target override the global `tasks:` section. */
+const taskParams = z.record(z.string(), z.record(z.string(), z.unknown())).default({});
+
+const postgresTarget = z.strictObject({
+  name,
+  url: postgresUrl,
+  allow: z
+    .strictObject({
+      vacuum: z.boolean().default(false),
+      terminateIdle: z.boolean().default(false),
+    })
+    .default({ vacuum: false, terminateIdle: false }),
+  /** Bound on every statement caretaker sends (DESIGN.md, "Safety"). */
+  statementTimeoutMs: z.number().int().min(100).max(24 * 3600_000).default(30_000),
+  /** Bound on waiting for any lock. */
+  lockTimeoutMs: z.number().int().min(10).max(600_000).default(5_000),
+  tasks: taskParams,
+});
+
+const redisTarget = z.strictObject({ name, url: redisUrl, tasks: taskParams });
+
+/*
+ * Kinds whose tasks land in later issues: the fields they need are checked
+ * here already; further keys pass through until their task defines them.
+ */
+const queuesTarget = z.looseObject({ name, redis: name, queues: z.array(z.string().min(1)).min(1), tasks: taskParams });
+const kubernetesTarget = z.looseObject({ name, namespace: z.string().min(1), tasks: taskParams });
+const httpTarget = z.looseObject({ name, url: httpUrl, tasks: taskParams });
+const prometheusTarget = z.looseObject({ name, url: httpUrl, tasks: taskParams });
+const backupsTarget = z.looseObject({ name, database: name, tasks: taskParams });
+
+export const scheduleSchema = z.strictObject({
+  /** 5 fields, or 6 with seconds first. */
+  cron: z.string().optional(),
+  /** Checked with the cron expression in resolveSchedules, so both errors show at once. */
+  timezone: z.string().optional(),
+  tasks: z.array(z.string()).optional(),
+  enabled: z.boolean().optional(),
+});
+
+export const configSchema = z.strictObject({
+  /** Default timezone of schedules and reports. */
+  timezone: timezone.default('UTC'),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  redis: z.strictObject({
+    url: redisUrl.default('redis://127.0.0.1:6379'),
+    /** BullMQ key prefix; tests use a random one. */
+    prefix: name.default('bull'),
+  }).default({ url: 'redis://127.0.0.1:6379', prefix: 'bull' }),
+  state: z.strictObject({
+    /** Defaults to the first postgres target's url. */
+    url: postgresUrl.optional(),
+    retentionDays: z.number().int().min(1).max(36_500).default(400),
+  }).default({ retentionDays: 400 }),
+  web: z.strictObject({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(0).max(65_535).default(3000),
+    auth: z.strictObject({ admin: credential, viewer: credential }).default({}),
+    publicUrl: httpUrl.optional(),
+  }).default({ host: '127.0.0.1', port: 3000, auth: {} }),
+  worker: z.strictObject({
+    concurrency: z.number().int().min(1).max(64).default(2),
+    /** Tries of a run that ends in `error` (1 = no retry). */
+    attempts: z.number().int().min(1).max(20).default(3),
+    /** First retry delay; doubles each try. */
+    backoffMs: z.number().int().min(0).max(24 * 3600_000).default(30_000),
+    /** How long SIGTERM waits for running tasks before handing them back. */
+    shutdownGraceMs: z.number().int().min(0).max(3600_000).default(30_000),
+  }).default({ concurrency: 2, attempts: 3, backoffMs: 30_000, shutdownGraceMs: 30_000 }),
+  targets: z.strictObject({
+    postgres: z.array(postgresTarget).default([]),
+    redis: z.array(redisTarget).default([]),
+    queues: z.array(queuesTarget).default([]),
+    kubernetes: z.array(kubernetesTarget).default([]),
+    http: z.array(httpTarget).default([]),
+    prometheus: z.array(prometheusTarget).default([]),
+    backups: z.array(backupsTarget).default([]),
+  }).default({ postgres: [], redis: [], queues: [], kubernetes: [], http: [], prometheus: [], backups: [] }),
+  /** Per-task params and thresholds, checked against each task's own schema. */
+  tasks: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+  schedules: z.record(name, scheduleSchema).default({}),
+  notifications: z.looseObject({}).optional(),
+});
+
+export type RawConfigInput = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+export type ScheduleOverride = z.output<typeof scheduleSchema>;
+
+export type PostgresTarget = z.output<typeof postgresTarget>;
+export type RedisTarget = z.output<typeof redisTarget>;
+export type QueuesTarget = z.output<typeof queuesTarget>;
+export type KubernetesTarget = z.output<typeof kubernetesTarget>;
+export type HttpTarget = z.output<typeof httpTarget>;
+export type PrometheusTarget = z.output<typeof prometheusTarget>;
+export type BackupsTarget = z.output<typeof backupsTarget>;
+
+/** caretaker's own state database and history: tasks like history-prune run here. */
+export interface CaretakerTarget {
+  name: 'caretaker';
+  retentionDays: number;
+  tasks: Record<string, Record<string, unknown>>;
+}
+
+export interface TargetByKind {
+  postgres: PostgresTarget;
+  redis: RedisTarget;
+  queues: QueuesTarget;
+  kubernetes: KubernetesTarget;
+  http: HttpTarget;
+  prometheus: PrometheusTarget;
+  backups: BackupsTarget;
+  caretaker: CaretakerTarget;
+}
+export type TargetKind = keyof TargetByKind;
+export type AnyTarget = TargetByKind[TargetKind];
+
+/** The validated config every module receives; nothing else reads the environment. */
+export interface Config extends ParsedConfig {
+  state: ParsedConfig['state'] & { url: string };
+  /** Where the config came from, for messages: a file path or "environment defaults". */
+  source: string;
+}

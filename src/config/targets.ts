@@ -1,0 +1,19 @@
+import type { AnyTarget, Config, TargetKind } from './schema';
+import { UsageError } from '../errors';
+
+/** The configured targets of one kind; `caretaker` is always the single self-target. */
+export function targetsOf(config: Pick<Config, 'targets' | 'state'>, kind: TargetKind): AnyTarget[] {
+  if (kind === 'caretaker') return [{ name: 'caretaker', retentionDays: config.state.retentionDays, tasks: {} }];
+  return config.targets[kind];
+}
+
+/** The named target of a kind, or a usage error listing the ones that exist. */
+export function findTarget(config: Pick<Config, 'targets' | 'state'>, kind: TargetKind, name: string): AnyTarget {
+  const targets = targetsOf(config, kind);
+  const found = targets.find((t) => t.name === name);
+  if (!found) {
+    const known = targets.map((t) => t.name).join(', ') || 'none configured';
+    throw new UsageError(`unknown ${kind} target ${JSON.stringify(name)} (known: ${known})`);
+  }
+  return found;
+}

@@ -1,0 +1,51 @@
+/**
+ * Each test file gets its own database, dropped after (kept when
+ * KEEP_TEST_DB=1, to look at a failure).
+ */
+import { randomBytes } from 'node:crypto';
+import { Client, Pool } from 'pg';
+import { TEST_PG_ADMIN_URL } from './env';
+
+export interface TestDatabase {
+  name: string;
+  url: string;
+  /** A pool on the test database, for assertions and planting state. */
+  pool: Pool;
+  drop(): Promise<void>;
+}
+
+export function urlFor(database: string, user?: string): string {
+  const url = new URL(TEST_PG_ADMIN_URL);
+  url.pathname = `/${database}`;
+  if (user) url.username = user;
+  return url.toString();
+}
+
+export async function createTestDatabase(label = 'test'): Promise<TestDatabase> {
+  const name = `ct_${label.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`;
+  const admin = new Client({ connectionString: TEST_PG_ADMIN_URL });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)}`);
+  } finally {
+    await admin.end();
+  }
+  const url = urlFor(name);
+  const pool = new Pool({ connectionString: url, max: 4 });
+  return {
+    name,
+    url,
+    pool,
+    async drop() {
+      await pool.end();
+      if (process.env.KEEP_TEST_DB === '1') return;
+      const c = new Client({ connectionString: TEST_PG_ADMIN_URL });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(name)} WITH (FORCE)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}
