@@ -1,0 +1,48 @@
+/**
+ * PostgreSQL connections to a target or to the state database. Every
+ * session carries a statement timeout and a lock timeout (DESIGN.md,
+ * "Safety") and the application name `caretaker`, which is how the
+ * connections task recognises caretaker's own sessions.
+ */
+import { Client, Pool, type ClientConfig } from 'pg';
+import type { Logger } from 'pino';
+import { redactSecretsIn } from '../logger';
+
+export const APPLICATION_NAME = 'caretaker';
+
+export interface SessionLimits {
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  /** Sessions left idle in a transaction by a bug of ours are ended by the server. */
+  idleInTransactionTimeoutMs?: number;
+}
+
+function clientConfig(url: string, limits: SessionLimits): ClientConfig {
+  return {
+    connectionString: url,
+    application_name: APPLICATION_NAME,
+    statement_timeout: limits.statementTimeoutMs,
+    lock_timeout: limits.lockTimeoutMs,
+    idle_in_transaction_session_timeout: limits.idleInTransactionTimeoutMs ?? 60_000,
+    connectionTimeoutMillis: 10_000,
+  };
+}
+
+/** One connected client; an error on an idle connection is logged, never thrown at the process. */
+export async function connectClient(url: string, limits: SessionLimits, log: Logger): Promise<Client> {
+  const client = new Client(clientConfig(url, limits));
+  client.on('error', (err) => log.warn({ err: redactSecretsIn(err.message) }, 'postgres connection lost'));
+  try {
+    await client.connect();
+  } catch (err) {
+    throw new Error(`cannot connect to postgres: ${redactSecretsIn((err as Error).message)}`, { cause: err });
+  }
+  return client;
+}
+
+/** A small pool for the state database, shared by a process's roles. */
+export function createPool(url: string, limits: SessionLimits, log: Logger, max = 5): Pool {
+  const pool = new Pool({ ...clientConfig(url, limits), max, idleTimeoutMillis: 30_000 });
+  pool.on('error', (err) => log.warn({ err: redactSecretsIn(err.message) }, 'idle state-database connection lost'));
+  return pool;
+}

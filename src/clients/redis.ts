@@ -1,0 +1,29 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import { redactSecretsIn } from '../logger';
+
+/**
+ * A Redis connection as BullMQ wants it (`maxRetriesPerRequest: null`:
+ * blocking commands wait through a reconnect instead of failing). Whoever
+ * creates one closes it: BullMQ does not close connections it was given.
+ */
+export function createRedis(url: string, log: Logger, options: RedisOptions = {}): Redis {
+  const redis = new Redis(url, {
+    maxRetriesPerRequest: null,
+    // Reconnect forever, backing off to 5 s: an outage must not need a restart.
+    retryStrategy: (times) => Math.min(times * 200, 5_000),
+    lazyConnect: false,
+    ...options,
+  });
+  let lastError = '';
+  redis.on('error', (err: Error) => {
+    // ioredis repeats the same error on each retry; log changes only.
+    if (err.message !== lastError) log.warn({ err: redactSecretsIn(err.message) }, 'redis connection error');
+    lastError = err.message;
+  });
+  redis.on('ready', () => {
+    if (lastError) log.info('redis connection restored');
+    lastError = '';
+  });
+  return redis;
+}

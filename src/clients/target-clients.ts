@@ -1,0 +1,47 @@
+/**
+ * Opens a run's clients on first use and closes them after the run, so a
+ * task only pays for what it touches and leaks nothing when it throws.
+ */
+import type { Client } from 'pg';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Pool } from 'pg';
+import type { AnyTarget, PostgresTarget, RedisTarget } from '../config/schema';
+import { connectClient } from './postgres';
+import { createRedis } from './redis';
+
+export class TargetClients {
+  private pg?: Promise<Client>;
+  private redisClient?: Redis;
+
+  constructor(
+    private readonly target: AnyTarget,
+    private readonly log: Logger,
+    /** caretaker's own state database, for tasks whose target is caretaker itself. */
+    readonly state: Pool,
+  ) {}
+
+  /** The target's PostgreSQL session (postgres targets only). */
+  postgres(): Promise<Client> {
+    const target = this.target as PostgresTarget;
+    if (!('url' in target) || !('statementTimeoutMs' in target)) throw new Error(`target ${this.target.name} is not a postgres target`);
+    this.pg ??= connectClient(target.url, target, this.log);
+    return this.pg;
+  }
+
+  /** The target's Redis connection (redis targets only); fails fast rather than queueing forever. */
+  redis(): Redis {
+    const target = this.target as RedisTarget;
+    if (!('url' in target)) throw new Error(`target ${this.target.name} is not a redis target`);
+    this.redisClient ??= createRedis(target.url, this.log, { maxRetriesPerRequest: 1, connectTimeout: 5_000 });
+    return this.redisClient;
+  }
+
+  async close(): Promise<void> {
+    const pg = this.pg;
+    this.pg = undefined;
+    if (pg) await pg.then((c) => c.end()).catch(() => undefined);
+    this.redisClient?.disconnect();
+    this.redisClient = undefined;
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * connections (daily): the runbook's "database connections < 80 % of max"
+ * and "kill idle connections > 5 min". Counts client sessions against
+ * max_connections, lists sessions of the target's database idle (or idle in
+ * a transaction) past the threshold, and ends them only when the target's
+ * config allows it, only for the configured roles, never caretaker's own.
+ */
+import { z } from 'zod';
+import type { Client } from 'pg';
+import { defineTask } from '../contract/task';
+import type { Action, Finding } from '../contract/result';
+import { APPLICATION_NAME } from '../clients/postgres';
+
+/** States of a session that holds a connection without doing anything. */
+const IDLE_STATES = ['idle', 'idle in transaction', 'idle in transaction (aborted)'];
+
+export const SQL = {
+  usage: `
+    SELECT
+      (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS used,
+      (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND state IS NULL)::int AS hidden,
+      current_setting('max_connections')::int AS max,
+      current_setting('superuser_reserved_connections')::int AS reserved`,
+  /** Client sessions of this database idle longer than $1 seconds, oldest first; never ours. */
+  idleSessions: `
+    SELECT pid, usename AS "user", application_name AS application, state,
+           client_addr::text AS "clientAddr",
+           floor(extract(epoch FROM now() - state_change))::int AS "idleSeconds"
+    FROM pg_stat_activity
+    WHERE datname = current_database()
+      AND backend_type = 'client backend'
+      AND pid <> pg_backend_pid()
+      AND application_name NOT LIKE '${APPLICATION_NAME}%'
+      AND state = ANY($2::text[])
+      AND state_change < now() - make_interval(secs => $1)
+    ORDER BY state_change`,
+  /**
+   * Terminates the listed pids, re-checking every condition at that moment:
+   * a session that woke up, changed role or is ours since the listing is spared.
+   */
+  terminate: `
+    SELECT pid, pg_terminate_backend(pid) AS terminated
+    FROM pg_stat_activity
+    WHERE pid = ANY($1::int[])
+      AND usename = ANY($2::text[])
+      AND datname = current_database()
+      AND backend_type = 'client backend'
+      AND pid <> pg_backend_pid()
+      AND application_name NOT LIKE '${APPLICATION_NAME}%'
+      AND state = ANY($4::text[])
+      AND state_change < now() - make_interval(secs => $3)`,
+} as const;
+
+interface IdleSession {
+  pid: number;
+  user: string | null;
+  application: string;
+  state: string;
+  clientAddr: string | null;
+  idleSeconds: number;
+}
+
+const params = z
+  .strictObject({
+    /** Share of max_connections in use that raises `connections_high` as a warning... */
+    warning: z.number().gt(0).max(1).default(0.8),
+    /** ...and as critical. */
+    critical: z.number().gt(0).max(1).default(0.9),
+    /** A session idle this long is reported (and, when allowed, terminated). */
+    idleSeconds: z.number().int().min(1).max(30 * 86_400).default(300),
+    /** Idle sessions are normal for connection pools: `info` unless you want them flagged. */
+    idleSeverity: z.enum(['info', 'warning']).default('info'),
+    /** Roles whose idle sessions may be terminated when `allow.terminateIdle` is set. */
+    terminateRoles: z.array(z.string().min(1)).default([]),
+    /** How many sessions a finding lists in its details. */
+    maxListed: z.number().int().min(1).max(1000).default(50),
+  })
+  .refine((p) => p.warning <= p.critical, { error: 'warning must not be above critical', path: ['warning'] });
+
+export const connections = defineTask({
+  name: 'connections',
+  description: 'Connections in use vs max_connections; idle and idle-in-transaction sessions, terminated only when allowed',
+  target: 'postgres',
+  defaultSchedule: 'daily',
+  timeoutMs: 60_000,
+  changesTarget: true,
+  params,
+  async run(ctx, p) {
+    const db = await ctx.clients.postgres();
+    const findings: Finding[] = [];
+    const actions: Action[] = [];
+
+    const usage = (await db.query(SQL.usage)).rows[0] as { used: number; hidden: number; max: number; reserved: number };
+    const ratio = usage.used / usage.max;
+    const pct = Math.round(ratio * 100);
+    if (ratio >= p.warning) {
+      findings.push({
+        severity: ratio >= p.critical ? 'critical' : 'warning',
+        code: 'connections_high',
+        subject: 'max_connections',
+        message: `${usage.used} of ${usage.max} connections in use (${pct} %, ${ratio >= p.critical ? 'critical' : 'warning'} at ${Math.round((ratio >= p.critical ? p.critical : p.warning) * 100)} %)`,
+        suggestion: 'Find who holds them (pg_stat_activity by usename, application_name); put a pooler (PgBouncer) in front, or lower pool sizes, before raising max_connections',
+        details: { used: usage.used, max: usage.max, superuserReserved: usage.reserved, ratio },
+      });
+    }
+    if (usage.hidden > 0) {
+      findings.push({
+        severity: 'info',
+        code: 'connections_hidden',
+        subject: 'pg_stat_activity',
+        message: `cannot see the state of ${usage.hidden} sessions of other roles`,
+        suggestion: 'GRANT pg_read_all_stats TO the role caretaker connects as',
+      });
+    }
+
+    const idle = (await db.query<IdleSession>(SQL.idleSessions, [p.idleSeconds, IDLE_STATES])).rows;
+    const idleInTx = idle.filter((s) => s.state !== 'idle');
+    const plainIdle = idle.filter((s) => s.state === 'idle');
+    const allowed = ctx.target.allow.terminateIdle && p.terminateRoles.length > 0;
+    const suggestion = allowed
+      ? undefined
+      : 'Set allow.terminateIdle on the target and tasks.connections.terminateRoles to let caretaker end them; or set idle_session_timeout / idle_in_transaction_session_timeout for the role';
+    const list = (sessions: IdleSession[]) => ({ count: sessions.length, sessions: sessions.slice(0, p.maxListed) });
+    if (plainIdle.length > 0) {
+      findings.push({
+        severity: p.idleSeverity,
+        code: 'idle_connections',
+        subject: ctx.target.name,
+        message: `${plainIdle.length} sessions idle for more than ${p.idleSeconds} s (oldest ${plainIdle[0]!.idleSeconds} s)`,
+        suggestion,
+        details: list(plainIdle),
+      });
+    }
+    if (idleInTx.length > 0) {
+      findings.push({
+        severity: 'warning',
+        code: 'idle_in_transaction',
+        subject: ctx.target.name,
+        message: `${idleInTx.length} sessions idle in a transaction for more than ${p.idleSeconds} s (oldest ${idleInTx[0]!.idleSeconds} s): they hold locks and block vacuum`,
+        suggestion,
+        details: list(idleInTx),
+      });
+    }
+
+    let terminated = 0;
+    if (allowed) {
+      const eligible = idle.filter((s) => s.user !== null && p.terminateRoles.includes(s.user));
+      if (ctx.dryRun) {
+        for (const s of eligible) actions.push(terminateAction(s, false));
+      } else if (eligible.length > 0) {
+        terminated = await terminate(db, eligible, p.terminateRoles, p.idleSeconds, actions);
+        ctx.log.info({ terminated, eligible: eligible.length }, 'terminated idle sessions');
+      }
+    }
+
+    const parts = [`${usage.used}/${usage.max} connections (${pct} %)`, `${plainIdle.length} idle`, `${idleInTx.length} idle in transaction`];
+    if (allowed) parts.push(ctx.dryRun ? `would terminate ${actions.length}` : `terminated ${terminated}`);
+    return {
+      summary: parts.join(', '),
+      findings,
+      actions,
+      metrics: {
+        connections_used: usage.used,
+        connections_max: usage.max,
+        connections_used_ratio: ratio,
+        connections_idle: plainIdle.length,
+        connections_idle_in_transaction: idleInTx.length,
+        connections_terminated: terminated,
+      },
+    };
+  },
+});
+
+function terminateAction(s: IdleSession, applied: boolean, durationMs?: number): Action {
+  return {
+    kind: 'terminate_backend',
+    subject: `pid ${s.pid}`,
+    applied,
+    durationMs,
+    details: { pid: s.pid, user: s.user, application: s.application, state: s.state, idleSeconds: s.idleSeconds },
+  };
+}
+
+async function terminate(db: Client, sessions: IdleSession[], roles: string[], idleSeconds: number, actions: Action[]): Promise<number> {
+  const started = Date.now();
+  const { rows } = await db.query<{ pid: number; terminated: boolean }>(SQL.terminate, [sessions.map((s) => s.pid), roles, idleSeconds, IDLE_STATES]);
+  const durationMs = Date.now() - started;
+  const done = new Set(rows.filter((r) => r.terminated).map((r) => r.pid));
+  for (const s of sessions) actions.push(terminateAction(s, done.has(s.pid), durationMs));
+  return done.size;
+}
