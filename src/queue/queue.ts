@@ -1,0 +1,37 @@
+/**
+ * caretaker's one BullMQ queue. Job names are task names, so Bull Board
+ * lists runs by task; job data names the target, never its secrets.
+ */
+import { Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { Config } from '../config/schema';
+
+export const QUEUE_NAME = 'caretaker';
+
+/** What a job carries. Anything else a hand-added job holds is ignored. */
+export const jobDataSchema = z.object({
+  task: z.string().min(1),
+  target: z.string().min(1),
+  schedule: z.string().optional(),
+  dryRun: z.boolean().optional(),
+  params: z.record(z.string(), z.unknown()).optional(),
+});
+export type JobData = z.infer<typeof jobDataSchema>;
+
+export function createQueue(connection: Redis, prefix: string): Queue<JobData> {
+  return new Queue<JobData>(QUEUE_NAME, { connection, prefix });
+}
+
+/**
+ * Retries with exponential backoff; Redis keeps a bounded tail of jobs for
+ * Bull Board, the state database keeps the history.
+ */
+export function jobOptions(worker: Config['worker']): JobsOptions {
+  return {
+    attempts: worker.attempts,
+    backoff: { type: 'exponential', delay: worker.backoffMs },
+    removeOnComplete: { age: 14 * 24 * 3600, count: 5_000 },
+    removeOnFail: { age: 60 * 24 * 3600, count: 5_000 },
+  };
+}

@@ -1,0 +1,146 @@
+/**
+ * History of runs in the state database: one row per run (`job_id` unique),
+ * one row per finding. Reports, /api/runs and /metrics read from here, so
+ * any number of workers and web replicas agree.
+ */
+import type { Pool } from 'pg';
+import type { RunStatus, TaskResult } from '../contract/result';
+
+export interface RunMeta {
+  /** BullMQ job id; undefined for CLI runs. */
+  jobId?: string;
+  schedule?: string;
+  attempt?: number;
+}
+
+export interface StoredRun {
+  id: number;
+  jobId: string | null;
+  task: string;
+  target: string;
+  schedule: string | null;
+  status: RunStatus;
+  skipped: boolean;
+  dryRun: boolean;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  summary: string;
+  result: TaskResult;
+}
+
+export interface RunQuery {
+  task?: string;
+  target?: string;
+  status?: RunStatus;
+  since?: Date;
+  limit?: number;
+}
+
+export const SQL = {
+  insertRun: `
+    INSERT INTO caretaker.runs
+      (job_id, task, target, schedule, status, skipped, dry_run, attempt, started_at, finished_at, duration_ms, summary, result)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT (job_id) DO NOTHING
+    RETURNING id`,
+  /** All findings of a run in one statement, whatever their number. */
+  insertFindings: `
+    INSERT INTO caretaker.findings (run_id, task, target, severity, code, subject, message, suggestion, details, found_at)
+    SELECT $1, $2, $3, f.severity, f.code, f.subject, f.message, f.suggestion, f.details, $4
+    FROM jsonb_to_recordset($5::jsonb)
+      AS f(severity text, code text, subject text, message text, suggestion text, details jsonb)`,
+  listRuns: `
+    SELECT id, job_id, task, target, schedule, status, skipped, dry_run, started_at, finished_at, duration_ms, summary, result
+    FROM caretaker.runs
+    WHERE ($1::text IS NULL OR task = $1)
+      AND ($2::text IS NULL OR target = $2)
+      AND ($3::text IS NULL OR status = $3)
+      AND ($4::timestamptz IS NULL OR finished_at >= $4)
+    ORDER BY finished_at DESC, id DESC
+    LIMIT $5`,
+  /** Deletes in batches: a year of history must not become one long lock. */
+  pruneBatch: `
+    DELETE FROM caretaker.runs
+    WHERE id IN (
+      SELECT id FROM caretaker.runs
+      WHERE finished_at < now() - make_interval(days => $1)
+      ORDER BY id
+      LIMIT $2
+      FOR UPDATE SKIP LOCKED)`,
+} as const;
+
+const PRUNE_BATCH = 5_000;
+
+export class ResultStore {
+  constructor(private readonly pool: Pool) {}
+
+  /** Stores a run and its findings; returns false when this job was already stored. */
+  async save(result: TaskResult, meta: RunMeta = {}): Promise<boolean> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const inserted = await client.query<{ id: string }>(SQL.insertRun, [
+        meta.jobId ?? null,
+        result.task,
+        result.target,
+        meta.schedule ?? null,
+        result.status,
+        result.skipped === true,
+        result.dryRun,
+        meta.attempt ?? 1,
+        result.startedAt,
+        result.finishedAt,
+        Math.round(result.durationMs),
+        result.summary,
+        JSON.stringify(result),
+      ]);
+      const runId = inserted.rows[0]?.id;
+      if (runId !== undefined && result.findings.length > 0) {
+        await client.query(SQL.insertFindings, [runId, result.task, result.target, result.finishedAt, JSON.stringify(result.findings)]);
+      }
+      await client.query('COMMIT');
+      return runId !== undefined;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  async list(query: RunQuery = {}): Promise<StoredRun[]> {
+    const { rows } = await this.pool.query(SQL.listRuns, [
+      query.task ?? null,
+      query.target ?? null,
+      query.status ?? null,
+      query.since ?? null,
+      Math.min(Math.max(query.limit ?? 100, 1), 1000),
+    ]);
+    return rows.map((r) => ({
+      id: Number(r.id),
+      jobId: r.job_id,
+      task: r.task,
+      target: r.target,
+      schedule: r.schedule,
+      status: r.status,
+      skipped: r.skipped,
+      dryRun: r.dry_run,
+      startedAt: (r.started_at as Date).toISOString(),
+      finishedAt: (r.finished_at as Date).toISOString(),
+      durationMs: r.duration_ms,
+      summary: r.summary,
+      result: r.result,
+    }));
+  }
+
+  /** Deletes runs (and, by cascade, their findings) older than the retention; returns how many. */
+  async prune(retentionDays: number): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const { rowCount } = await this.pool.query(SQL.pruneBatch, [retentionDays, PRUNE_BATCH]);
+      total += rowCount ?? 0;
+      if ((rowCount ?? 0) < PRUNE_BATCH) return total;
+    }
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * What the worker does with one job: check the job's data, look the task
+ * up, take the target's lock, run, store the result. Bad data and unknown
+ * tasks end as `error` results; they never crash the worker.
+ */
+import { UnrecoverableError, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Pool } from 'pg';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema';
+import type { TaskRegistry } from '../jobs';
+import type { TaskResult } from '../contract/result';
+import type { ResultStore } from '../results/store';
+import { jobDataSchema, type JobData } from '../queue/queue';
+import { findTarget } from '../config/targets';
+import { resolveParams } from '../config/params';
+import { formatIssues } from '../config/format-issues';
+import { acquireTargetLock, lockKey } from './target-lock';
+import { rejectedResult, runTask, skippedResult } from './run-task';
+import { coerceError } from '../errors';
+
+export interface ProcessorDeps {
+  config: Config;
+  registry: TaskRegistry;
+  store: ResultStore;
+  state: Pool;
+  /** For target locks; BullMQ's own connection is separate. */
+  redis: Redis;
+  log: Logger;
+  /** Called with each stored result (metrics, alerts). */
+  onResult?: (result: TaskResult, job: Job<JobData>) => void;
+}
+
+/** Lock expiry beyond the task's timeout: covers result storage after the run. */
+const LOCK_MARGIN_MS = 60_000;
+
+export function createProcessor(deps: ProcessorDeps) {
+  return async function process(job: Job<JobData>, _token?: string, signal?: AbortSignal): Promise<TaskResult> {
+    const attempt = job.attemptsMade + 1;
+    const maxAttempts = job.opts.attempts ?? 1;
+    const log = deps.log.child({ jobId: job.id, task: job.name, attempt });
+
+    const store = async (result: TaskResult): Promise<TaskResult> => {
+      try {
+        await deps.store.save(result, { jobId: job.id, schedule: (job.data as Partial<JobData>)?.schedule, attempt });
+      } catch (err) {
+        // The result stays on the job (Bull Board) even when history cannot take it.
+        log.error({ err: coerceError(err).message }, 'could not store the result in the state database');
+      }
+      deps.onResult?.(result, job);
+      return result;
+    };
+    const reject = async (task: string, target: string, reason: string): Promise<never> => {
+      const result = await store(rejectedResult(task, target, false, reason));
+      await job.log(JSON.stringify(result)).catch(() => undefined);
+      throw new UnrecoverableError(reason);
+    };
+
+    const parsed = jobDataSchema.safeParse(job.data);
+    if (!parsed.success) {
+      const raw = (job.data ?? {}) as Record<string, unknown>;
+      return reject(String(raw.task ?? job.name ?? '?'), String(raw.target ?? '?'), `invalid job data: ${formatIssues(parsed.error).join('; ')}`);
+    }
+    const data = parsed.data;
+    const task = deps.registry.get(data.task);
+    if (!task) return reject(data.task, data.target, `unknown task ${JSON.stringify(data.task)}`);
+    let target;
+    try {
+      target = findTarget(deps.config, task.target, data.target);
+    } catch (err) {
+      return reject(task.name, data.target, coerceError(err).message);
+    }
+    const params = resolveParams(task, deps.config, target, data.params ?? {}, 'job data params');
+    if (!params.ok) return reject(task.name, target.name, `invalid params: ${params.problems.join('; ')}`);
+
+    const runLog = log.child({ target: target.name });
+    const held = await acquireTargetLock(deps.redis, lockKey(deps.config.redis.prefix, task.name, target.name), `job ${job.id}`, task.timeoutMs + LOCK_MARGIN_MS);
+    if ('heldBy' in held) {
+      runLog.info({ heldBy: held.heldBy }, 'target busy: run skipped');
+      return store(skippedResult(task.name, target.name, data.dryRun ?? false, `another run of ${task.name} on ${target.name} is in progress (${held.heldBy})`));
+    }
+
+    let result: TaskResult;
+    try {
+      result = await runTask({
+        task,
+        target,
+        params: params.params,
+        dryRun: data.dryRun ?? false,
+        log: runLog,
+        state: deps.state,
+        signal,
+        progress: (p) => job.updateProgress(p),
+        jobLog: async (line) => {
+          await job.log(line);
+        },
+      });
+    } finally {
+      await held.lock.release().catch((err) => runLog.warn({ err: coerceError(err).message }, 'could not release the target lock; it expires by itself'));
+    }
+
+    if (result.status === 'error' && attempt < maxAttempts) {
+      // Not stored yet: only a job's final outcome becomes history (job_id is unique).
+      await job.log(`attempt ${attempt} of ${maxAttempts}: ${result.summary}`).catch(() => undefined);
+      throw new Error(result.summary);
+    }
+    await store(result);
+    if (result.status === 'error') {
+      await job.log(JSON.stringify(result)).catch(() => undefined);
+      throw new UnrecoverableError(result.summary);
+    }
+    return result;
+  };
+}

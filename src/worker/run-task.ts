@@ -1,0 +1,114 @@
+/**
+ * Runs one task on one target and always returns a TaskResult: a task that
+ * throws, times out or is aborted becomes `status: 'error'` with the reason.
+ * Shared by the queue worker and `caretaker run`.
+ */
+import type { Pool } from 'pg';
+import type { Logger } from 'pino';
+import type { Task, TaskContext } from '../contract/task';
+import type { AnyTarget } from '../config/schema';
+import { statusOf, type TaskResult } from '../contract/result';
+import { TargetClients } from '../clients/target-clients';
+import { coerceError } from '../errors';
+import { redactSecretsIn } from '../logger';
+
+export interface RunRequest {
+  task: Task;
+  target: AnyTarget;
+  params: Record<string, unknown>;
+  dryRun: boolean;
+  log: Logger;
+  state: Pool;
+  /** Aborts the run from outside (worker shutdown, BullMQ cancel). */
+  signal?: AbortSignal;
+  progress?: (percent: number) => Promise<void>;
+  jobLog?: (line: string) => Promise<void>;
+}
+
+export async function runTask(req: RunRequest): Promise<TaskResult> {
+  const { task, target, log } = req;
+  const started = new Date();
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new Error(`timed out after ${task.timeoutMs} ms`)), task.timeoutMs);
+  const onOuterAbort = () => controller.abort(req.signal?.reason ?? new Error('aborted'));
+  req.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  const clients = new TargetClients(target, log, req.state);
+  const ctx: TaskContext = {
+    target,
+    clients,
+    log,
+    signal: controller.signal,
+    dryRun: req.dryRun,
+    progress: async (percent) => {
+      await req.progress?.(Math.max(0, Math.min(100, Math.round(percent))));
+    },
+    jobLog: async (line) => {
+      log.info(line);
+      await req.jobLog?.(line);
+    },
+  };
+
+  const finish = (partial: Pick<TaskResult, 'status' | 'summary' | 'findings' | 'actions' | 'metrics'>): TaskResult => {
+    const finished = new Date();
+    return {
+      task: task.name,
+      target: target.name,
+      startedAt: started.toISOString(),
+      finishedAt: finished.toISOString(),
+      durationMs: finished.getTime() - started.getTime(),
+      dryRun: req.dryRun,
+      ...partial,
+    };
+  };
+
+  try {
+    const aborted = new Promise<never>((_, reject) => {
+      controller.signal.addEventListener('abort', () => reject(coerceError(controller.signal.reason)), { once: true });
+    });
+    const outcome = await Promise.race([task.run(ctx as never, req.params as never), aborted]);
+    const result = finish({
+      status: statusOf(outcome.findings),
+      summary: outcome.summary,
+      findings: outcome.findings,
+      actions: outcome.actions ?? [],
+      metrics: outcome.metrics ?? {},
+    });
+    log.info({ status: result.status, durationMs: result.durationMs, findings: result.findings.length }, result.summary);
+    return result;
+  } catch (thrown) {
+    const reason = redactSecretsIn(coerceError(thrown).message);
+    log.warn({ reason }, 'task could not do its work');
+    return finish({ status: 'error', summary: `${task.name} failed on ${target.name}: ${reason}`, findings: [], actions: [], metrics: {} });
+  } finally {
+    clearTimeout(timer);
+    req.signal?.removeEventListener('abort', onOuterAbort);
+    // Abort anything the task left running (it lost the race), then close its clients.
+    if (!controller.signal.aborted) controller.abort(new Error('run finished'));
+    await clients.close();
+  }
+}
+
+/** The result of a run that did not execute because another run holds the target. */
+export function skippedResult(taskName: string, targetName: string, dryRun: boolean, reason: string): TaskResult {
+  const now = new Date().toISOString();
+  return {
+    task: taskName,
+    target: targetName,
+    status: 'ok',
+    skipped: true,
+    startedAt: now,
+    finishedAt: now,
+    durationMs: 0,
+    dryRun,
+    summary: `skipped: ${reason}`,
+    findings: [{ severity: 'info', code: 'run_skipped', subject: `${taskName}:${targetName}`, message: reason }],
+    actions: [],
+    metrics: {},
+  };
+}
+
+/** An `error` result for a run that could not even start (bad job data, unknown task). */
+export function rejectedResult(taskName: string, targetName: string, dryRun: boolean, reason: string): TaskResult {
+  const now = new Date().toISOString();
+  return { task: taskName, target: targetName, status: 'error', startedAt: now, finishedAt: now, durationMs: 0, dryRun, summary: reason, findings: [], actions: [], metrics: {} };
+}
