@@ -19,8 +19,12 @@ export const jobDataSchema = z.object({
 });
 export type JobData = z.infer<typeof jobDataSchema>;
 
-export function createQueue(connection: Redis, prefix: string): Queue<JobData> {
-  return new Queue<JobData>(QUEUE_NAME, { connection, prefix });
+/**
+ * The queue; with `worker` settings, jobs added without options (Bull Board's
+ * "add job", a scheduler's "run now") still get retries and cleanup.
+ */
+export function createQueue(connection: Redis, prefix: string, worker?: Config['worker']): Queue<JobData> {
+  return new Queue<JobData>(QUEUE_NAME, { connection, prefix, defaultJobOptions: worker ? jobOptions(worker) : undefined });
 }
 
 /**

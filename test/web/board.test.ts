@@ -1,0 +1,199 @@
+/**
+ * Bull Board behind basic auth: who gets in, and that the viewer's board
+ * cannot change the queue while the admin's can.
+ */
+import { Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import express from 'express';
+import request from 'supertest';
+import { createRedis } from '../../src/clients/redis';
+import type { JobData } from '../../src/queue/queue';
+import { roleOf } from '../../src/web/auth';
+import { BOARD_PATH, createBoards } from '../../src/web/board';
+import { createWebApp } from '../../src/web/server';
+import { TEST_REDIS_URL } from '../support/env';
+import { testLogger } from '../support/logger';
+import { ADMIN, VIEWER, webFixture, type WebFixture } from './fixture';
+
+const API = `${BOARD_PATH}/api/queues/caretaker`;
+const SCHEDULER_ID = 'daily:connections:main';
+
+let fx: WebFixture;
+let app: express.Express;
+let failedId: string;
+let completedId: string;
+/** A waiting job created a minute ago: older than the 5 s grace bull-board's "clean" keeps. */
+let oldWaitingId: string;
+
+/** Runs one failing and one succeeding job to the end with a real worker, then stops it. */
+async function runJobsToTheEnd(): Promise<void> {
+  const connection: Redis = createRedis(TEST_REDIS_URL, testLogger);
+  const worker = new Worker<JobData>(
+    fx.queue.name,
+    async (job: Job<JobData>) => {
+      if (job.data.task === 'boom') throw new Error('boom');
+      return { status: 'ok' };
+    },
+    { connection, prefix: fx.prefix, autorun: false },
+  );
+  try {
+    const finished = new Map<string, string>();
+    const bothDone = new Promise<void>((resolve) => {
+      const note = (job: Job | undefined, state: string) => {
+        if (job?.id) finished.set(job.id, state);
+        if (finished.size === 2) resolve();
+      };
+      worker.on('failed', (job) => note(job, 'failed'));
+      worker.on('completed', (job) => note(job, 'completed'));
+    });
+    const failed = await fx.queue.add('boom', { task: 'boom', target: 'main' }, { attempts: 1 });
+    const completed = await fx.queue.add('connections', { task: 'connections', target: 'main' }, { attempts: 1 });
+    void worker.run();
+    await bothDone;
+    failedId = failed.id!;
+    completedId = completed.id!;
+    expect(finished.get(failedId)).toBe('failed');
+    expect(finished.get(completedId)).toBe('completed');
+  } finally {
+    await worker.close();
+    connection.disconnect();
+  }
+}
+
+beforeAll(async () => {
+  fx = await webFixture('board');
+  app = createWebApp(fx.deps);
+  await fx.queue.upsertJobScheduler(SCHEDULER_ID, { pattern: '0 3 * * *', tz: 'UTC' }, { name: 'connections', data: { task: 'connections', target: 'main' } });
+  await runJobsToTheEnd();
+  oldWaitingId = (await fx.queue.add('disk-check', { task: 'disk-check', target: 'main' }, { timestamp: Date.now() - 60_000 })).id!;
+});
+
+afterAll(async () => {
+  await fx.close();
+});
+
+describe('basic auth on /admin/queues', () => {
+  it('answers 401 with a Basic challenge without credentials', async () => {
+    const res = await request(app).get(BOARD_PATH);
+    expect(res.status).toBe(401);
+    expect(res.headers['www-authenticate']).toBe('Basic realm="caretaker"');
+    expect(res.body).toEqual({ error: 'authentication required' });
+  });
+
+  it('answers 401 to a wrong password, an unknown user and a malformed header', async () => {
+    expect((await request(app).get(BOARD_PATH).auth(ADMIN.user, 'wrong')).status).toBe(401);
+    expect((await request(app).get(BOARD_PATH).auth('nobody', ADMIN.password)).status).toBe(401);
+    expect((await request(app).get(BOARD_PATH).set('Authorization', 'Basic !!!')).status).toBe(401);
+    expect((await request(app).get(BOARD_PATH).set('Authorization', `Bearer ${ADMIN.password}`)).status).toBe(401);
+  });
+
+  it('serves the board titled "caretaker" to the viewer and to the admin', async () => {
+    for (const who of [VIEWER, ADMIN]) {
+      const res = await request(app).get(BOARD_PATH).auth(who.user, who.password);
+      expect(res.status).toBe(200);
+      expect(res.text).toContain('<title>caretaker</title>');
+      // The page's assets come from the same board, behind the same login.
+      const logo = await request(app).get(`${BOARD_PATH}/static/images/logo.svg`).auth(who.user, who.password);
+      expect(logo.status).toBe(200);
+    }
+    expect((await request(app).get(`${BOARD_PATH}/static/images/logo.svg`)).status).toBe(401);
+  });
+
+  it('redirects / to the board', async () => {
+    const res = await request(app).get('/');
+    expect(res.status).toBe(302);
+    expect(res.headers.location).toBe(BOARD_PATH);
+  });
+});
+
+describe('what each role sees', () => {
+  it('shows caretaker\'s queue read-only to the viewer and writable to the admin', async () => {
+    const viewer = await request(app).get(`${BOARD_PATH}/api/queues`).auth(VIEWER.user, VIEWER.password);
+    const admin = await request(app).get(`${BOARD_PATH}/api/queues`).auth(ADMIN.user, ADMIN.password);
+    expect(viewer.status).toBe(200);
+    expect(admin.status).toBe(200);
+    expect(viewer.body.queues.map((q: { name: string; readOnlyMode: boolean }) => [q.name, q.readOnlyMode])).toEqual([['caretaker', true]]);
+    expect(admin.body.queues.map((q: { name: string; readOnlyMode: boolean }) => [q.name, q.readOnlyMode])).toEqual([['caretaker', false]]);
+    expect(admin.body.queues[0].counts.failed).toBe(1);
+    expect(admin.body.queues[0].counts.completed).toBe(1);
+  });
+
+  it('lists the queue\'s job schedulers', async () => {
+    const res = await request(app).get(`${BOARD_PATH}/api/job-schedulers`).auth(VIEWER.user, VIEWER.password);
+    expect(res.status).toBe(200);
+    expect(res.body.schedulers).toHaveLength(1);
+    expect(res.body.schedulers[0]).toMatchObject({ queueName: 'caretaker', id: SCHEDULER_ID, pattern: '0 3 * * *' });
+  });
+});
+
+describe('the viewer cannot change the queue', () => {
+  it('gets 403 on retry, clean and add, and nothing changes', async () => {
+    const retry = await request(app).put(`${API}/retry/failed`).auth(VIEWER.user, VIEWER.password);
+    const clean = await request(app).put(`${API}/clean/wait`).auth(VIEWER.user, VIEWER.password);
+    const retryOne = await request(app).put(`${API}/${failedId}/retry`).auth(VIEWER.user, VIEWER.password);
+    const add = await request(app)
+      .post(`${API}/add`)
+      .auth(VIEWER.user, VIEWER.password)
+      .send({ name: 'connections', data: { task: 'connections', target: 'main' } });
+    const runNow = await request(app).put(`${API}/job-schedulers/${encodeURIComponent(SCHEDULER_ID)}/run`).auth(VIEWER.user, VIEWER.password);
+    expect([retry.status, clean.status, retryOne.status, add.status, runNow.status]).toEqual([403, 403, 403, 403, 403]);
+    expect(retry.body).toEqual({ error: 'forbidden: the viewer is read-only' });
+
+    expect(await fx.queue.getJobState(failedId)).toBe('failed');
+    expect(await fx.queue.getJobState(completedId)).toBe('completed');
+    expect(await fx.queue.getJobState(oldWaitingId)).toBe('waiting');
+    const counts = await fx.queue.getJobCounts('waiting', 'failed', 'completed');
+    expect(counts).toEqual({ waiting: 1, failed: 1, completed: 1 });
+  });
+
+  it('is refused by bull-board itself (405) even without the method guard', async () => {
+    // The read-only board alone, with the role set by hand: bull-board's own enforcement.
+    const bare = express();
+    bare.use(BOARD_PATH, (_req, res, next) => {
+      res.locals.role = 'viewer';
+      expect(roleOf(res)).toBe('viewer');
+      next();
+    }, ...createBoards(fx.queue));
+    const res = await request(bare).put(`${API}/retry/failed`);
+    expect(res.status).toBe(405);
+    expect(await fx.queue.getJobState(failedId)).toBe('failed');
+  });
+});
+
+describe('the admin can change the queue', () => {
+  it('cleans waiting jobs older than the grace period', async () => {
+    const res = await request(app).put(`${API}/clean/wait`).auth(ADMIN.user, ADMIN.password);
+    expect(res.status).toBe(200);
+    expect(await fx.queue.getJob(oldWaitingId)).toBeUndefined();
+    expect(await fx.queue.getJobCounts('waiting')).toEqual({ waiting: 0 });
+  });
+
+  it('retries the failed job', async () => {
+    const res = await request(app).put(`${API}/retry/failed`).auth(ADMIN.user, ADMIN.password);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ retried: 1, skipped: 0 });
+    expect(await fx.queue.getJobState(failedId)).toBe('waiting');
+  });
+
+  it('adds a job (run now)', async () => {
+    const res = await request(app)
+      .post(`${API}/add`)
+      .auth(ADMIN.user, ADMIN.password)
+      .send({ name: 'connections', data: { task: 'connections', target: 'main' }, options: {} });
+    expect(res.status).toBe(200);
+    const job = await fx.queue.getJob(res.body.job.id);
+    expect(job?.name).toBe('connections');
+    expect(job?.data).toEqual({ task: 'connections', target: 'main' });
+    expect(await job?.getState()).toBe('waiting');
+  });
+
+  it('runs a job scheduler now, leaving its schedule alone', async () => {
+    const res = await request(app).put(`${API}/job-schedulers/${encodeURIComponent(SCHEDULER_ID)}/run`).auth(ADMIN.user, ADMIN.password);
+    expect(res.status).toBe(200);
+    const job = await fx.queue.getJob(res.body.job.id);
+    expect(job?.name).toBe('connections');
+    expect(job?.data).toEqual({ task: 'connections', target: 'main' });
+    const schedulers = await fx.queue.getJobSchedulers();
+    expect(schedulers.map((s) => [s.key, s.pattern])).toEqual([[SCHEDULER_ID, '0 3 * * *']]);
+  });
+});
