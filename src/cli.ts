@@ -1,0 +1,108 @@
+/**
+ * The `caretaker` command line (DESIGN.md, "The command line"). Every
+ * command returns an exit code: 0 ok, 1 warning, 2 critical, 3 error or
+ * unknown (bad usage, invalid config, unreachable target). A user mistake
+ * prints one line, never a stack trace.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { UsageError, coerceError } from './errors';
+import { redactSecretsIn } from './logger';
+import { processIO, println, type CliIO } from './commands/io';
+import { runCommand } from './commands/run';
+import { checkConfigCommand, schedulesCommand, tasksCommand } from './commands/listings';
+import { enqueueCommand, migrateCommand } from './commands/queue-commands';
+import { startCommand } from './commands/start';
+
+const EXIT_UNKNOWN = 3;
+
+function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
+  const program = new Command('caretaker')
+    .description('Runs an operations runbook unattended: scheduled maintenance and health checks on BullMQ.')
+    .option('-c, --config <file>', 'config file (default: $CARETAKER_CONFIG, else local defaults from the environment)')
+    .exitOverride()
+    .showHelpAfterError('(run "caretaker --help" for usage)')
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  const cfg = (cmd: Command) => cmd.optsWithGlobals<{ config?: string }>().config;
+  const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+  program
+    .command('start')
+    .description('start caretaker (all roles in one process by default)')
+    .addOption(new Option('--role <role>', 'which role to run').choices(['all', 'scheduler', 'worker', 'web']).default('all'))
+    .action(async (opts, cmd: Command) => setExit(await startCommand(io, { ...opts, config: cfg(cmd) })));
+
+  program
+    .command('run')
+    .description('run a task now in this process and print its result')
+    .argument('<task>', 'task name (see "caretaker tasks")')
+    .option('--target <name>', 'target to run on (required when the task has several)')
+    .option('--dry-run', 'report what would change, change nothing')
+    .option('--json', 'print exactly one TaskResult as JSON on stdout')
+    .option('--param <key=value>', 'override a task param for this run (repeatable)', collect)
+    .action(async (task: string, opts, cmd: Command) => setExit(await runCommand(io, task, { ...opts, config: cfg(cmd) })));
+
+  program
+    .command('enqueue')
+    .description('queue a task for the workers now (schedules unchanged)')
+    .argument('<task>', 'task name')
+    .option('--target <name>', 'only this target (default: every target of its kind)')
+    .option('--dry-run', 'the run reports what it would change, changes nothing')
+    .action(async (task: string, opts, cmd: Command) => setExit(await enqueueCommand(io, task, { ...opts, config: cfg(cmd) })));
+
+  program
+    .command('tasks')
+    .description('list the tasks')
+    .option('--json', 'as JSON, with each task\'s params schema')
+    .action((opts) => setExit(tasksCommand(io, opts)));
+
+  program
+    .command('schedules')
+    .description('list the schedules with their next fire times')
+    .option('--json', 'as JSON')
+    .action((opts, cmd: Command) => setExit(schedulesCommand(io, { ...opts, config: cfg(cmd) })));
+
+  program
+    .command('check-config')
+    .description('validate the config and print the resolved schedules')
+    .option('--config <file>', 'config file to check')
+    .action((opts, cmd: Command) => setExit(checkConfigCommand(io, { config: opts.config ?? cfg(cmd) })));
+
+  program
+    .command('migrate')
+    .description("bring the state database's schema up to date")
+    .action(async (_opts, cmd: Command) => setExit(await migrateCommand(io, { config: cfg(cmd) })));
+
+  return program;
+}
+
+/** Runs the CLI with `argv` as `process.argv` (node, script, args...); resolves with the exit code. */
+export async function cli(argv: readonly string[], io: CliIO = processIO()): Promise<number> {
+  let exitCode = 0;
+  const program = buildProgram(io, (code) => {
+    exitCode = code;
+  });
+  try {
+    await program.parseAsync([...argv]);
+    return exitCode;
+  } catch (thrown) {
+    if (thrown instanceof CommanderError) {
+      // Commander printed its message already; help and --version are not errors.
+      return thrown.code === 'commander.helpDisplayed' || thrown.code === 'commander.version' || thrown.code === 'commander.help' ? 0 : EXIT_UNKNOWN;
+    }
+    const err = coerceError(thrown);
+    if (err instanceof UsageError) {
+      println(io.stderr, `caretaker: ${err.message}`);
+    } else {
+      // Not a user mistake: a target or service failed. Still one line; the stack with CARETAKER_DEBUG=1.
+      println(io.stderr, `caretaker: ${redactSecretsIn(err.message)}`);
+      if (io.env.CARETAKER_DEBUG === '1' && err.stack) println(io.stderr, err.stack);
+    }
+    return EXIT_UNKNOWN;
+  }
+}
+
+if (require.main === module) {
+  void cli(process.argv).then((code) => {
+    process.exitCode = code;
+  });
+}

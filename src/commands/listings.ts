@@ -1,0 +1,93 @@
+/**
+ * `caretaker tasks`, `caretaker schedules` and `caretaker check-config`:
+ * what caretaker knows and will do, without touching Redis or a target.
+ */
+import { z } from 'zod';
+import type { Config } from '../config/schema';
+import { TASKS } from '../jobs';
+import { expandSchedulers, resolveSchedules, type ResolvedSchedule, type SchedulerEntry } from '../schedules/resolve';
+import { formatInZone, nextFireTimes } from '../schedules/cron';
+import { configFor } from './common';
+import { println, type CliIO } from './io';
+
+/** How many upcoming fire times `schedules` shows. */
+const NEXT_FIRES = 3;
+
+export function tasksCommand(io: CliIO, opts: { json?: boolean }): number {
+  const tasks = [...TASKS.values()].map((t) => ({
+    name: t.name,
+    description: t.description,
+    target: t.target,
+    defaultSchedule: t.defaultSchedule,
+    timeoutMs: t.timeoutMs,
+    changesTarget: t.changesTarget,
+    params: z.toJSONSchema(t.params, { io: 'input', unrepresentable: 'any' }),
+  }));
+  if (opts.json) {
+    println(io.stdout, JSON.stringify(tasks, null, 2));
+    return 0;
+  }
+  for (const t of tasks) {
+    println(io.stdout, `${t.name.padEnd(16)} ${t.defaultSchedule.padEnd(8)} ${t.target.padEnd(10)} ${t.changesTarget ? 'changes' : 'read-only'}  ${t.description}`);
+  }
+  return 0;
+}
+
+interface ScheduleListing {
+  id: string;
+  cron: string;
+  timezone: string;
+  enabled: boolean;
+  tasks: string[];
+  unavailable: string[];
+  schedulers: (Omit<SchedulerEntry, 'cron' | 'timezone'> & { next: string[] })[];
+}
+
+export function listSchedules(config: Config, now = new Date()): ScheduleListing[] {
+  const { schedules } = resolveSchedules(config, TASKS);
+  return schedules.map((s: ResolvedSchedule) => {
+    const next = s.enabled ? nextFireTimes(s.cron, s.timezone, NEXT_FIRES, now) : [];
+    return {
+      ...s,
+      schedulers: expandSchedulers([{ ...s, enabled: true }], config, TASKS).map(({ cron: _c, timezone: _t, ...e }) => ({
+        ...e,
+        next: s.enabled ? next.map((d) => d.toISOString()) : [],
+      })),
+    };
+  });
+}
+
+function printSchedules(io: CliIO, listing: ScheduleListing[]): void {
+  for (const s of listing) {
+    const state = s.enabled ? '' : ' (disabled)';
+    println(io.stdout, `${s.id}${state}: "${s.cron}" ${s.timezone}`);
+    if (s.enabled) {
+      const next = s.schedulers[0]?.next ?? nextFireTimes(s.cron, s.timezone, NEXT_FIRES).map((d) => d.toISOString());
+      println(io.stdout, `  next: ${next.map((iso) => formatInZone(new Date(iso), s.timezone)).join(', ')}`);
+    }
+    for (const e of s.schedulers) println(io.stdout, `  ${e.id}`);
+    const idle = s.tasks.filter((t) => !s.schedulers.some((e) => e.task === t));
+    if (idle.length > 0) println(io.stdout, `  no targets configured for: ${idle.join(', ')}`);
+    if (s.unavailable.length > 0) println(io.stdout, `  not in this version yet (not scheduled): ${s.unavailable.join(', ')}`);
+  }
+}
+
+export function schedulesCommand(io: CliIO, opts: { config?: string; json?: boolean }): number {
+  const listing = listSchedules(configFor(io, opts.config));
+  if (opts.json) println(io.stdout, JSON.stringify(listing, null, 2));
+  else printSchedules(io, listing);
+  return 0;
+}
+
+export function checkConfigCommand(io: CliIO, opts: { config?: string; json?: boolean }): number {
+  const config = configFor(io, opts.config);
+  const targets = Object.entries(config.targets)
+    .filter(([, list]) => list.length > 0)
+    .map(([kind, list]) => `${kind}: ${list.map((t) => t.name).join(', ')}`);
+  println(io.stdout, `config OK (${config.source})`);
+  println(io.stdout, `targets: ${targets.join('; ') || 'none'}`);
+  println(io.stdout, `web: ${config.web.host}:${config.web.port}, auth ${config.web.auth.admin || config.web.auth.viewer ? 'on' : 'off (loopback only)'}`);
+  println(io.stdout, 'schedules:');
+  printSchedules(io, listSchedules(config));
+  return 0;
+}

@@ -1,0 +1,98 @@
+/**
+ * `caretaker run TASK`: runs a task now, in this process, and prints its
+ * result; the exit code follows the monitoring-plugin convention, so a
+ * Nagios-style monitor can call it. The result is also stored in the
+ * history when the state database answers.
+ */
+import type { Redis } from 'ioredis';
+import { randomUUID } from 'node:crypto';
+import { EXIT_CODE, type TaskResult } from '../contract/result';
+import type { AnyTarget, Config } from '../config/schema';
+import { parseParamFlags, resolveParams } from '../config/params';
+import { findTarget, targetsOf } from '../config/targets';
+import { createPool } from '../clients/postgres';
+import { createRedis } from '../clients/redis';
+import { ResultStore } from '../results/store';
+import { migrate } from '../results/migrate';
+import { acquireTargetLock, lockKey, type TargetLock } from '../worker/target-lock';
+import { runTask, skippedResult } from '../worker/run-task';
+import { UsageError, coerceError } from '../errors';
+import type { Logger } from '../logger';
+import { configFor, loggerFor, taskNamed } from './common';
+import { println, type CliIO } from './io';
+import { formatResult } from './format-result';
+
+export interface RunOptions {
+  config?: string;
+  target?: string;
+  dryRun?: boolean;
+  json?: boolean;
+  param?: string[];
+}
+
+export async function runCommand(io: CliIO, taskName: string, opts: RunOptions): Promise<number> {
+  const config = configFor(io, opts.config);
+  const task = taskNamed(taskName);
+  const target = pickTarget(config, task.target, task.name, opts.target);
+  const overrides = parseParamFlags(opts.param ?? []);
+  const params = resolveParams(task, config, target, overrides);
+  if (!params.ok) throw new UsageError(params.problems.join('; '));
+  const dryRun = opts.dryRun === true;
+
+  const log = loggerFor(io, config).child({ task: task.name, target: target.name, via: 'cli' });
+  const state = createPool(config.state.url, { statementTimeoutMs: 30_000, lockTimeoutMs: 5_000 }, log, 2);
+  const redis = createRedis(config.redis.url, log, { maxRetriesPerRequest: 1, connectTimeout: 3_000, retryStrategy: () => null, lazyConnect: true });
+  try {
+    const lock = await tryLock(redis, config, task.name, target.name, task.timeoutMs, log);
+    let result: TaskResult;
+    if (lock && 'heldBy' in lock) {
+      result = skippedResult(task.name, target.name, dryRun, `another run of ${task.name} on ${target.name} is in progress (${lock.heldBy})`);
+    } else {
+      try {
+        result = await runTask({ task, target, params: params.params, dryRun, log, state });
+      } finally {
+        await lock?.lock.release().catch(() => undefined);
+      }
+    }
+    await storeResult(state, result, log);
+    if (opts.json) println(io.stdout, JSON.stringify(result));
+    else println(io.stdout, formatResult(result));
+    return EXIT_CODE[result.status];
+  } finally {
+    redis.disconnect();
+    await state.end().catch(() => undefined);
+  }
+}
+
+function pickTarget(config: Config, kind: Parameters<typeof targetsOf>[1], taskName: string, name: string | undefined): AnyTarget {
+  if (name) return findTarget(config, kind, name);
+  const targets = targetsOf(config, kind);
+  if (targets.length === 1) return targets[0]!;
+  if (targets.length === 0) throw new UsageError(`${taskName} needs a ${kind} target and the config has none`);
+  throw new UsageError(`${taskName} can run on ${targets.map((t) => t.name).join(', ')}: pick one with --target`);
+}
+
+/**
+ * The per-target lock the workers use, so a manual run never overlaps a
+ * scheduled one. Redis being down must not stop a manual check: then the
+ * run goes ahead unlocked (no worker can run without Redis either).
+ */
+async function tryLock(redis: Redis, config: Config, task: string, target: string, timeoutMs: number, log: Logger): Promise<{ lock: TargetLock } | { heldBy: string } | undefined> {
+  try {
+    await redis.connect();
+    return await acquireTargetLock(redis, lockKey(config.redis.prefix, task, target), `cli ${randomUUID().slice(0, 8)}`, timeoutMs + 60_000);
+  } catch (err) {
+    log.warn({ err: coerceError(err).message }, 'redis unreachable: running without the per-target lock');
+    return undefined;
+  }
+}
+
+/** History is best effort here: the printed result and exit code are what the caller needs. */
+async function storeResult(state: ReturnType<typeof createPool>, result: TaskResult, log: Logger): Promise<void> {
+  try {
+    await migrate(state);
+    await new ResultStore(state).save(result, { schedule: 'cli' });
+  } catch (err) {
+    log.warn({ err: coerceError(err).message }, 'could not store the result in the state database');
+  }
+}

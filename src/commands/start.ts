@@ -1,0 +1,16 @@
+/** `caretaker start`: runs the roles until SIGTERM or SIGINT, then stops in order and exits 0. */
+import { startCaretaker, ROLES, type Role } from '../main';
+import { configFor, loggerFor } from './common';
+import type { CliIO } from './io';
+
+export async function startCommand(io: CliIO, opts: { config?: string; role: 'all' | Role }): Promise<number> {
+  const config = configFor(io, opts.config);
+  const log = loggerFor(io, config);
+  const roles: readonly Role[] = opts.role === 'all' ? ROLES : [opts.role];
+  const caretaker = await startCaretaker({ config, roles, log });
+  log.info({ roles, config: config.source, web: caretaker.webUrl ? `${caretaker.webUrl}/admin/queues` : undefined }, 'caretaker started');
+  const signal = await (io.waitForStop ?? (() => new Promise<string>(() => undefined)))();
+  log.info({ signal }, 'stopping: no new jobs, waiting for running ones');
+  await caretaker.stop();
+  return 0;
+}

@@ -1,0 +1,103 @@
+/**
+ * The composition root: builds the clients from the config, starts the
+ * roles asked for, and owns their orderly stop. Nothing else creates
+ * long-lived connections.
+ */
+import type { Pool } from 'pg';
+import type { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
+import type { Logger } from 'pino';
+import type { Config } from './config/schema';
+import { TASKS, type TaskRegistry } from './jobs';
+import { createPool } from './clients/postgres';
+import { createRedis } from './clients/redis';
+import { createQueue, jobOptions, type JobData } from './queue/queue';
+import { ResultStore } from './results/store';
+import { migrate } from './results/migrate';
+import { expandSchedulers, resolveSchedules } from './schedules/resolve';
+import { startScheduler, type SchedulerRole } from './schedules/scheduler';
+import { startWorker, type WorkerRole } from './worker/worker';
+import { startWeb } from './web/server';
+import { coerceError } from './errors';
+
+export const ROLES = ['scheduler', 'worker', 'web'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Limits on caretaker's own state-database sessions. */
+const STATE_LIMITS = { statementTimeoutMs: 30_000, lockTimeoutMs: 5_000 };
+
+export interface Caretaker {
+  config: Config;
+  log: Logger;
+  state: Pool;
+  redis: Redis;
+  queue: Queue<JobData>;
+  store: ResultStore;
+  /** Where the web role listens, when it runs. */
+  webUrl?: string;
+  /** Stops the roles (web, scheduler, worker with its grace period), then the clients. */
+  stop(): Promise<void>;
+}
+
+export async function startCaretaker(opts: { config: Config; roles: readonly Role[]; log: Logger; registry?: TaskRegistry }): Promise<Caretaker> {
+  const { config, roles, log } = opts;
+  const registry = opts.registry ?? TASKS;
+  const state = createPool(config.state.url, STATE_LIMITS, log);
+  const redis = createRedis(config.redis.url, log);
+  const queue = createQueue(redis, config.redis.prefix, config.worker);
+  const store = new ResultStore(state);
+  const stops: (() => Promise<void>)[] = [];
+
+  const closeClients = async () => {
+    await queue.close().catch(() => undefined);
+    redis.disconnect();
+    await state.end().catch(() => undefined);
+  };
+
+  try {
+    const applied = await migrate(state);
+    if (applied.length > 0) log.info({ migrations: applied.map((m) => m.version) }, 'state database migrated');
+
+    // Stopped in reverse order of start: web first (no new "run now"), the worker last (grace period).
+    if (roles.includes('worker')) {
+      const worker: WorkerRole = startWorker({ config, registry, store, state, redis, connection: redis, log: log.child({ role: 'worker' }) });
+      stops.unshift(() => worker.close(config.worker.shutdownGraceMs));
+    }
+    if (roles.includes('scheduler')) {
+      const entries = expandSchedulers(resolveSchedules(config, registry).schedules, config, registry);
+      const scheduler: SchedulerRole = await startScheduler({ queue, connection: redis, entries, jobOpts: jobOptions(config.worker), log: log.child({ role: 'scheduler' }) });
+      stops.unshift(scheduler.close);
+    }
+    let webUrl: string | undefined;
+    if (roles.includes('web')) {
+      const web = await startWeb({ config, queue, redis, state, store, log: log.child({ role: 'web' }) });
+      webUrl = web.url;
+      stops.unshift(web.close);
+    }
+
+    let stopping: Promise<void> | undefined;
+    return {
+      config,
+      log,
+      state,
+      redis,
+      queue,
+      store,
+      webUrl,
+      stop() {
+        stopping ??= (async () => {
+          for (const stop of stops) {
+            await stop().catch((err) => log.error({ err: coerceError(err).message }, 'error while stopping a role'));
+          }
+          await closeClients();
+          log.info('caretaker stopped');
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    for (const stop of stops) await stop().catch(() => undefined);
+    await closeClients();
+    throw err;
+  }
+}

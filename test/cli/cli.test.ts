@@ -1,0 +1,171 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import type { TaskResult } from '../../src/contract/result';
+import { createQueue } from '../../src/queue/queue';
+import { createTestDatabase, type TestDatabase } from '../support/db';
+import { deleteKeys, randomPrefix } from '../support/redis';
+import { TEST_REDIS_URL } from '../support/env';
+import { runCli } from '../support/cli';
+
+const prefix = randomPrefix('cli');
+let db: TestDatabase;
+let dir: string;
+let configPath: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase('cli');
+  dir = mkdtempSync(join(tmpdir(), 'caretaker-cli-'));
+  configPath = join(dir, 'caretaker.yaml');
+  writeFileSync(
+    configPath,
+    [
+      `redis: { url: "${TEST_REDIS_URL}", prefix: ${prefix} }`,
+      'targets:',
+      '  postgres:',
+      `    - { name: main, url: "\${MAIN_DB}" }`,
+      `    - { name: second, url: "\${MAIN_DB}" }`,
+      'schedules:',
+      '  nightly: { cron: "30 2 * * *", timezone: Europe/Berlin, tasks: [connections] }',
+    ].join('\n'),
+  );
+});
+afterAll(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  await db.drop();
+  await deleteKeys(prefix);
+});
+
+const env = () => ({ MAIN_DB: db.url });
+const noStackTrace = (text: string) => expect(text).not.toMatch(/\n\s+at /);
+
+describe('caretaker run', () => {
+  it('--json prints exactly one TaskResult on stdout and exits with its status code', async () => {
+    const out = await runCli(['--config', configPath, 'run', 'connections', '--target', 'main', '--json'], env());
+    const lines = out.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const result = JSON.parse(lines[0]!) as TaskResult;
+    expect(result).toMatchObject({ task: 'connections', target: 'main', dryRun: false });
+    expect(Object.keys(result).sort()).toEqual(['actions', 'dryRun', 'durationMs', 'findings', 'finishedAt', 'metrics', 'startedAt', 'status', 'summary', 'target', 'task']);
+    expect(out.code).toBe({ ok: 0, warning: 1, critical: 2, error: 3 }[result.status]);
+    // Stored in the history too.
+    const { rows } = await db.pool.query(`SELECT task, target, schedule FROM caretaker.runs WHERE schedule = 'cli'`);
+    expect(rows).toContainEqual({ task: 'connections', target: 'main', schedule: 'cli' });
+  });
+
+  it('applies --param for one run: exit 1 on a warning, 2 on critical', async () => {
+    const warn = await runCli(['-c', configPath, 'run', 'connections', '--target', 'main', '--json', '--param', 'warning=0.0001', '--param', 'critical=1'], env());
+    expect(JSON.parse(warn.stdout).findings.map((f: { code: string }) => f.code)).toContain('connections_high');
+    expect(warn.code).toBe(1);
+    const crit = await runCli(['-c', configPath, 'run', 'connections', '--target', 'main', '--param', 'warning=0.0001', '--param', 'critical=0.0002'], env());
+    expect(crit.code).toBe(2);
+    expect(crit.stdout).toMatch(/^CONNECTIONS CRITICAL - main: /);
+  });
+
+  it('exits 3 with the reason when the target is unreachable', async () => {
+    const out = await runCli(['-c', configPath, 'run', 'connections', '--target', 'main', '--json'], { MAIN_DB: 'postgres://postgres@127.0.0.1:1/x' });
+    expect(out.code).toBe(3);
+    expect(JSON.parse(out.stdout)).toMatchObject({ status: 'error', summary: expect.stringMatching(/ECONNREFUSED/) });
+  });
+
+  it.each([
+    ['an unknown task', ['run', 'defrag'], /^caretaker: unknown task "defrag" \(known: /],
+    ['an unknown target', ['run', 'connections', '--target', 'nope'], /^caretaker: unknown postgres target "nope" \(known: main, second\)/],
+    ['an ambiguous target', ['run', 'connections'], /^caretaker: connections can run on main, second: pick one with --target/],
+    ['a --param without "="', ['run', 'connections', '--target', 'main', '--param', 'idleSeconds'], /^caretaker: --param "idleSeconds": expected KEY=VALUE/],
+    ['a --param of the wrong type', ['run', 'connections', '--target', 'main', '--param', 'idleSeconds=soon'], /^caretaker: --param idleSeconds: /],
+    ['an unknown --param', ['run', 'connections', '--target', 'main', '--param', 'colour=red'], /^caretaker: --param colour: not a param of connections/],
+  ])('exits 3 with one line for %s', async (_name, args, message) => {
+    const out = await runCli(['-c', configPath, ...args], env());
+    expect(out.code).toBe(3);
+    expect(out.stdout).toBe('');
+    expect(out.stderr.trim().split('\n')).toHaveLength(1);
+    expect(out.stderr).toMatch(message);
+  });
+});
+
+describe('caretaker usage errors', () => {
+  it('exits 3 on an unknown command or option, with usage and no stack trace', async () => {
+    const cmd = await runCli(['frobnicate']);
+    expect(cmd.code).toBe(3);
+    expect(cmd.stderr).toMatch(/unknown command 'frobnicate'/);
+    expect(cmd.stderr).toMatch(/caretaker --help/);
+    const opt = await runCli(['tasks', '--colour']);
+    expect(opt.code).toBe(3);
+    expect(opt.stderr).toMatch(/unknown option '--colour'/);
+    noStackTrace(cmd.stderr + opt.stderr);
+  });
+
+  it('prints help with exit 0', async () => {
+    const out = await runCli(['--help']);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/check-config/);
+  });
+});
+
+describe('caretaker check-config, schedules, tasks', () => {
+  it('check-config validates a file and prints the resolved schedules', async () => {
+    const out = await runCli(['check-config', '--config', configPath], env());
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/^config OK/);
+    expect(out.stdout).toMatch(/nightly: "30 2 \* \* \*" Europe\/Berlin/);
+    expect(out.stdout).toMatch(/nightly:connections:main/);
+  });
+
+  it('check-config rejects an invalid file with exit 3 and the path, no stack trace', async () => {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'schedules:\n  nightly: { cron: "61 * * * *", tasks: [connections] }\n');
+    const out = await runCli(['check-config', '--config', bad]);
+    expect(out.code).toBe(3);
+    expect(out.stderr).toMatch(/schedules\.nightly\.cron: "61 \* \* \* \*" is not a valid cron expression/);
+    expect(out.stderr.trim().split('\n')).toHaveLength(1);
+    noStackTrace(out.stderr);
+  });
+
+  it('schedules --json lists each scheduler with its next three fire times', async () => {
+    const out = await runCli(['-c', configPath, 'schedules', '--json'], env());
+    expect(out.code).toBe(0);
+    const listing = JSON.parse(out.stdout) as { id: string; schedulers: { id: string; next: string[] }[] }[];
+    const nightly = listing.find((s) => s.id === 'nightly')!;
+    expect(nightly.schedulers.map((s) => s.id)).toEqual(['nightly:connections:main', 'nightly:connections:second']);
+    const next = nightly.schedulers[0]!.next.map((iso) => new Date(iso));
+    expect(next).toHaveLength(3);
+    for (const d of next) {
+      expect(new Intl.DateTimeFormat('en-GB', { timeZone: 'Europe/Berlin', hour: '2-digit', minute: '2-digit' }).format(d)).toMatch(/^0[23]:30$/);
+      expect(d.getTime()).toBeGreaterThan(Date.now());
+    }
+  });
+
+  it('tasks --json describes each task with its params schema', async () => {
+    const out = await runCli(['tasks', '--json']);
+    const tasks = JSON.parse(out.stdout) as { name: string; params: { properties: Record<string, unknown> } }[];
+    const conn = tasks.find((t) => t.name === 'connections')!;
+    expect(Object.keys(conn.params.properties)).toEqual(expect.arrayContaining(['warning', 'critical', 'idleSeconds', 'terminateRoles']));
+  });
+});
+
+describe('caretaker enqueue and migrate', () => {
+  it('migrate brings the state database up to date, then says so', async () => {
+    await runCli(['-c', configPath, 'migrate'], env());
+    const again = await runCli(['-c', configPath, 'migrate'], env());
+    expect(again).toMatchObject({ code: 0, stdout: 'state database is up to date\n' });
+  });
+
+  it('enqueue adds one job per target, naming only the target', async () => {
+    const out = await runCli(['-c', configPath, 'enqueue', 'connections'], env());
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/enqueued connections on main: job \S+\nenqueued connections on second: job \S+/);
+    const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+    const queue = createQueue(redis, prefix);
+    const jobs = await queue.getJobs(['waiting']);
+    expect(jobs.map((j) => j.data).sort((a, b) => a.target.localeCompare(b.target))).toEqual([
+      { task: 'connections', target: 'main', schedule: 'manual' },
+      { task: 'connections', target: 'second', schedule: 'manual' },
+    ]);
+    // No secret in job data: Bull Board shows it.
+    expect(JSON.stringify(jobs.map((j) => j.data))).not.toContain('postgres://');
+    await queue.close();
+    redis.disconnect();
+  });
+});
