@@ -117,7 +117,7 @@ describe('loadConfig', () => {
   ];
 
   it.each(malformed)('rejects %s, naming the path', (_name, yaml, expected) => {
-    const env = _name === 'missing env var' ? {} : { APP_DB_PASSWORD: 'pw' };
+    const env: Record<string, string> = _name === 'missing env var' ? {} : { APP_DB_PASSWORD: 'pw' };
     const problems = problemsOf(yaml, env);
     expect(problems.some((p) => expected.test(p))).toBe(true);
   });
