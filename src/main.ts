@@ -19,6 +19,7 @@ import { startScheduler, type SchedulerRole } from './schedules/scheduler';
 import { startWorker, type WorkerRole } from './worker/worker';
 import { startWeb } from './web/server';
 import { coerceError } from './errors';
+import { redactUrl } from './logger';
 
 export const ROLES = ['scheduler', 'worker', 'web'] as const;
 export type Role = (typeof ROLES)[number];
@@ -55,7 +56,9 @@ export async function startCaretaker(opts: { config: Config; roles: readonly Rol
   };
 
   try {
-    const applied = await migrate(state);
+    const applied = await migrate(state).catch((err: unknown) => {
+      throw new Error(`state database ${redactUrl(config.state.url)}: ${coerceError(err).message}`, { cause: err });
+    });
     if (applied.length > 0) log.info({ migrations: applied.map((m) => m.version) }, 'state database migrated');
 
     // Stopped in reverse order of start: web first (no new "run now"), the worker last (grace period).

@@ -3,6 +3,7 @@
  * one, the local defaults from env) into a validated `Config`, or throws a
  * ConfigError listing every problem with its path.
  */
+import { userInfo } from 'node:os';
 import type { TaskRegistry } from '../jobs';
 import { ConfigError } from '../errors';
 import { configSchema, type Config, type ParsedConfig, type TargetKind } from './schema';
@@ -27,6 +28,17 @@ export const LOCAL_DEFAULTS = {
   databaseUrl: 'postgres://localhost:5432/postgres',
   redisUrl: 'redis://127.0.0.1:6379',
 } as const;
+
+/**
+ * The local default database URL with a user name, as psql would pick it
+ * (PGUSER, else the OS user): node-pg only looks at $USER, which services
+ * and containers often do not set.
+ */
+function defaultDatabaseUrl(env: Env): string {
+  const url = new URL(LOCAL_DEFAULTS.databaseUrl);
+  url.username = encodeURIComponent(env.PGUSER || env.USER || userInfo().username);
+  return url.toString();
+}
 
 export function loadConfig({ path, env, registry }: LoadConfigOptions): Config {
   const file = path ?? (env.CARETAKER_CONFIG || undefined);
@@ -68,7 +80,7 @@ function configFromEnv(env: Env): unknown {
       port: port ?? 3000,
       auth: { admin: env.CARETAKER_ADMIN || undefined, viewer: env.CARETAKER_VIEWER || undefined },
     },
-    targets: { postgres: [{ name: 'default', url: env.DATABASE_URL || LOCAL_DEFAULTS.databaseUrl }] },
+    targets: { postgres: [{ name: 'default', url: env.DATABASE_URL || defaultDatabaseUrl(env) }] },
   };
 }
 

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { userInfo } from 'node:os';
 import { loadConfig } from '../../src/config/load';
 import { ConfigError } from '../../src/errors';
 import { TASKS } from '../../src/jobs';
@@ -56,7 +57,9 @@ describe('loadConfig', () => {
   it('runs on local defaults from the environment without a file', () => {
     const config = loadConfig({ env: {}, registry: TASKS });
     expect(config.source).toBe('environment defaults');
-    expect(config.targets.postgres).toEqual([expect.objectContaining({ name: 'default', url: 'postgres://localhost:5432/postgres' })]);
+    // As psql: the OS user when neither the URL nor PGUSER names one.
+    expect(config.targets.postgres).toEqual([expect.objectContaining({ name: 'default', url: `postgres://${userInfo().username}@localhost:5432/postgres` })]);
+    expect(loadConfig({ env: { PGUSER: 'ops' }, registry: TASKS }).targets.postgres[0]!.url).toBe('postgres://ops@localhost:5432/postgres');
     expect(config.redis.url).toBe('redis://127.0.0.1:6379');
     expect(config.web.auth).toEqual({});
 
