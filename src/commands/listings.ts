@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import type { Config } from '../config/schema';
 import { TASKS } from '../jobs';
-import { expandSchedulers, resolveSchedules, type ResolvedSchedule, type SchedulerEntry } from '../schedules/resolve';
+import { expandSchedulers, resolveSchedules, type ResolvedSchedule } from '../schedules/resolve';
 import { formatInZone, nextFireTimes } from '../schedules/cron';
 import { configFor } from './common';
 import { println, type CliIO } from './io';
@@ -33,27 +33,18 @@ export function tasksCommand(io: CliIO, opts: { json?: boolean }): number {
   return 0;
 }
 
-interface ScheduleListing {
-  id: string;
-  cron: string;
-  timezone: string;
-  enabled: boolean;
-  tasks: string[];
-  unavailable: string[];
-  schedulers: (Omit<SchedulerEntry, 'cron' | 'timezone'> & { next: string[] })[];
+interface ScheduleListing extends ResolvedSchedule {
+  /** The next fire times (ISO 8601), the same for each of its schedulers; empty when disabled. */
+  next: string[];
+  schedulers: { id: string; task: string; target: string; next: string[] }[];
 }
 
 export function listSchedules(config: Config, now = new Date()): ScheduleListing[] {
-  const { schedules } = resolveSchedules(config, TASKS);
-  return schedules.map((s: ResolvedSchedule) => {
-    const next = s.enabled ? nextFireTimes(s.cron, s.timezone, NEXT_FIRES, now) : [];
-    return {
-      ...s,
-      schedulers: expandSchedulers([{ ...s, enabled: true }], config, TASKS).map(({ cron: _c, timezone: _t, ...e }) => ({
-        ...e,
-        next: s.enabled ? next.map((d) => d.toISOString()) : [],
-      })),
-    };
+  return resolveSchedules(config, TASKS).schedules.map((s) => {
+    const next = s.enabled ? nextFireTimes(s.cron, s.timezone, NEXT_FIRES, now).map((d) => d.toISOString()) : [];
+    // Listed even when disabled, so the operator sees what enabling it would schedule.
+    const entries = expandSchedulers([{ ...s, enabled: true }], config, TASKS);
+    return { ...s, next, schedulers: entries.map((e) => ({ id: e.id, task: e.task, target: e.target, next })) };
   });
 }
 
@@ -61,10 +52,7 @@ function printSchedules(io: CliIO, listing: ScheduleListing[]): void {
   for (const s of listing) {
     const state = s.enabled ? '' : ' (disabled)';
     println(io.stdout, `${s.id}${state}: "${s.cron}" ${s.timezone}`);
-    if (s.enabled) {
-      const next = s.schedulers[0]?.next ?? nextFireTimes(s.cron, s.timezone, NEXT_FIRES).map((d) => d.toISOString());
-      println(io.stdout, `  next: ${next.map((iso) => formatInZone(new Date(iso), s.timezone)).join(', ')}`);
-    }
+    if (s.enabled) println(io.stdout, `  next: ${s.next.map((iso) => formatInZone(new Date(iso), s.timezone)).join(', ')}`);
     for (const e of s.schedulers) println(io.stdout, `  ${e.id}`);
     const idle = s.tasks.filter((t) => !s.schedulers.some((e) => e.task === t));
     if (idle.length > 0) println(io.stdout, `  no targets configured for: ${idle.join(', ')}`);
