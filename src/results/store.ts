@@ -59,6 +59,13 @@ export const SQL = {
       AND ($4::timestamptz IS NULL OR finished_at >= $4)
     ORDER BY finished_at DESC, id DESC
     LIMIT $5`,
+  /** The latest run of a task on a target that did its work (not error, not skipped). */
+  lastCompleted: `
+    SELECT result
+    FROM caretaker.runs
+    WHERE task = $1 AND target = $2 AND status <> 'error' AND NOT skipped
+    ORDER BY finished_at DESC, id DESC
+    LIMIT 1`,
   /** Deletes in batches: a year of history must not become one long lock. */
   pruneBatch: `
     DELETE FROM caretaker.runs
@@ -132,6 +139,15 @@ export class ResultStore {
       summary: r.summary,
       result: r.result,
     }));
+  }
+
+  /**
+   * The previous result of a task on a target, for tasks that compare with
+   * their last run (growth, new failures); undefined when there is none.
+   */
+  async lastCompleted(task: string, target: string): Promise<TaskResult | undefined> {
+    const { rows } = await this.pool.query<{ result: TaskResult }>(SQL.lastCompleted, [task, target]);
+    return rows[0]?.result;
   }
 
   /** Deletes runs (and, by cascade, their findings) older than the retention; returns how many. */

@@ -7,7 +7,8 @@ const JOBS_DIR = join(__dirname, '../../src/jobs');
 
 describe('task registry', () => {
   const files = readdirSync(JOBS_DIR)
-    .filter((f) => f.endsWith('.ts') && f !== 'index.ts')
+    // `<task>.sql.ts` holds a task's SQL when its file would grow too long.
+    .filter((f) => f.endsWith('.ts') && f !== 'index.ts' && !f.endsWith('.sql.ts'))
     .map((f) => f.replace(/\.ts$/, ''));
 
   it('registers every file in src/jobs/, under the file name', () => {

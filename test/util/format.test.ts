@@ -1,0 +1,19 @@
+import { formatBytes, formatDuration } from '../../src/util/format';
+
+describe('format', () => {
+  it('formats bytes like pg_size_pretty', () => {
+    expect(formatBytes(0)).toBe('0 B');
+    expect(formatBytes(1536)).toBe('1.5 kB');
+    expect(formatBytes(10 * 1024 * 1024)).toBe('10 MB');
+    expect(formatBytes(5.25 * 1024 ** 3)).toBe('5.3 GB');
+    expect(formatBytes(-2048)).toBe('-2 kB');
+  });
+
+  it('formats durations', () => {
+    expect(formatDuration(250)).toBe('250 ms');
+    expect(formatDuration(4_000)).toBe('4 s');
+    expect(formatDuration(90_500)).toBe('1 min 31 s');
+    expect(formatDuration(3 * 3600_000 + 5 * 60_000)).toBe('3 h 5 min');
+    expect(formatDuration(5 * 86_400_000)).toBe('5 days');
+  });
+});
