@@ -1,0 +1,342 @@
+/**
+ * disk-check (weekly): the runbook's "check disk usage" and "check table
+ * sizes". Measures the target database and every database on the server,
+ * lists the largest tables and indexes, computes growth since the previous
+ * run, checks the filesystem of the data directory (only when the server is
+ * on this machine) and of the configured volumes, and estimates table bloat.
+ * Read-only: five catalog queries, one statfs per path.
+ */
+import { isAbsolute } from 'node:path';
+import { stat, statfs } from 'node:fs/promises';
+import { z } from 'zod';
+import type { Client, Pool } from 'pg';
+import type { Logger } from 'pino';
+import { defineTask } from '../contract/task';
+import type { Finding, Severity } from '../contract/result';
+import { ResultStore } from '../results/store';
+import { formatBytes } from '../util/format';
+import { coerceError } from '../errors';
+import { SQL } from './disk-check.sql';
+
+const GiB = 1024 ** 3;
+const DAY_MS = 86_400_000;
+/** statfs answers in microseconds; a hung network mount must not hold the run. */
+const STATFS_TIMEOUT_MS = 5_000;
+
+const params = z
+  .strictObject({
+    /** How many of the largest tables and indexes the `largest_tables` finding lists. */
+    topN: z.number().int().min(1).max(1000).default(10),
+    /** Further paths (mounted volumes) whose filesystem usage is checked. */
+    volumes: z.array(z.string().min(1).refine(isAbsolute, { error: 'must be an absolute path' })).default([]),
+    /** Share of a filesystem in use that raises `disk_usage_high` as a warning... */
+    diskWarning: z.number().gt(0).max(1).default(0.8),
+    /** ...and as critical. */
+    diskCritical: z.number().gt(0).max(1).default(0.9),
+    /** Estimated wasted space in one table that raises `table_bloat` as a warning (check_postgres: 1 GB)... */
+    bloatWarningBytes: z.number().int().min(1).default(GiB),
+    /** ...and as critical (check_postgres: 5 GB). */
+    bloatCriticalBytes: z.number().int().min(1).default(5 * GiB),
+  })
+  .refine((p) => p.diskWarning <= p.diskCritical, { error: 'diskWarning must not be above diskCritical', path: ['diskWarning'] })
+  .refine((p) => p.bloatWarningBytes <= p.bloatCriticalBytes, {
+    error: 'bloatWarningBytes must not be above bloatCriticalBytes',
+    path: ['bloatWarningBytes'],
+  });
+type Params = z.infer<typeof params>;
+
+interface DatabaseSize {
+  name: string;
+  current: boolean;
+  bytes: number | null;
+}
+interface TableSize {
+  schema: string;
+  table: string;
+  totalBytes: number;
+  tableBytes: number;
+  indexBytes: number;
+  toastBytes: number;
+}
+interface IndexSize {
+  schema: string;
+  index: string;
+  table: string;
+  bytes: number;
+}
+interface BloatedTable {
+  schema: string;
+  table: string;
+  bloatBytes: number;
+  bloatRatio: number;
+  realBytes: number;
+  expectedBytes: number;
+  fillfactor: number;
+}
+interface BloatEstimate {
+  totalBloatBytes: number;
+  unestimated: number;
+  tables: BloatedTable[];
+}
+
+/** A filesystem's figures, as `df` computes them. */
+export interface FilesystemUsage {
+  path: string;
+  totalBytes: number;
+  /** Available to unprivileged users (statfs bavail). */
+  freeBytes: number;
+  usedBytes: number;
+  /** used / (used + free), as df's Use%: blocks reserved for root do not count as free. */
+  usedRatio: number;
+}
+
+/**
+ * True when a postgres URL reaches a server on this machine: every host is
+ * localhost, 127.0.0.1, ::1 or a unix socket directory (also as `?host=`),
+ * or no host at all (the default socket). Anything else, including names
+ * that happen to resolve to this machine, is not local.
+ */
+export function isLocalPostgresUrl(url: string): boolean {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return false;
+  }
+  const fromQuery = parsed.searchParams.get('host');
+  const raw = fromQuery ?? decodeURIComponent(parsed.hostname);
+  const hosts = raw.split(',').map((h) => h.trim().replace(/^\[(.*)\]$/, '$1').toLowerCase());
+  return hosts.every((h) => h === '' || h === 'localhost' || h === '127.0.0.1' || h === '::1' || h.startsWith('/'));
+}
+
+/** statfs with a time bound; throws (ENOENT, EACCES, timeout) for the caller to turn into a finding. */
+export async function filesystemUsage(path: string, timeoutMs = STATFS_TIMEOUT_MS): Promise<FilesystemUsage> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`statfs did not answer within ${timeoutMs} ms`)), timeoutMs);
+    timer.unref();
+  });
+  try {
+    const s = await Promise.race([statfs(path, { bigint: true }), timeout]);
+    const used = (s.blocks - s.bfree) * s.bsize;
+    const free = s.bavail * s.bsize;
+    const usable = used + free;
+    return {
+      path,
+      totalBytes: Number(s.blocks * s.bsize),
+      freeBytes: Number(free),
+      usedBytes: Number(used),
+      usedRatio: usable > 0n ? Number(used) / Number(usable) : 0,
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const pct = (ratio: number) => `${Math.round(ratio * 100)} %`;
+/** An fs or pg error in one line, its code first (node's fs messages already start with it). */
+const reason = (err: unknown): string => {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const message = typeof e?.message === 'string' ? e.message : coerceError(err).message;
+  return typeof e?.code === 'string' && !message.startsWith(e.code) ? `${e.code}: ${message}` : message;
+};
+
+export const diskCheck = defineTask({
+  name: 'disk-check',
+  description: 'Database and table sizes, growth since the last run, filesystem usage of the data directory and volumes, estimated table bloat',
+  target: 'postgres',
+  defaultSchedule: 'weekly',
+  timeoutMs: 10 * 60_000,
+  changesTarget: false,
+  params,
+  async run(ctx, p) {
+    const db = await ctx.clients.postgres();
+    const findings: Finding[] = [];
+    const metrics: Record<string, number> = {};
+    const summary: string[] = [];
+
+    // Sizes: the database, every database, the largest relations.
+    const databases = (await db.query<DatabaseSize>(SQL.databases)).rows;
+    const measuredAt = new Date();
+    const current = databases.find((d) => d.current);
+    if (current?.bytes == null) throw new Error('pg_database_size of the current database returned nothing');
+    const size = current.bytes;
+    metrics.database_size_bytes = size;
+    const known = databases.filter((d) => d.bytes !== null);
+    const serverBytes = known.reduce((sum, d) => sum + d.bytes!, 0);
+    findings.push({
+      severity: 'info',
+      code: 'database_size',
+      subject: current.name,
+      message: `database ${current.name} is ${formatBytes(size)}; ${known.length} databases on the server total ${formatBytes(serverBytes)}`
+        + (known.length < databases.length ? ` (${databases.length - known.length} not readable by this role)` : ''),
+      details: { database: current.name, bytes: size, serverBytes, databases: databases.map(({ name, bytes }) => ({ name, bytes })) },
+    });
+    summary.push(`${current.name} ${formatBytes(size)}`);
+
+    summary.push(await growth(ctx.clients.state, ctx.target.name, current.name, size, measuredAt, findings, metrics, ctx.log));
+
+    const tables = (await db.query<TableSize>(SQL.largestTables, [p.topN])).rows;
+    const indexes = (await db.query<IndexSize>(SQL.largestIndexes, [p.topN])).rows;
+    findings.push(largestFinding(current.name, tables, indexes));
+    if (tables[0]) summary.push(`largest ${tables[0].schema}.${tables[0].table} ${formatBytes(tables[0].totalBytes)}`);
+    await ctx.progress(40);
+
+    // Filesystems: the data directory when it is on this machine, then the volumes.
+    summary.push(await dataDirectoryUsage(db, ctx.target.url, p, findings, metrics));
+    for (const volume of p.volumes) {
+      if (ctx.signal.aborted) throw coerceError(ctx.signal.reason);
+      const usage = await checkFilesystem(volume, 'volume', p, findings);
+      summary.push(usage ? `${volume} ${pct(usage.usedRatio)} used` : `${volume} unknown`);
+    }
+    await ctx.progress(70);
+
+    // Bloat: an estimate, one query for all tables.
+    const bloat = (await db.query<BloatEstimate>(SQL.tableBloat, [p.bloatWarningBytes])).rows[0]!;
+    for (const t of bloat.tables) findings.push(bloatFinding(db, t, p));
+    metrics.table_bloat_estimated_bytes = bloat.totalBloatBytes;
+    const n = bloat.tables.length;
+    summary.push(
+      (n === 0 ? 'no table' : `${n} table${n === 1 ? '' : 's'}`) + ` with estimated bloat over ${formatBytes(p.bloatWarningBytes)}`
+        + (bloat.unestimated > 0 ? ` (${bloat.unestimated} without statistics, not estimated)` : ''),
+    );
+
+    return { summary: summary.join('; '), findings, metrics };
+  },
+});
+
+/** Growth since the previous completed run of this task on this target; returns the summary part. */
+async function growth(
+  state: Pool,
+  target: string,
+  database: string,
+  size: number,
+  measuredAt: Date,
+  findings: Finding[],
+  metrics: Record<string, number>,
+  log: Logger,
+): Promise<string> {
+  let previous;
+  try {
+    previous = await new ResultStore(state).lastCompleted(diskCheck.name, target);
+  } catch (err) {
+    // The history is caretaker's own database: its trouble must not cost the disk check.
+    log.warn({ err: reason(err) }, 'cannot read the previous disk-check result');
+    return 'growth unknown (history unreadable)';
+  }
+  if (!previous) return 'first run, no growth figure yet';
+  const previousSize = previous.metrics?.database_size_bytes;
+  const previousDb = previous.findings?.find((f) => f.code === 'database_size')?.details?.database;
+  const elapsedMs = measuredAt.getTime() - Date.parse(previous.finishedAt);
+  if (typeof previousSize !== 'number' || !Number.isFinite(previousSize) || !(elapsedMs > 0)) return 'growth unknown (no previous size)';
+  if (typeof previousDb === 'string' && previousDb !== database) return `growth unknown (the previous run measured ${previousDb})`;
+
+  const elapsedDays = elapsedMs / DAY_MS;
+  const bytesPerDay = Math.round((size - previousSize) / elapsedDays);
+  metrics.database_growth_bytes_per_day = bytesPerDay;
+  const rate = `${bytesPerDay >= 0 ? '+' : ''}${formatBytes(bytesPerDay)}/day`;
+  findings.push({
+    severity: 'info',
+    code: 'database_growth',
+    subject: database,
+    message: `${rate} over ${elapsedDays.toFixed(1)} days (${formatBytes(previousSize)} → ${formatBytes(size)})`,
+    details: {
+      bytesPerDay,
+      previousBytes: previousSize,
+      bytes: size,
+      previousAt: previous.finishedAt,
+      measuredAt: measuredAt.toISOString(),
+      elapsedDays,
+    },
+  });
+  return `${rate} over ${elapsedDays.toFixed(1)} days`;
+}
+
+function largestFinding(database: string, tables: TableSize[], indexes: IndexSize[]): Finding {
+  const top = tables[0];
+  const topIndex = indexes[0];
+  const message = top
+    ? `largest table ${top.schema}.${top.table} ${formatBytes(top.totalBytes)} (table ${formatBytes(top.tableBytes)}, indexes ${formatBytes(top.indexBytes)}, toast ${formatBytes(top.toastBytes)})`
+      + (topIndex ? `; largest index ${topIndex.schema}.${topIndex.index} ${formatBytes(topIndex.bytes)}` : '')
+    : 'no user tables';
+  return { severity: 'info', code: 'largest_tables', subject: database, message, details: { tables, indexes } };
+}
+
+/** The data directory's filesystem, checked only when it is on this machine; returns the summary part. */
+async function dataDirectoryUsage(db: Client, url: string, p: Params, findings: Finding[], metrics: Record<string, number>): Promise<string> {
+  const path = (await db.query<{ path: string }>(SQL.dataDirectory)).rows[0]?.path;
+  const unknown = (subject: string, message: string, suggestion: string, details: Record<string, unknown> = {}) => {
+    findings.push({ severity: 'info', code: 'disk_usage_unknown', subject, message, suggestion, details: { kind: 'data_directory', ...details } });
+  };
+  if (!path) {
+    unknown(
+      'data_directory',
+      'data directory not visible to this role: its disk usage is not checked',
+      'GRANT pg_read_all_settings TO the role caretaker connects as, or list the mounted volume under tasks.disk-check.volumes',
+    );
+    return 'data directory not visible (needs pg_read_all_settings)';
+  }
+  if (!isLocalPostgresUrl(url)) {
+    unknown(path, `data directory ${path} is on the database server, not on this machine: its disk usage is not checked`,
+      "Watch the database server's disk with its own monitoring, or mount the volume and list it under tasks.disk-check.volumes",
+      { path });
+    return 'data directory not local, disk not checked';
+  }
+  try {
+    if (!(await stat(path)).isDirectory()) throw new Error('not a directory');
+  } catch (err) {
+    unknown(path, `data directory ${path} is not readable here (${reason(err)}): its disk usage is not checked`,
+      'Run caretaker on the database host with access to the data directory, or list the volume under tasks.disk-check.volumes',
+      { path, error: reason(err) });
+    return 'data directory not readable here, disk not checked';
+  }
+  const usage = await checkFilesystem(path, 'data_directory', p, findings);
+  if (!usage) return 'data directory disk unknown';
+  metrics.disk_used_ratio = usage.usedRatio;
+  metrics.disk_free_bytes = usage.freeBytes;
+  metrics.disk_total_bytes = usage.totalBytes;
+  return `data directory ${pct(usage.usedRatio)} used (${formatBytes(usage.freeBytes)} free)`;
+}
+
+/** statfs one path; `disk_usage_high` over the thresholds, `disk_usage_unknown` when statfs fails. */
+async function checkFilesystem(path: string, kind: 'data_directory' | 'volume', p: Params, findings: Finding[]): Promise<FilesystemUsage | undefined> {
+  let usage: FilesystemUsage;
+  try {
+    usage = await filesystemUsage(path);
+  } catch (err) {
+    findings.push({
+      severity: 'info',
+      code: 'disk_usage_unknown',
+      subject: path,
+      message: `cannot read the filesystem usage of ${path} (${reason(err)})`,
+      suggestion: kind === 'volume' ? 'Check that the volume is mounted in caretaker\'s container at this path' : undefined,
+      details: { kind, path, error: reason(err) },
+    });
+    return undefined;
+  }
+  if (usage.usedRatio >= p.diskWarning) {
+    const critical = usage.usedRatio >= p.diskCritical;
+    findings.push({
+      severity: critical ? 'critical' : 'warning',
+      code: 'disk_usage_high',
+      subject: path,
+      message: `${kind === 'data_directory' ? 'data directory' : 'volume'} ${path}: ${pct(usage.usedRatio)} used, ${formatBytes(usage.freeBytes)} free of ${formatBytes(usage.totalBytes)} (${critical ? 'critical' : 'warning'} at ${pct(critical ? p.diskCritical : p.diskWarning)})`,
+      suggestion: 'Find what grows (largest_tables, WAL in pg_wal, logs, old backups); grow the volume before it fills: a full data directory stops PostgreSQL',
+      details: { kind, ...usage },
+    });
+  }
+  return usage;
+}
+
+function bloatFinding(db: Client, t: BloatedTable, p: Params): Finding {
+  const severity: Severity = t.bloatBytes >= p.bloatCriticalBytes ? 'critical' : 'warning';
+  const qualified = `${db.escapeIdentifier(t.schema)}.${db.escapeIdentifier(t.table)}`;
+  return {
+    severity,
+    code: 'table_bloat',
+    subject: `${t.schema}.${t.table}`,
+    message: `estimated ${formatBytes(t.bloatBytes)} wasted (${pct(t.bloatRatio)} of ${formatBytes(t.realBytes)}); an estimate from statistics, ${severity} at ${formatBytes(severity === 'critical' ? p.bloatCriticalBytes : p.bloatWarningBytes)}`,
+    suggestion: `Measure it: SELECT * FROM pgstattuple_approx('${qualified.replace(/'/g, "''")}'::regclass) (extension pgstattuple); reclaim it online with pg_repack (VACUUM FULL would lock the table for its whole run); then find why autovacuum falls behind on it`,
+    details: { schema: t.schema, table: t.table, estimatedBloatBytes: t.bloatBytes, bloatRatio: t.bloatRatio, realBytes: t.realBytes, expectedBytes: t.expectedBytes, fillfactor: t.fillfactor },
+  };
+}
