@@ -1,29 +1,57 @@
 /**
- * `npm run bench`: each figure beside its baseline measured in the same run.
+ * `npm run bench [-- NAME...]`: each figure beside its baseline measured in
+ * the same run. NAME is worker, index-audit or pgbench (default: all).
  * Uses the local services (BENCH_PG_URL, BENCH_REDIS_URL to point elsewhere).
  */
 import { benchWorkerOverhead } from './worker-overhead';
+import { benchIndexAudit } from './index-audit';
+import { benchPgbenchImpact, MAINTENANCE_TASKS } from './pgbench-impact';
+
+const pgAdminUrl = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+const BENCHES: Record<string, () => Promise<void>> = {
+  async worker() {
+    const env = { pgAdminUrl, redisUrl, jobs: 2000, concurrency: 4 };
+    console.log(`\n== worker throughput, ${env.jobs} no-op jobs, concurrency ${env.concurrency} (best of 3)`);
+    let best = { baseline: 0, caretaker: 0 };
+    for (let i = 0; i < 3; i++) {
+      const r = await benchWorkerOverhead(env);
+      best = { baseline: Math.max(best.baseline, r.baseline), caretaker: Math.max(best.caretaker, r.caretaker) };
+    }
+    console.log(`  bare BullMQ worker (baseline)               ${best.baseline.toFixed(0).padStart(6)} jobs/s`);
+    console.log(`  caretaker worker (validate, lock, store)    ${best.caretaker.toFixed(0).padStart(6)} jobs/s   ratio ${(best.caretaker / best.baseline).toFixed(2)}`);
+    console.log(`  overhead ${(1000 / best.caretaker - 1000 / best.baseline).toFixed(2)} ms per job`);
+  },
+  async 'index-audit'() {
+    console.log('\n== index-audit on a generated catalog');
+    await benchIndexAudit({ pgAdminUrl });
+  },
+  async pgbench() {
+    const env = { pgAdminUrl, redisUrl, scale: 5, seconds: 15, clients: 4, rounds: 2 };
+    console.log(`\n== pgbench TPS alone and during ${MAINTENANCE_TASKS.join(' + ')} (scale ${env.scale}, ${env.clients} clients, ${env.seconds} s, ${env.rounds} rounds alternating)`);
+    const r = await benchPgbenchImpact(env);
+    const base = mean(r.baseline);
+    const withM = mean(r.withMaintenance);
+    const duringBase = mean(r.duringMaintenance.map((d) => d.baseline));
+    const duringWith = mean(r.duringMaintenance.map((d) => d.with));
+    for (const line of r.summaries) console.log(`  ${line}`);
+    console.log(`  one night's maintenance took ${r.maintenanceMs.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(', ')}`);
+    console.log(`  whole ${env.seconds} s window:    alone ${base.toFixed(0).padStart(6)} tps   with maintenance ${withM.toFixed(0).padStart(6)} tps   ratio ${(withM / base).toFixed(3)} (goal >= 0.95)`);
+    console.log(`  while maintenance ran:  alone ${duringBase.toFixed(0).padStart(6)} tps   with maintenance ${duringWith.toFixed(0).padStart(6)} tps   ratio ${(duringWith / duringBase).toFixed(3)}`);
+  },
+};
 
 async function main(): Promise<void> {
-  const env = {
-    pgAdminUrl: process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-    redisUrl: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
-    jobs: Number(process.env.BENCH_JOBS ?? 2000),
-    concurrency: Number(process.env.BENCH_CONCURRENCY ?? 4),
-  };
-  console.log(`worker throughput, ${env.jobs} no-op jobs, concurrency ${env.concurrency} (best of 3)`);
-  let best = { baseline: 0, caretaker: 0 };
-  for (let i = 0; i < 3; i++) {
-    const r = await benchWorkerOverhead(env);
-    best = { baseline: Math.max(best.baseline, r.baseline), caretaker: Math.max(best.caretaker, r.caretaker) };
-  }
-  const perJobMs = 1000 / best.caretaker - 1000 / best.baseline;
-  console.log(`  bare BullMQ worker (baseline)      ${best.baseline.toFixed(0).padStart(6)} jobs/s`);
-  console.log(`  caretaker worker (validate, lock,  ${best.caretaker.toFixed(0).padStart(6)} jobs/s   ratio ${(best.caretaker / best.baseline).toFixed(2)}`);
-  console.log(`    store the result)                overhead ${perJobMs.toFixed(2)} ms per job`);
+  const names = process.argv.slice(2);
+  const unknown = names.filter((n) => !(n in BENCHES));
+  if (unknown.length > 0) throw new Error(`unknown bench ${unknown.join(', ')} (known: ${Object.keys(BENCHES).join(', ')})`);
+  for (const name of names.length > 0 ? names : Object.keys(BENCHES)) await BENCHES[name]!();
 }
 
 main().catch((err) => {
-  console.error(err);
+  console.error(err instanceof Error ? err.message : err);
   process.exitCode = 1;
 });
