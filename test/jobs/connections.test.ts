@@ -1,16 +1,15 @@
-import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { connections } from '../../src/jobs/connections';
 import { runTask } from '../../src/worker/run-task';
 import { resolveParams } from '../../src/config/params';
 import type { PostgresTarget } from '../../src/config/schema';
 import type { TaskResult } from '../../src/contract/result';
-import { createTestDatabase, urlFor, type TestDatabase } from '../support/db';
+import { createTestDatabase, dropRoles, randomRoleName, urlFor, type TestDatabase } from '../support/db';
 import { testConfig } from '../support/config';
 import { testLogger } from '../support/logger';
-import { TEST_PG_ADMIN_URL } from '../support/env';
+import { eventually } from '../support/jobs';
 
-const role = `ct_app_${randomBytes(3).toString('hex')}`;
+const role = randomRoleName('app');
 let db: TestDatabase;
 let planted: Client[] = [];
 
@@ -56,10 +55,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(planted.map((c) => c.end().catch(() => undefined)));
   await db.drop();
-  const admin = new Client({ connectionString: TEST_PG_ADMIN_URL });
-  await admin.connect();
-  await admin.query(`DROP ROLE IF EXISTS ${role}`);
-  await admin.end();
+  await dropRoles(role);
 });
 
 describe('connections', () => {
@@ -112,8 +108,13 @@ describe('connections', () => {
     const result = await run({ allow: { terminateIdle: true, vacuum: false } }, { idleSeconds: 1, terminateRoles: [role] });
     expect(result.actions.filter((a) => a.applied).map((a) => a.details!.pid).sort()).toEqual([appIdle, appInTx].sort());
     expect(result.metrics.connections_terminated).toBe(2);
+    // A terminated backend exits a moment after the signal: wait for it (bounded).
+    const survivors = await eventually(async () => {
+      const pids = await alive([appIdle, appInTx, superIdle, ownIdle]);
+      return pids.length <= 2 ? pids : undefined;
+    }, 5_000, 'the terminated sessions to exit');
     // The superuser's session (not a configured role) and caretaker's own are untouched.
-    expect(await alive([appIdle, appInTx, superIdle, ownIdle])).toEqual([superIdle, ownIdle].sort());
+    expect(survivors).toEqual([superIdle, ownIdle].sort());
   });
 
   it('turns an unreachable target into an error result with the reason', async () => {

@@ -6,13 +6,13 @@ import { diskCheck, isLocalPostgresUrl } from '../../src/jobs/disk-check';
 import { migrate } from '../../src/results/migrate';
 import { ResultStore } from '../../src/results/store';
 import type { Finding, TaskResult } from '../../src/contract/result';
-import { createTestDatabase, urlFor, type TestDatabase } from '../support/db';
+import { createTestDatabase, dropRoles, randomRoleName, urlFor, type TestDatabase } from '../support/db';
 import { runOnPostgres } from '../support/run-task';
 import { TEST_PG_ADMIN_URL } from '../support/env';
 
 const KiB = 1024;
 const WEIRD = 'We"ird Table; DROP TABLE x';
-const role = `ct_disk_${randomBytes(3).toString('hex')}`;
+const role = randomRoleName('disk');
 let db: TestDatabase;
 let dataDirectory: string;
 
@@ -82,10 +82,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await db.drop();
-  const admin = new Client({ connectionString: TEST_PG_ADMIN_URL });
-  await admin.connect();
-  await admin.query(`DROP ROLE IF EXISTS ${role}`);
-  await admin.end();
+  await dropRoles(role);
 });
 
 describe('disk-check: sizes', () => {

@@ -1,10 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { Client } from 'pg';
 import { slowQueries } from '../../src/jobs/slow-queries';
 import type { Finding, TaskResult } from '../../src/contract/result';
-import { createTestDatabase, urlFor, type TestDatabase } from '../support/db';
+import { createTestDatabase, dropRoles, randomRoleName, urlFor, type TestDatabase } from '../support/db';
 import { runOnPostgres } from '../support/run-task';
-import { TEST_PG_ADMIN_URL } from '../support/env';
 
 /**
  * pg_stat_statements is preloaded on the test server and counts every
@@ -13,7 +10,7 @@ import { TEST_PG_ADMIN_URL } from '../support/env';
  */
 let db: TestDatabase;
 let other: TestDatabase;
-const role = `ct_ssq_${randomBytes(3).toString('hex')}`;
+const role = randomRoleName('ssq');
 
 /** Lowered thresholds, so ~30 calls of a few ms make a slow statement. */
 const LOW = { minMeanMs: 2, minCalls: 20 };
@@ -64,10 +61,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await db.drop();
   await other.drop();
-  const admin = new Client({ connectionString: TEST_PG_ADMIN_URL });
-  await admin.connect();
-  await admin.query(`DROP ROLE IF EXISTS ${role}`);
-  await admin.end();
+  await dropRoles(role);
 });
 
 describe('slow-queries', () => {

@@ -1,14 +1,12 @@
-import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { vacuumAnalyze, vacuumStatement } from '../../src/jobs/vacuum-analyze';
 import type { Finding, TaskResult } from '../../src/contract/result';
-import { createTestDatabase, urlFor, type TestDatabase } from '../support/db';
+import { createTestDatabase, dropRoles, randomRoleName, urlFor, type TestDatabase } from '../support/db';
 import { runOnPostgres } from '../support/run-task';
 import { eventually } from '../support/jobs';
-import { TEST_PG_ADMIN_URL } from '../support/env';
 
 const databases: TestDatabase[] = [];
-const role = `ct_vac_${randomBytes(3).toString('hex')}`;
+const role = randomRoleName('vac');
 
 /** Every test plants its problem in a database of its own. */
 async function fresh(): Promise<TestDatabase> {
@@ -19,10 +17,7 @@ async function fresh(): Promise<TestDatabase> {
 
 afterAll(async () => {
   await Promise.all(databases.map((db) => db.drop()));
-  const admin = new Client({ connectionString: TEST_PG_ADMIN_URL });
-  await admin.connect();
-  await admin.query(`DROP ROLE IF EXISTS ${role}`);
-  await admin.end();
+  await dropRoles(role);
 });
 
 async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {

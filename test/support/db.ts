@@ -52,3 +52,19 @@ export async function createTestDatabase(label = 'test'): Promise<TestDatabase> 
     },
   };
 }
+
+/** A login role name no other test file uses; roles are cluster-wide. */
+export function randomRoleName(label: string): string {
+  return `ct_${label}_${randomBytes(3).toString('hex')}`;
+}
+
+/** Drops roles a test created (after its database: a role owning objects cannot go). */
+export async function dropRoles(...names: string[]): Promise<void> {
+  const c = new Client({ connectionString: TEST_PG_ADMIN_URL });
+  await c.connect();
+  try {
+    for (const name of names) await c.query(`DROP ROLE IF EXISTS ${c.escapeIdentifier(name)}`);
+  } finally {
+    await c.end();
+  }
+}
