@@ -7,12 +7,13 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Pool } from 'pg';
 import type { AnyTarget, PostgresTarget, RedisTarget } from '../config/schema';
-import { connectClient } from './postgres';
+import { connectClient, type SessionLimits } from './postgres';
 import { createRedis } from './redis';
 
 export class TargetClients {
   private pg?: Promise<Client>;
   private redisClient?: Redis;
+  private extra: Promise<Client>[] = [];
 
   constructor(
     private readonly target: AnyTarget,
@@ -37,10 +38,22 @@ export class TargetClients {
     return this.redisClient;
   }
 
+  /**
+   * Another PostgreSQL session for this run (a backup's source database, a
+   * scratch server), with the same limits and application name; closed with
+   * the others when the run ends.
+   */
+  connect(url: string, limits: SessionLimits): Promise<Client> {
+    const client = connectClient(url, limits, this.log);
+    this.extra.push(client);
+    return client;
+  }
+
   async close(): Promise<void> {
-    const pg = this.pg;
+    const sessions = [this.pg, ...this.extra];
     this.pg = undefined;
-    if (pg) await pg.then((c) => c.end()).catch(() => undefined);
+    this.extra = [];
+    await Promise.all(sessions.map((s) => s?.then((c) => c.end()).catch(() => undefined)));
     this.redisClient?.disconnect();
     this.redisClient = undefined;
   }

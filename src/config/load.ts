@@ -6,7 +6,8 @@
 import { userInfo } from 'node:os';
 import type { TaskRegistry } from '../jobs';
 import { ConfigError } from '../errors';
-import { configSchema, type Config, type ParsedConfig, type TargetKind } from './schema';
+import { configSchema, type BackupsTarget, type Config, type ParsedConfig, type TargetKind } from './schema';
+import { SCRATCH_PREFIX, databaseOf, isScratchName } from '../backups/scratch';
 import { formatIssues } from './format-issues';
 import { interpolate } from './interpolate';
 import { readYamlFile } from './read-yaml';
@@ -63,7 +64,16 @@ export function validateConfig(raw: unknown, source: string, registry: TaskRegis
   const stateUrl = config.state.url ?? config.targets.postgres[0]?.url;
   if (!stateUrl) problems.push('state.url: required when no postgres target is configured');
   if (problems.length > 0) throw new ConfigError(source, problems);
-  return { ...config, state: { ...config.state, url: stateUrl! }, source };
+  return { ...config, targets: { ...config.targets, backups: resolveBackups(config) }, state: { ...config.state, url: stateUrl! }, source };
+}
+
+/** Backups targets carry the targets they name, so a task needs nothing but its target. */
+function resolveBackups(config: ParsedConfig): BackupsTarget[] {
+  return config.targets.backups.map((b) => ({
+    ...b,
+    source: config.targets.postgres.find((p) => p.name === b.database)!,
+    drillKubernetes: b.drill ? config.targets.kubernetes.find((k) => k.name === b.drill!.kubernetes) : undefined,
+  }));
 }
 
 /** Local defaults (DESIGN.md): one postgres target `default`, Redis, web on 127.0.0.1:3000. */
@@ -103,6 +113,16 @@ function checkReferences(config: ParsedConfig, registry: TaskRegistry): string[]
   });
   config.targets.backups.forEach((b, i) => {
     if (!names('postgres').has(b.database)) problems.push(`targets.backups[${i}].database: no postgres target named ${JSON.stringify(b.database)}`);
+    if (b.drill && !config.targets.kubernetes.some((k) => k.name === b.drill!.kubernetes)) {
+      problems.push(`targets.backups[${i}].drill.kubernetes: no kubernetes target named ${JSON.stringify(b.drill.kubernetes)}`);
+    }
+    if (b.scratch && isScratchName(databaseOf(b.scratch.url))) {
+      problems.push(`targets.backups[${i}].scratch.url: the maintenance database must not start with "${SCRATCH_PREFIX}"`);
+    }
+  });
+  // A restore test may drop its scratch databases: no configured target may look like one.
+  config.targets.postgres.forEach((t, i) => {
+    if (isScratchName(databaseOf(t.url))) problems.push(`targets.postgres[${i}].url: database names starting with "${SCRATCH_PREFIX}" are reserved for restore tests`);
   });
 
   for (const name of Object.keys(config.tasks)) {

@@ -60,10 +60,68 @@ const redisTarget = z.strictObject({ name, url: redisUrl, tasks: taskParams });
  * here already; further keys pass through until their task defines them.
  */
 const queuesTarget = z.looseObject({ name, redis: name, queues: z.array(z.string().min(1)).min(1), tasks: taskParams });
-const kubernetesTarget = z.looseObject({ name, namespace: z.string().min(1), tasks: taskParams });
+/** Kubernetes namespaces and deployments are DNS labels. */
+const k8sName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a Kubernetes name (lower-case letters, digits, "-")').max(63);
+
+const kubernetesTarget = z.looseObject({
+  name,
+  namespace: k8sName,
+  /** A kubeconfig file; default: in-cluster, then $KUBECONFIG / ~/.kube/config. */
+  kubeconfig: z.string().min(1).optional(),
+  allow: z
+    .strictObject({
+      /** Namespaces where dr-drill may delete a pod. Never any by default. */
+      podKillNamespaces: z.array(k8sName).default([]),
+    })
+    .default({ podKillNamespaces: [] }),
+  tasks: taskParams,
+});
 const httpTarget = z.looseObject({ name, url: httpUrl, tasks: taskParams });
 const prometheusTarget = z.looseObject({ name, url: httpUrl, tasks: taskParams });
-const backupsTarget = z.looseObject({ name, database: name, tasks: taskParams });
+const directoryStore = z.strictObject({ kind: z.literal('directory'), path: z.string().min(1) });
+const s3Store = z.strictObject({
+  kind: z.literal('s3'),
+  bucket: z.string().min(3),
+  /** Key prefix of the dumps, e.g. "postgres/". */
+  prefix: z.string().default(''),
+  /** For S3-compatible servers (MinIO, Ceph...); default: AWS. */
+  endpoint: httpUrl.optional(),
+  region: z.string().min(1).default('us-east-1'),
+  forcePathStyle: z.boolean().default(false),
+  /** Default: the AWS SDK's own chain (env, profile, instance role). */
+  accessKeyId: z.string().min(1).optional(),
+  secretAccessKey: z.string().min(1).optional(),
+});
+export const backupStoreSchema = z.discriminatedUnion('kind', [directoryStore, s3Store]);
+
+const backupsTarget = z.strictObject({
+  name,
+  /** The postgres target these dumps are of. */
+  database: name,
+  store: backupStoreSchema,
+  /** Which files in the store are this target's dumps: `*` and `?` wildcards, e.g. "auditron-*.sql.gz". */
+  pattern: z.string().min(1).refine((p) => !p.includes('/'), { error: 'must be a file name pattern, without "/"' }),
+  /** The server restore tests create their scratch databases on (its url names a maintenance database). */
+  scratch: z.strictObject({ url: postgresUrl }).optional(),
+  allow: z
+    .strictObject({
+      /** restore-test and dr-drill create (and drop) scratch databases. */
+      restore: z.boolean().default(false),
+      /** The backup task writes dumps into the store and deletes old ones. */
+      backup: z.boolean().default(false),
+    })
+    .default({ restore: false, backup: false }),
+  /** dr-drill's optional pod-kill: which deployment, and the URL that says it serves again. */
+  drill: z
+    .strictObject({
+      kubernetes: name,
+      namespace: k8sName,
+      deployment: k8sName,
+      healthUrl: httpUrl.optional(),
+    })
+    .optional(),
+  tasks: taskParams,
+});
 
 export const scheduleSchema = z.strictObject({
   /** 5 fields, or 6 with seconds first. */
@@ -128,7 +186,14 @@ export type QueuesTarget = z.output<typeof queuesTarget>;
 export type KubernetesTarget = z.output<typeof kubernetesTarget>;
 export type HttpTarget = z.output<typeof httpTarget>;
 export type PrometheusTarget = z.output<typeof prometheusTarget>;
-export type BackupsTarget = z.output<typeof backupsTarget>;
+export type BackupStoreConfig = z.output<typeof backupStoreSchema>;
+/** A backups target with its references resolved at load (see validateConfig). */
+export type BackupsTarget = z.output<typeof backupsTarget> & {
+  /** The postgres target named by `database`. */
+  source: PostgresTarget;
+  /** The kubernetes target named by `drill.kubernetes`. */
+  drillKubernetes?: KubernetesTarget;
+};
 
 /** caretaker's own state database and history: tasks like history-prune run here. */
 export interface CaretakerTarget {
@@ -151,7 +216,8 @@ export type TargetKind = keyof TargetByKind;
 export type AnyTarget = TargetByKind[TargetKind];
 
 /** The validated config every module receives; nothing else reads the environment. */
-export interface Config extends ParsedConfig {
+export interface Config extends Omit<ParsedConfig, 'targets'> {
+  targets: Omit<ParsedConfig['targets'], 'backups'> & { backups: BackupsTarget[] };
   state: ParsedConfig['state'] & { url: string };
   /** Where the config came from, for messages: a file path or "environment defaults". */
   source: string;
