@@ -1,11 +1,13 @@
 /**
  * `npm run bench [-- NAME...]`: each figure beside its baseline measured in
- * the same run. NAME is worker, index-audit or pgbench (default: all).
+ * the same run. NAME is one of the keys of BENCHES below (default: all).
  * Uses the local services (BENCH_PG_URL, BENCH_REDIS_URL to point elsewhere).
  */
 import { benchWorkerOverhead } from './worker-overhead';
 import { benchIndexAudit } from './index-audit';
 import { benchPgbenchImpact, MAINTENANCE_TASKS } from './pgbench-impact';
+import { benchBackupVerify } from './backup-verify';
+import { benchRestoreTest } from './restore-test';
 
 const pgAdminUrl = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -13,6 +15,14 @@ const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 const BENCHES: Record<string, () => Promise<void>> = {
+  async 'backup-verify'() {
+    console.log('\n== backup-verify beside gzip -t on the same files');
+    await benchBackupVerify({});
+  },
+  async 'restore-test'() {
+    console.log('\n== restore-test beside gunzip -c | psql');
+    await benchRestoreTest({ pgAdminUrl });
+  },
   async worker() {
     const env = { pgAdminUrl, redisUrl, jobs: 2000, concurrency: 4 };
     console.log(`\n== worker throughput, ${env.jobs} no-op jobs, concurrency ${env.concurrency} (best of 3)`);

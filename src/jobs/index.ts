@@ -3,22 +3,30 @@
  * test/jobs/registry.test.ts fails when a file in src/jobs/ is missing.
  */
 import type { Task } from '../contract/task';
+import { backup } from './backup';
+import { backupVerify } from './backup-verify';
 import { connections } from './connections';
 import { diskCheck } from './disk-check';
+import { drDrill } from './dr-drill';
 import { historyPrune } from './history-prune';
 import { indexAudit } from './index-audit';
 import { pgHealth } from './pg-health';
+import { restoreTest } from './restore-test';
 import { slowQueries } from './slow-queries';
 import { vacuumAnalyze } from './vacuum-analyze';
 
 export type TaskRegistry = ReadonlyMap<string, Task>;
 
 export const TASKS: TaskRegistry = new Map<string, Task>([
+  [backup.name, backup],
+  [backupVerify.name, backupVerify],
   [connections.name, connections],
   [diskCheck.name, diskCheck],
+  [drDrill.name, drDrill],
   [historyPrune.name, historyPrune],
   [indexAudit.name, indexAudit],
   [pgHealth.name, pgHealth],
+  [restoreTest.name, restoreTest],
   [slowQueries.name, slowQueries],
   [vacuumAnalyze.name, vacuumAnalyze],
 ]);

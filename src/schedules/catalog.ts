@@ -20,6 +20,7 @@ export interface CatalogSchedule {
  * file lands in src/jobs/ it is reported as unavailable and not scheduled.
  */
 export const RUNBOOK_TASKS: Record<string, DefaultSchedule> = {
+  backup: 'daily',
   'backup-verify': 'daily',
   'vacuum-analyze': 'daily',
   connections: 'daily',
