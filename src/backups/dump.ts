@@ -1,57 +1,18 @@
 /**
  * Taking a dump the way the runbook does (`pg_dump db | gzip > file`), as a
  * stream: pg_dump's output goes through gzip (plain format) and a sha256
- * into the store, never whole in memory. Also the PostgreSQL client tools'
- * plumbing the backup tasks share: connection without a password in argv,
- * a clear error when a tool is not installed.
+ * into the store, never whole in memory.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { createGzip } from 'node:zlib';
-import { APPLICATION_NAME } from '../clients/postgres';
+import { toolConnection, toolMissing } from '../clients/pg-tools';
 import { redactSecretsIn } from '../logger';
 import { formatOf, type DumpFormat } from './manifest';
 
 /** How much of a tool's stderr a message quotes (its last bytes: where the error is). */
 const STDERR_KEPT = 2_000;
-
-/**
- * A libpq connection for a client tool: the URL without its password (argv
- * is visible to every user of the machine in `ps`), the password in the
- * child's environment, and caretaker's application name so the connections
- * task never takes the tool's session for an idle client of the application.
- */
-export function toolConnection(url: string, tool: string): { url: string; env: NodeJS.ProcessEnv } {
-  const parsed = new URL(url);
-  const env: NodeJS.ProcessEnv = { ...process.env, PGAPPNAME: `${APPLICATION_NAME} ${tool}`, PGCONNECT_TIMEOUT: '10' };
-  let password = parsed.password ? decodeURIComponent(parsed.password) : undefined;
-  parsed.password = '';
-  const inQuery = parsed.searchParams.get('password');
-  if (inQuery !== null) {
-    password = inQuery;
-    parsed.searchParams.delete('password');
-  }
-  if (password !== undefined) env.PGPASSWORD = password;
-  return { url: parsed.toString(), env };
-}
-
-/** The error a task reports when a PostgreSQL client tool is not on the machine. */
-export function toolMissing(tool: string, command: string): Error {
-  const where = command === tool ? '' : ` (${command})`;
-  return new Error(`${tool} not found${where}: install the PostgreSQL client`);
-}
-
-/** `pg_dump --version` (etc.): the tool's version line; a clear error when it is not installed. */
-export function toolVersion(tool: string, command: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('error', (err: NodeJS.ErrnoException) => reject(err.code === 'ENOENT' || err.code === 'EACCES' ? toolMissing(tool, command) : err));
-    child.on('close', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${command} --version exited ${code}`))));
-  });
-}
 
 /** A UTC timestamp for file names: 2026-11-27T03:00:00.123Z → 20261127T030000Z. */
 export function fileTimestamp(at: Date): string {

@@ -22,6 +22,7 @@ import type { Client } from 'pg';
 import type { TaskContext } from '../contract/task';
 import type { Action, Finding } from '../contract/result';
 import { connectClient, type SessionLimits } from '../clients/postgres';
+import { toolConnection } from '../clients/pg-tools';
 import { redactSecretsIn, redactUrl, type Logger } from '../logger';
 import { coerceError } from '../errors';
 import { formatBytes, formatDuration } from '../util/format';
@@ -181,7 +182,7 @@ export async function runRestore(ctx: TaskContext<'backups'>, p: RestoreParams, 
     const scratchDbUrl = withDatabase(scratch.url, name);
     const started = Date.now();
     const failure = await timed(run, 'fetch_and_restore', () =>
-      restoreInto({ ctx, run, store, dump, url: scratchDbUrl, timeoutMs: p.restoreTimeoutMs, children, application: `caretaker ${task}` }),
+      restoreInto({ ctx, run, store, dump, url: scratchDbUrl, timeoutMs: p.restoreTimeoutMs, children, application: task }),
     );
     const restoreSeconds = (Date.now() - started) / 1000;
     run.actions.push({ kind: 'restore_dump', subject: name, applied: true, durationMs: Math.round(restoreSeconds * 1000), details: { dump: dump.name, format: run.format, sizeBytes: dump.sizeBytes } });
@@ -322,17 +323,6 @@ function withDatabase(url: string, database: string): string {
   return u.toString();
 }
 
-/** psql / pg_restore arguments carry no password: it goes in PGPASSWORD. */
-function childConnection(url: string, application: string): { url: string; env: NodeJS.ProcessEnv } {
-  const u = new URL(url);
-  const env: NodeJS.ProcessEnv = { ...process.env, PGAPPNAME: application, PGCONNECT_TIMEOUT: '10' };
-  if (u.password) {
-    env.PGPASSWORD = decodeURIComponent(u.password);
-    u.password = '';
-  }
-  return { url: u.toString(), env };
-}
-
 function kill(child: ChildProcess): void {
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill('SIGTERM');
@@ -407,7 +397,7 @@ async function restoreInto(req: RestoreRequest): Promise<ToolError | undefined> 
     return { tool: 'store', error: `cannot tell the dump's format: neither gzip nor pg_dump custom format (first bytes ${head.subarray(0, 8).toString('hex')})` };
   }
   const tool: 'psql' | 'pg_restore' = format === 'custom' ? 'pg_restore' : 'psql';
-  const conn = childConnection(req.url, req.application);
+  const conn = toolConnection(req.url, req.application);
   const args =
     format === 'custom'
       ? ['--exit-on-error', '--no-owner', '-d', conn.url]

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { createGunzip, type Gunzip } from 'node:zlib';
 import type { Readable, Writable } from 'node:stream';
 import { formatOf, type DumpFormat } from './manifest';
-import { toolMissing, toolVersion } from './dump';
+import { toolMissing, toolVersion } from '../clients/pg-tools';
 import { redactSecretsIn } from '../logger';
 
 /** How much of the end of the decompressed SQL is kept to find pg_dump's completion line. */

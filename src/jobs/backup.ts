@@ -14,7 +14,8 @@ import type { Action } from '../contract/result';
 import { createStore } from '../backups/create-store';
 import { listDumps, type BackupStore, type StoredObject } from '../backups/store';
 import { manifestName, type BackupManifest, type DumpFormat } from '../backups/manifest';
-import { dumpFormatFor, dumpName, startPgDump, toolVersion, type RunningDump } from '../backups/dump';
+import { dumpFormatFor, dumpName, startPgDump, type RunningDump } from '../backups/dump';
+import { toolVersion } from '../clients/pg-tools';
 import { formatBytes, formatDuration } from '../util/format';
 
 const DAY_MS = 86_400_000;
