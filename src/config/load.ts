@@ -6,7 +6,7 @@
 import { userInfo } from 'node:os';
 import type { TaskRegistry } from '../jobs';
 import { ConfigError } from '../errors';
-import { configSchema, type BackupsTarget, type Config, type ParsedConfig, type TargetKind } from './schema';
+import { configSchema, type BackupsTarget, type Config, type ParsedConfig, type QueuesTarget, type TargetKind } from './schema';
 import { SCRATCH_PREFIX, databaseOf, isScratchName } from '../backups/scratch';
 import { formatIssues } from './format-issues';
 import { interpolate } from './interpolate';
@@ -64,7 +64,12 @@ export function validateConfig(raw: unknown, source: string, registry: TaskRegis
   const stateUrl = config.state.url ?? config.targets.postgres[0]?.url;
   if (!stateUrl) problems.push('state.url: required when no postgres target is configured');
   if (problems.length > 0) throw new ConfigError(source, problems);
-  return { ...config, targets: { ...config.targets, backups: resolveBackups(config) }, state: { ...config.state, url: stateUrl! }, source };
+  return { ...config, targets: { ...config.targets, backups: resolveBackups(config), queues: resolveQueues(config) }, state: { ...config.state, url: stateUrl! }, source };
+}
+
+/** Queues targets carry the redis target they live on. */
+function resolveQueues(config: ParsedConfig): QueuesTarget[] {
+  return config.targets.queues.map((q) => ({ ...q, redisTarget: config.targets.redis.find((r) => r.name === q.redis)! }));
 }
 
 /** Backups targets carry the targets they name, so a task needs nothing but its target. */

@@ -55,17 +55,33 @@ const postgresTarget = z.strictObject({
 
 const redisTarget = z.strictObject({ name, url: redisUrl, tasks: taskParams });
 
-/*
- * Kinds whose tasks land in later issues: the fields they need are checked
- * here already; further keys pass through until their task defines them.
- */
-const queuesTarget = z.looseObject({ name, redis: name, queues: z.array(z.string().min(1)).min(1), tasks: taskParams });
 /** Kubernetes namespaces and deployments are DNS labels. */
 const k8sName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a Kubernetes name (lower-case letters, digits, "-")').max(63);
 
-const kubernetesTarget = z.looseObject({
+/** The monitored application's BullMQ queues, on one of the redis targets. */
+const queuesTarget = z.strictObject({
+  name,
+  /** The redis target the queues live on. */
+  redis: name,
+  queues: z.array(z.string().min(1)).min(1),
+  /** The application's BullMQ key prefix. */
+  prefix: z.string().min(1).default('bull'),
+  /** Queues that hold dead letters: any job in them is a finding. */
+  deadLetterQueues: z.array(z.string().min(1)).default([]),
+  allow: z
+    .strictObject({
+      /** The runbook's "clean old jobs": queue.clean of old completed and failed jobs. */
+      clean: z.boolean().default(false),
+    })
+    .default({ clean: false }),
+  tasks: taskParams,
+});
+
+const kubernetesTarget = z.strictObject({
   name,
   namespace: k8sName,
+  /** The deployments k8s-health and error-logs watch (all in the namespace when empty). */
+  deployments: z.array(k8sName).default([]),
   /** A kubeconfig file; default: in-cluster, then $KUBECONFIG / ~/.kube/config. */
   kubeconfig: z.string().min(1).optional(),
   allow: z
@@ -76,8 +92,27 @@ const kubernetesTarget = z.looseObject({
     .default({ podKillNamespaces: [] }),
   tasks: taskParams,
 });
-const httpTarget = z.looseObject({ name, url: httpUrl, tasks: taskParams });
-const prometheusTarget = z.looseObject({ name, url: httpUrl, tasks: taskParams });
+
+/** An HTTP service: its health URL, and optionally an authenticated detailed health URL. */
+const httpTarget = z.strictObject({
+  name,
+  /** The health endpoint, e.g. https://api.example.com/health. */
+  url: httpUrl,
+  /** e.g. https://api.example.com/health/detailed, called with the token. */
+  detailedUrl: httpUrl.optional(),
+  /** Bearer token for detailedUrl: put "${VAR}" here, never the token itself. */
+  token: z.string().min(1).optional(),
+  tasks: taskParams,
+});
+
+const prometheusTarget = z.strictObject({
+  name,
+  url: httpUrl,
+  /** Bearer token, when the Prometheus API sits behind auth ("${VAR}"). */
+  token: z.string().min(1).optional(),
+  tasks: taskParams,
+});
+
 const directoryStore = z.strictObject({ kind: z.literal('directory'), path: z.string().min(1) });
 const s3Store = z.strictObject({
   kind: z.literal('s3'),
@@ -182,7 +217,11 @@ export type ScheduleOverride = z.output<typeof scheduleSchema>;
 
 export type PostgresTarget = z.output<typeof postgresTarget>;
 export type RedisTarget = z.output<typeof redisTarget>;
-export type QueuesTarget = z.output<typeof queuesTarget>;
+/** A queues target with its redis target resolved at load (see validateConfig). */
+export type QueuesTarget = z.output<typeof queuesTarget> & {
+  /** The redis target named by `redis`. */
+  redisTarget: RedisTarget;
+};
 export type KubernetesTarget = z.output<typeof kubernetesTarget>;
 export type HttpTarget = z.output<typeof httpTarget>;
 export type PrometheusTarget = z.output<typeof prometheusTarget>;
@@ -217,7 +256,7 @@ export type AnyTarget = TargetByKind[TargetKind];
 
 /** The validated config every module receives; nothing else reads the environment. */
 export interface Config extends Omit<ParsedConfig, 'targets'> {
-  targets: Omit<ParsedConfig['targets'], 'backups'> & { backups: BackupsTarget[] };
+  targets: Omit<ParsedConfig['targets'], 'backups' | 'queues'> & { backups: BackupsTarget[]; queues: QueuesTarget[] };
   state: ParsedConfig['state'] & { url: string };
   /** Where the config came from, for messages: a file path or "environment defaults". */
   source: string;

@@ -29,7 +29,7 @@ afterEach(async () => {
 });
 
 function target(allowed: string[] = ['shop'], kubeconfig = api.writeKubeconfig(dir)): KubernetesTarget {
-  return { name: 'test-cluster', namespace: 'shop', kubeconfig, allow: { podKillNamespaces: allowed }, tasks: {} };
+  return { name: 'test-cluster', namespace: 'shop', deployments: [], kubeconfig, allow: { podKillNamespaces: allowed }, tasks: {} };
 }
 
 function request(overrides: Partial<PodRecoveryRequest> = {}): PodRecoveryRequest {
