@@ -1,5 +1,5 @@
 /**
- * The SQL of the restore engine (src/backups/restore.ts), shared by
+ * The SQL of the restore engine (src/backups/restore*.ts), shared by
  * restore-test and dr-drill. Identifiers are quoted by the caller's
  * `escapeIdentifier`; values are parameters.
  */
