@@ -238,6 +238,8 @@ export type BackupsTarget = z.output<typeof backupsTarget> & {
 export interface CaretakerTarget {
   name: 'caretaker';
   retentionDays: number;
+  /** Every configured target, for tasks that look across them (security-audit). */
+  targets: Config['targets'];
   tasks: Record<string, Record<string, unknown>>;
 }
 

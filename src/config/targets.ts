@@ -3,7 +3,7 @@ import { UsageError } from '../errors';
 
 /** The configured targets of one kind; `caretaker` is always the single self-target. */
 export function targetsOf(config: Pick<Config, 'targets' | 'state'>, kind: TargetKind): AnyTarget[] {
-  if (kind === 'caretaker') return [{ name: 'caretaker', retentionDays: config.state.retentionDays, tasks: {} }];
+  if (kind === 'caretaker') return [{ name: 'caretaker', retentionDays: config.state.retentionDays, targets: config.targets, tasks: {} }];
   return config.targets[kind];
 }
 

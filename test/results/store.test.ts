@@ -3,6 +3,7 @@ import { migrate } from '../../src/results/migrate';
 import { MIGRATIONS } from '../../src/results/migrations';
 import type { TaskResult } from '../../src/contract/result';
 import { historyPrune } from '../../src/jobs/history-prune';
+import type { CaretakerTarget } from '../../src/config/schema';
 import { runTask } from '../../src/worker/run-task';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { testLogger } from '../support/logger';
@@ -77,7 +78,7 @@ describe('ResultStore', () => {
 
   it('history-prune deletes runs and findings past the retention', async () => {
     const before = await db.pool.query(`SELECT count(*)::int AS n FROM caretaker.runs`);
-    const run = await runTask({ task: historyPrune, target: { name: 'caretaker', retentionDays: 30, tasks: {} }, params: {}, dryRun: false, log: testLogger, state: db.pool });
+    const run = await runTask({ task: historyPrune, target: { name: 'caretaker', retentionDays: 30, targets: {} as CaretakerTarget['targets'], tasks: {} }, params: {}, dryRun: false, log: testLogger, state: db.pool });
     expect(run).toMatchObject({ status: 'ok', summary: 'deleted 1 runs older than 30 days', metrics: { history_runs_deleted: 1 } });
     const after = await db.pool.query(`SELECT count(*)::int AS n FROM caretaker.runs`);
     expect(after.rows[0].n).toBe(before.rows[0].n - 1);
