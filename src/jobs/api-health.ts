@@ -1,0 +1,556 @@
+/**
+ * api-health (daily): the runbook's "curl /health" and "p95 < 200 ms". For
+ * one HTTP target: GETs the health URL (anything but a 2xx, or no answer,
+ * is `health_down`), the authenticated detailed health URL when configured
+ * (its components' statuses), a short sequential latency sample (p50, p95,
+ * max by nearest rank), and the TLS certificate of every https URL (days
+ * left, trusted or not). Read-only: only GETs, never follows redirects (so
+ * the token goes to the configured URL and nowhere else).
+ */
+import { readFileSync } from 'node:fs';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { rootCertificates } from 'node:tls';
+import { performance } from 'node:perf_hooks';
+import { z } from 'zod';
+import { defineTask } from '../contract/task';
+import type { Finding } from '../contract/result';
+import { peerCertificate, type PeerCertificate } from '../util/tls';
+
+/** What is kept of a response body (the rest is read and dropped): health answers are small. */
+const MAX_BODY_BYTES = 64 * 1024;
+/** How much of an unexpected body a finding quotes. */
+const BODY_EXCERPT_CHARS = 300;
+/** Components listed from a detailed health answer, at most. */
+const MAX_COMPONENTS = 100;
+/** Statuses of a detailed health answer (lower-cased) that mean healthy, or degraded; anything else is down. */
+const HEALTHY_STATUSES = new Set(['ok', 'up', 'pass', 'passed', 'healthy', 'green', 'available', 'online', 'success', 'operational']);
+const DEGRADED_STATUSES = new Set(['degraded', 'warn', 'warning', 'yellow', 'partial', 'partially_available', 'unknown']);
+/** Where detailed health formats keep their components (terminus, Spring actuator, the IETF health-check draft...). */
+const COMPONENT_CONTAINERS = ['checks', 'components', 'details', 'services', 'dependencies', 'error', 'info'];
+
+const params = z
+  .strictObject({
+    /** Bound on each request (connect, TLS handshake, answer). */
+    timeoutMs: z.number().int().min(100).max(60_000).default(5_000),
+    /** Requests in the latency sample, one after the other; 0 skips it. */
+    samples: z.number().int().min(0).max(100).default(10),
+    /** Bound on the whole latency sample: it stops early and reports what it has. */
+    sampleBudgetMs: z.number().int().min(100).max(300_000).default(30_000),
+    /** p95 above this raises `latency_high` as a warning (the runbook's "p95 < 200 ms")... */
+    p95Ms: z.number().positive().default(200),
+    /** ...and above this as critical. */
+    p95CriticalMs: z.number().positive().default(1_000),
+    /** A certificate with fewer whole days left raises `tls_expiring` as a warning... */
+    tlsWarningDays: z.number().int().min(0).max(3650).default(21),
+    /** ...and as critical (an expired one always is). */
+    tlsCriticalDays: z.number().int().min(0).max(3650).default(7),
+    /**
+     * Accept an untrusted certificate (self-signed, private CA, wrong name) for
+     * the GETs. Off: the GETs fail as a real client's would (`health_down`).
+     */
+    insecureSkipVerify: z.boolean().default(false),
+    /** PEM file of extra CAs to trust (a private CA), on top of Node's bundled roots. */
+    caFile: z.string().min(1).optional(),
+  })
+  .refine((p) => p.p95Ms <= p.p95CriticalMs, { error: 'p95Ms must not be above p95CriticalMs', path: ['p95Ms'] })
+  .refine((p) => p.tlsCriticalDays <= p.tlsWarningDays, { error: 'tlsCriticalDays must not be above tlsWarningDays', path: ['tlsCriticalDays'] });
+
+type Params = z.infer<typeof params>;
+
+export const apiHealth = defineTask({
+  name: 'api-health',
+  description: 'HTTP health endpoint up, detailed health (with the token), p50/p95 latency sample, TLS certificate expiry and trust',
+  target: 'http',
+  defaultSchedule: 'daily',
+  timeoutMs: 120_000,
+  changesTarget: false,
+  params,
+  async run(ctx, p) {
+    const { target, signal } = ctx;
+    const token = target.token;
+    /** Whatever a server sends back may echo the token: nothing from a response reaches the result unscrubbed. */
+    const scrub = (text: string) => (token ? text.split(token).join('***') : text);
+    const extraCa = p.caFile ? readFileSync(p.caFile, 'utf8') : undefined;
+    const tls: TlsOptions = { insecure: p.insecureSkipVerify, ca: extraCa ? [...rootCertificates, extraCa] : undefined };
+    const findings: Finding[] = [];
+    const metrics: Record<string, number> = {};
+    const summary: string[] = [];
+
+    // 1. The health URL, as a client (or a load balancer) calls it.
+    const healthUrl = new URL(target.url);
+    const health = await attempt(() => get(healthUrl, { timeoutMs: p.timeoutMs, signal, tls }));
+    const up = health.answer !== undefined && isSuccess(health.answer.status);
+    metrics.health_up = up ? 1 : 0;
+    if (health.answer) {
+      metrics.health_status_code = health.answer.status;
+      metrics.health_response_ms = round(health.answer.ms);
+    }
+    if (up) {
+      summary.push(`up (${health.answer!.status} in ${Math.round(health.answer!.ms)} ms)`);
+    } else {
+      const finding = healthDownFinding(healthUrl, health, scrub);
+      summary.push(`DOWN: ${finding.details!.reason}`);
+      findings.push(finding);
+    }
+    /** An origin that gave no answer at all: the other checks on it would only repeat why. */
+    const unreachable = health.answer ? undefined : healthUrl.origin;
+
+    // 2. The certificate of every https origin, inspected even when untrusted.
+    const httpsOrigins = [...new Set([target.url, target.detailedUrl].filter((u): u is string => !!u).map((u) => new URL(u)).filter((u) => u.protocol === 'https:').map((u) => u.origin))];
+    for (const origin of httpsOrigins) {
+      try {
+        const cert = await peerCertificate(origin, { timeoutMs: p.timeoutMs, signal, extraCa });
+        findings.push(...certificateFindings(cert, p));
+        metrics.tls_days_left = Math.min(metrics.tls_days_left ?? Infinity, cert.daysLeft);
+        summary.push(cert.expired ? `certificate EXPIRED ${cert.validTo.slice(0, 10)}` : `certificate ${cert.daysLeft} days left`);
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        if (origin === unreachable) continue;
+        findings.push({
+          severity: 'info',
+          code: 'tls_check_failed',
+          subject: new URL(origin).host,
+          message: `could not read the TLS certificate of ${origin}: ${scrub(errorMessage(err))}`,
+          details: { origin, reason: scrub(errorMessage(err)) },
+        });
+      }
+    }
+
+    // 3. The detailed health URL, with the token.
+    if (target.detailedUrl) {
+      const detailedUrl = new URL(target.detailedUrl);
+      if (detailedUrl.origin === unreachable) {
+        summary.push('detailed: not tried');
+      } else {
+        const headers = token ? { authorization: `Bearer ${token}` } : undefined;
+        const detailed = await attempt(() => get(detailedUrl, { timeoutMs: p.timeoutMs, signal, tls, headers }));
+        const finding = detailedFinding(detailedUrl, detailed, !!token, scrub);
+        metrics.health_detailed_up = detailed.answer && isSuccess(detailed.answer.status) ? 1 : 0;
+        summary.push(finding ? `detailed: ${finding.code === 'health_detailed_failed' ? 'FAILED' : finding.details!.status}` : 'detailed: ok');
+        if (finding) findings.push(finding);
+      }
+    }
+
+    // 4. The latency sample, over one kept-alive connection.
+    if (up && p.samples > 0) {
+      const sample = await sampleLatency(healthUrl, p, signal, tls);
+      findings.push(...latencyFindings(healthUrl, sample, p, scrub));
+      metrics.latency_samples = sample.times.length;
+      metrics.latency_sample_errors = sample.errors.length;
+      if (sample.times.length > 0) {
+        const s = stats(sample.times);
+        metrics.latency_p50_ms = s.p50;
+        metrics.latency_p95_ms = s.p95;
+        metrics.latency_max_ms = s.max;
+        summary.push(`p95 ${Math.round(s.p95)} ms (p50 ${Math.round(s.p50)}, max ${Math.round(s.max)}) over ${sample.times.length} requests`);
+      } else {
+        summary.push(`no latency figure: all ${sample.errors.length} sample requests failed`);
+      }
+    }
+
+    return { summary: `${target.name}: ${summary.join('; ')}`, findings, metrics };
+  },
+});
+
+// --- findings ---------------------------------------------------------------
+
+function healthDownFinding(url: URL, health: Attempt, scrub: (s: string) => string): Finding {
+  const { answer } = health;
+  const reason = answer ? `answered ${statusLine(answer)}` : `no answer (${scrub(health.failure!)})`;
+  let suggestion = 'Check that the service runs and that caretaker can reach it (DNS, network policy, firewall)';
+  if (answer?.location) suggestion = "caretaker does not follow redirects: set the target's url to where this one points";
+  else if (answer) suggestion = 'Look at the service: its pods (k8s-health), its error logs (error-logs) and what its health check depends on (the detailed health URL)';
+  else if (tlsReason(health.failure!)) {
+    suggestion = 'The certificate is not accepted (see tls_untrusted): fix it, add its CA with caFile, or set insecureSkipVerify for an endpoint known to serve a self-signed certificate';
+  }
+  return {
+    severity: 'critical',
+    code: 'health_down',
+    subject: display(url),
+    message: `${display(url)} ${reason}`,
+    suggestion,
+    details: {
+      url: display(url),
+      reason,
+      status: answer?.status,
+      responseMs: answer ? round(answer.ms) : undefined,
+      location: answer?.location ? redirectTarget(url, answer.location) : undefined,
+      body: answer ? excerpt(scrub(answer.body)) : undefined,
+    },
+  };
+}
+
+function certificateFindings(cert: PeerCertificate, p: Params): Finding[] {
+  const findings: Finding[] = [];
+  const details = {
+    endpoint: cert.endpoint,
+    subject: cert.subject,
+    issuer: cert.issuer,
+    subjectAltName: cert.subjectAltName,
+    validFrom: cert.validFrom,
+    validTo: cert.validTo,
+    daysLeft: cert.daysLeft,
+    selfSigned: cert.selfSigned,
+    authorized: cert.authorized,
+    authorizationError: cert.authorizationError,
+    fingerprint256: cert.fingerprint256,
+  };
+  if (cert.daysLeft < p.tlsWarningDays) {
+    const critical = cert.expired || cert.daysLeft < p.tlsCriticalDays;
+    findings.push({
+      severity: critical ? 'critical' : 'warning',
+      code: 'tls_expiring',
+      subject: cert.endpoint,
+      message: cert.expired
+        ? `the certificate of ${cert.endpoint} expired on ${cert.validTo.slice(0, 10)}`
+        : `the certificate of ${cert.endpoint} expires in ${cert.daysLeft} days (${cert.validTo.slice(0, 10)}; ${critical ? 'critical' : 'warning'} below ${critical ? p.tlsCriticalDays : p.tlsWarningDays} days)`,
+      suggestion: 'Renew it (cert-manager: kubectl describe certificate; look for a failing ACME challenge), then check that the server serves the new one',
+      details,
+    });
+  }
+  // An expired certificate is untrusted for that reason alone: tls_expiring already says it.
+  if (!cert.authorized && cert.authorizationError !== 'CERT_HAS_EXPIRED') {
+    findings.push({
+      // With insecureSkipVerify the operator has accepted this certificate: worth knowing, not an alarm.
+      severity: p.insecureSkipVerify ? 'info' : 'warning',
+      code: 'tls_untrusted',
+      subject: cert.endpoint,
+      message: `a client would reject the certificate of ${cert.endpoint}: ${cert.authorizationError}${cert.selfSigned ? ' (self-signed)' : ''}${p.insecureSkipVerify ? '; accepted because insecureSkipVerify is set' : ''}`,
+      suggestion:
+        cert.authorizationError === 'ERR_TLS_CERT_ALTNAME_INVALID'
+          ? 'The certificate does not name this host: serve one whose subjectAltName covers it'
+          : 'Serve a certificate from a CA clients trust; for a private CA give caretaker its certificate with caFile',
+      details,
+    });
+  }
+  return findings;
+}
+
+interface Attempt {
+  answer?: Answer;
+  failure?: string;
+}
+
+function detailedFinding(url: URL, detailed: Attempt, withToken: boolean, scrub: (s: string) => string): Finding | undefined {
+  const health = detailed.answer ? readDetailedHealth(detailed.answer.body) : undefined;
+  const unhealthy = health?.components.filter((c) => classify(c.status) !== 'ok') ?? [];
+  const named = unhealthy.map((c) => `${c.name} ${c.status}`).join(', ');
+  if (!detailed.answer || !isSuccess(detailed.answer.status)) {
+    const reason = detailed.answer ? `answered ${statusLine(detailed.answer)}` : `no answer (${scrub(detailed.failure!)})`;
+    const denied = detailed.answer?.status === 401 || detailed.answer?.status === 403;
+    return {
+      severity: 'warning',
+      code: 'health_detailed_failed',
+      subject: display(url),
+      message: `${display(url)} ${reason}${named ? `: ${scrub(named)}` : ''}`,
+      suggestion: denied
+        ? withToken
+          ? 'The token was refused: check the value of the environment variable the target\'s token names'
+          : 'The endpoint wants a token: set the target\'s token to "${VAR}"'
+        : 'Look at the failing components the detailed health names, and at the service\'s logs',
+      details: {
+        url: display(url),
+        status: detailed.answer?.status,
+        reason: detailed.answer ? undefined : scrub(detailed.failure!),
+        tokenSent: withToken,
+        components: scrubComponents(unhealthy, scrub),
+        body: health || !detailed.answer ? undefined : excerpt(scrub(detailed.answer.body)),
+      },
+    };
+  }
+  if (!health) return undefined;
+  const overall = worst([health.status, ...health.components.map((c) => c.status)].filter((s): s is string => s !== undefined));
+  if (overall === 'ok') return undefined;
+  // The service's own word, unless it says healthy while a component is not ("reports ok: redis down" misleads).
+  const shown = health.status !== undefined && classify(health.status) !== 'ok' ? health.status : overall;
+  return {
+    severity: overall === 'down' ? 'warning' : 'info',
+    code: 'health_degraded',
+    subject: display(url),
+    message: `${display(url)} reports ${scrub(shown)}${named ? `: ${scrub(named)}` : ''}`,
+    suggestion: 'The service answers but some of what it depends on does not: look at the components named',
+    details: { url: display(url), status: scrub(shown), components: scrubComponents(unhealthy, scrub) },
+  };
+}
+
+function latencyFindings(url: URL, sample: Sample, p: Params, scrub: (s: string) => string): Finding[] {
+  const findings: Finding[] = [];
+  const requested = sample.times.length + sample.errors.length;
+  if (sample.times.length > 0) {
+    const s = stats(sample.times);
+    if (s.p95 > p.p95Ms) {
+      const critical = s.p95 > p.p95CriticalMs;
+      findings.push({
+        severity: critical ? 'critical' : 'warning',
+        code: 'latency_high',
+        subject: display(url),
+        message: `p95 ${Math.round(s.p95)} ms over ${sample.times.length} requests (${critical ? 'critical' : 'warning'} above ${critical ? p.p95CriticalMs : p.p95Ms} ms; p50 ${Math.round(s.p50)} ms, max ${Math.round(s.max)} ms)`,
+        suggestion: 'Compare with the service\'s own p95 (metrics-review); look at its database (slow-queries, pg-health) and its pods\' CPU (k8s-health)',
+        details: {
+          ...s,
+          samples: sample.times.length,
+          percentiles: 'nearest rank over the successful requests',
+          measured: 'each GET from sending to the end of the body, one at a time over one kept-alive connection (connection set-up excluded)',
+          warningMs: p.p95Ms,
+          criticalMs: p.p95CriticalMs,
+          sampleCutShort: sample.cutShort,
+        },
+      });
+    }
+  }
+  if (sample.errors.length > 0) {
+    findings.push({
+      severity: 'warning',
+      code: 'health_intermittent',
+      subject: display(url),
+      message: `${sample.errors.length} of ${requested} sample requests to ${display(url)} failed (${scrub(sample.errors[0]!)}), though the first answered`,
+      suggestion: 'Some instances or requests fail: look at the pods behind the service (k8s-health) and its error logs',
+      details: { failed: sample.errors.length, requested, reasons: [...new Set(sample.errors.map(scrub))].slice(0, 10) },
+    });
+  }
+  return findings;
+}
+
+// --- the latency sample -----------------------------------------------------
+
+interface Sample {
+  /** Milliseconds of the successful requests, in order. */
+  times: number[];
+  errors: string[];
+  /** Stopped before `samples` requests because the budget ran out. */
+  cutShort: boolean;
+}
+
+async function sampleLatency(url: URL, p: Params, signal: AbortSignal, tls: TlsOptions): Promise<Sample> {
+  const Agent = url.protocol === 'https:' ? HttpsAgent : HttpAgent;
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const deadline = performance.now() + p.sampleBudgetMs;
+  const sample: Sample = { times: [], errors: [], cutShort: false };
+  try {
+    for (let i = 0; i < p.samples; i++) {
+      if (signal.aborted) throw signal.reason;
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) {
+        sample.cutShort = true;
+        break;
+      }
+      const timeoutMs = Math.max(1, Math.floor(Math.min(p.timeoutMs, remaining)));
+      const r = await attempt(() => get(url, { timeoutMs, signal, tls, agent }));
+      if (r.answer && isSuccess(r.answer.status)) sample.times.push(r.answer.ms);
+      else if (r.answer) sample.errors.push(`answered ${statusLine(r.answer)}`);
+      else if (timeoutMs < p.timeoutMs) sample.cutShort = true; // the budget, not the service, ran out
+      else sample.errors.push(r.failure!);
+    }
+  } finally {
+    agent.destroy();
+  }
+  return sample;
+}
+
+/**
+ * The p-th percentile by nearest rank: the smallest value with at least p %
+ * of the values at or below it (no interpolation). `sorted` ascending, non-empty.
+ */
+export function nearestRank(sorted: readonly number[], p: number): number {
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[Math.min(rank, sorted.length) - 1]!;
+}
+
+function stats(times: readonly number[]): { p50: number; p95: number; max: number; min: number } {
+  const sorted = [...times].sort((a, b) => a - b);
+  return { p50: round(nearestRank(sorted, 50)), p95: round(nearestRank(sorted, 95)), max: round(sorted.at(-1)!), min: round(sorted[0]!) };
+}
+
+// --- one GET ----------------------------------------------------------------
+
+interface TlsOptions {
+  insecure: boolean;
+  /** The trusted CAs when a caFile adds one; undefined: Node's defaults. */
+  ca?: string[];
+}
+
+interface Answer {
+  status: number;
+  statusText: string;
+  /** The Location header of a redirect (not followed). */
+  location?: string;
+  /** The first MAX_BODY_BYTES, as text. */
+  body: string;
+  /** From sending the request to the end of the body. */
+  ms: number;
+}
+
+/** A request that got no answer: connection refused, DNS, TLS, timeout. */
+class NoAnswer extends Error {}
+
+/**
+ * GETs the URL and reads the answer: any status is an answer. No redirects
+ * are followed. Rejects with NoAnswer when there is none, and with the run's
+ * abort reason when the run is aborted.
+ */
+function get(url: URL, o: { timeoutMs: number; signal: AbortSignal; tls: TlsOptions; headers?: Record<string, string>; agent?: HttpAgent }): Promise<Answer> {
+  const timeout = AbortSignal.timeout(o.timeoutMs);
+  const signal = AbortSignal.any([o.signal, timeout]);
+  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise<Answer>((resolve, reject) => {
+    const failed = (err: Error) => {
+      if (o.signal.aborted) reject(o.signal.reason);
+      else if (timeout.aborted) reject(new NoAnswer(`no answer within ${o.timeoutMs} ms`));
+      else reject(new NoAnswer(errorMessage(err)));
+    };
+    const started = performance.now();
+    const req = request(
+      url,
+      {
+        method: 'GET',
+        headers: { accept: 'application/json, text/plain;q=0.9, */*;q=0.5', 'user-agent': 'caretaker api-health', ...o.headers },
+        signal,
+        // A fresh connection per call (as curl), unless the sample passes its kept-alive agent.
+        agent: o.agent ?? false,
+        rejectUnauthorized: !o.tls.insecure,
+        ca: o.tls.ca,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let kept = 0;
+        res.on('data', (chunk: Buffer) => {
+          if (kept >= MAX_BODY_BYTES) return;
+          chunks.push(chunk);
+          kept += chunk.length;
+        });
+        res.once('error', failed);
+        res.once('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            statusText: res.statusMessage ?? '',
+            location: typeof res.headers.location === 'string' ? res.headers.location : undefined,
+            body: Buffer.concat(chunks).subarray(0, MAX_BODY_BYTES).toString('utf8'),
+            ms: performance.now() - started,
+          }),
+        );
+      },
+    );
+    req.once('error', failed);
+    req.end();
+  });
+}
+
+/** Runs a GET; a request without an answer becomes `failure`, anything else (an abort) throws. */
+async function attempt(fn: () => Promise<Answer>): Promise<Attempt> {
+  try {
+    return { answer: await fn() };
+  } catch (err) {
+    if (err instanceof NoAnswer) return { failure: err.message };
+    throw err;
+  }
+}
+
+// --- detailed health answers ------------------------------------------------
+
+interface Component {
+  name: string;
+  status: string;
+}
+
+/** The status and components of a JSON health answer; undefined when it is not one. */
+export function readDetailedHealth(body: string): { status?: string; components: Component[] } | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  if (!isObject(json)) return undefined;
+  const status = statusOf(json);
+  const byName = new Map<string, string>();
+  const add = (name: string, value: unknown) => {
+    const s = Array.isArray(value) ? worstStatus(value.map(statusOf)) : statusOf(value);
+    if (s === undefined || byName.size >= MAX_COMPONENTS) return;
+    const before = byName.get(name);
+    byName.set(name, before === undefined ? s : worstStatus([before, s])!);
+  };
+  for (const key of COMPONENT_CONTAINERS) {
+    const container = json[key];
+    if (isObject(container)) for (const [name, value] of Object.entries(container)) add(name, value);
+  }
+  for (const [name, value] of Object.entries(json)) if (!COMPONENT_CONTAINERS.includes(name)) add(name, value);
+  if (status === undefined && byName.size === 0) return undefined;
+  return { status, components: [...byName].map(([name, s]) => ({ name, status: s })) };
+}
+
+function statusOf(value: unknown): string | undefined {
+  if (!isObject(value)) return undefined;
+  const s = value.status;
+  return typeof s === 'string' ? s : typeof s === 'boolean' ? (s ? 'up' : 'down') : undefined;
+}
+
+function classify(status: string): 'ok' | 'degraded' | 'down' {
+  const s = status.toLowerCase();
+  return HEALTHY_STATUSES.has(s) ? 'ok' : DEGRADED_STATUSES.has(s) ? 'degraded' : 'down';
+}
+
+const RANK = { ok: 0, degraded: 1, down: 2 } as const;
+
+function worst(statuses: string[]): 'ok' | 'degraded' | 'down' {
+  return statuses.map(classify).reduce((a, b) => (RANK[b] > RANK[a] ? b : a), 'ok' as 'ok' | 'degraded' | 'down');
+}
+
+function worstStatus(statuses: (string | undefined)[]): string | undefined {
+  const known = statuses.filter((s): s is string => s !== undefined);
+  return known.reduce<string | undefined>((a, b) => (a === undefined || RANK[classify(b)] > RANK[classify(a)] ? b : a), undefined);
+}
+
+function scrubComponents(components: Component[], scrub: (s: string) => string): Component[] {
+  return components.slice(0, MAX_COMPONENTS).map((c) => ({ name: scrub(c.name), status: scrub(c.status) }));
+}
+
+// --- small helpers ----------------------------------------------------------
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isSuccess(status: number): boolean {
+  return status >= 200 && status < 300;
+}
+
+function statusLine(a: Answer): string {
+  return `${a.status}${a.statusText ? ` ${a.statusText}` : ''}`;
+}
+
+/** The URL as findings show it: no credentials, no query string (either may hold a secret). */
+function display(url: URL): string {
+  return `${url.origin}${url.pathname}`;
+}
+
+/** Where a redirect points, shown like any URL (relative ones resolved). */
+function redirectTarget(from: URL, location: string): string {
+  try {
+    return display(new URL(location, from));
+  } catch {
+    return '(unreadable Location header)';
+  }
+}
+
+/** TLS verification failures, by their OpenSSL / Node codes. */
+function tlsReason(reason: string): boolean {
+  return /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|certificate/i.test(reason);
+}
+
+function excerpt(text: string): string | undefined {
+  const t = text.trim();
+  if (!t) return undefined;
+  return t.length > BODY_EXCERPT_CHARS ? `${t.slice(0, BODY_EXCERPT_CHARS)}…` : t;
+}
+
+/** "ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:443" style; duck-typed, as Node's own errors may come from another realm. */
+function errorMessage(err: unknown): string {
+  if (typeof err !== 'object' || err === null || typeof (err as Error).message !== 'string') return String(err);
+  const { message, code } = err as NodeJS.ErrnoException;
+  return code && !message.includes(code) ? `${code}: ${message}` : message;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
