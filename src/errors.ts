@@ -22,6 +22,10 @@ export class ConfigError extends UsageError {
 /** Anything thrown, as an Error (libraries throw strings and plain objects too). */
 export function coerceError(thrown: unknown): Error {
   if (thrown instanceof Error) return thrown;
+  // An Error from another realm (a vm context, jest's sandbox) fails instanceof but is one.
+  if (thrown !== null && typeof thrown === 'object' && typeof (thrown as Error).message === 'string' && typeof (thrown as Error).name === 'string') {
+    return thrown as Error;
+  }
   if (typeof thrown === 'string') return new Error(thrown);
   try {
     return new Error(JSON.stringify(thrown));
