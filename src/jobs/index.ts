@@ -3,6 +3,7 @@
  * test/jobs/registry.test.ts fails when a file in src/jobs/ is missing.
  */
 import type { Task } from '../contract/task';
+import { apiHealth } from './api-health';
 import { backup } from './backup';
 import { backupVerify } from './backup-verify';
 import { connections } from './connections';
@@ -10,7 +11,10 @@ import { diskCheck } from './disk-check';
 import { drDrill } from './dr-drill';
 import { historyPrune } from './history-prune';
 import { indexAudit } from './index-audit';
+import { metricsReview } from './metrics-review';
 import { pgHealth } from './pg-health';
+import { queueHealth } from './queue-health';
+import { redisHealth } from './redis-health';
 import { restoreTest } from './restore-test';
 import { slowQueries } from './slow-queries';
 import { vacuumAnalyze } from './vacuum-analyze';
@@ -18,6 +22,7 @@ import { vacuumAnalyze } from './vacuum-analyze';
 export type TaskRegistry = ReadonlyMap<string, Task>;
 
 export const TASKS: TaskRegistry = new Map<string, Task>([
+  [apiHealth.name, apiHealth],
   [backup.name, backup],
   [backupVerify.name, backupVerify],
   [connections.name, connections],
@@ -25,7 +30,10 @@ export const TASKS: TaskRegistry = new Map<string, Task>([
   [drDrill.name, drDrill],
   [historyPrune.name, historyPrune],
   [indexAudit.name, indexAudit],
+  [metricsReview.name, metricsReview],
   [pgHealth.name, pgHealth],
+  [queueHealth.name, queueHealth],
+  [redisHealth.name, redisHealth],
   [restoreTest.name, restoreTest],
   [slowQueries.name, slowQueries],
   [vacuumAnalyze.name, vacuumAnalyze],
