@@ -16,6 +16,7 @@ import { pgHealth } from './pg-health';
 import { queueHealth } from './queue-health';
 import { redisHealth } from './redis-health';
 import { restoreTest } from './restore-test';
+import { securityAudit } from './security-audit';
 import { slowQueries } from './slow-queries';
 import { vacuumAnalyze } from './vacuum-analyze';
 
@@ -35,6 +36,7 @@ export const TASKS: TaskRegistry = new Map<string, Task>([
   [queueHealth.name, queueHealth],
   [redisHealth.name, redisHealth],
   [restoreTest.name, restoreTest],
+  [securityAudit.name, securityAudit],
   [slowQueries.name, slowQueries],
   [vacuumAnalyze.name, vacuumAnalyze],
 ]);

@@ -316,6 +316,8 @@ export async function probeAuth(url: string, timeoutMs = 5_000): Promise<AuthPro
     maxRetriesPerRequest: 0,
     connectTimeout: timeoutMs,
     commandTimeout: timeoutMs,
+    // disconnect() after a failed connect otherwise keeps the process alive 2 s.
+    disconnectTimeout: 50,
   });
   let connectError: string | undefined;
   probe.on('error', (err: Error) => {

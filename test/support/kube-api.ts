@@ -23,7 +23,10 @@
  *
  * Built-in routes (GET unless said): pods (list, get, DELETE, `/log`) and
  * events in a namespace, pods across namespaces, deployments (list, get,
- * `/status`), autoscaling/v2 HPAs (list, get). Anything else is a 404
+ * `/status`), autoscaling/v2 HPAs (list, get), metrics.k8s.io PodMetrics
+ * (list; `metricsApi` makes it 404 or 503), secrets (list, metadata-only
+ * on request) and rbac.authorization.k8s.io/v1 RoleBindings and
+ * ClusterRoleBindings (list). Anything else is a 404
  * `Status` like the real server's; add more with `api.route(...)`.
  */
 import { randomBytes } from 'node:crypto';
@@ -34,6 +37,9 @@ import { join } from 'node:path';
 import type { CoreV1Event, V1Deployment, V1Pod, V2HorizontalPodAutoscaler } from '@kubernetes/client-node';
 import { KubeController, type ControllerBehaviour } from './kube-controller';
 import { BadRequest, currentResourceVersion, nextResourceVersion, parseLabelSelector, pod, statusBody, type PodState } from './kube-fixtures';
+import type { PodMetricsObject } from './kube-fixtures';
+// secrets and RBAC bindings (security-audit)
+import type { V1ClusterRoleBinding, V1RoleBinding, V1Secret } from '@kubernetes/client-node';
 
 // The builders and API helpers, for the tests that import them from here.
 export {
@@ -50,6 +56,12 @@ export {
 } from './kube-fixtures';
 export type { ContainerInput, DeploymentInput, EventInput, HpaInput, PodInput, PodState } from './kube-fixtures';
 export type { ControllerBehaviour } from './kube-controller';
+// metrics.k8s.io (k8s-health)
+export { podMetrics } from './kube-fixtures';
+export type { PodMetricsInput, PodMetricsObject } from './kube-fixtures';
+// secrets and RBAC bindings (security-audit)
+export { clusterRoleBinding, roleBinding, secret } from './kube-fixtures';
+export type { BindingInput, BindingSubjectInput, SecretInput } from './kube-fixtures';
 
 /** The user RBAC messages name, like a real service account. */
 export const FAKE_USER = 'system:serviceaccount:caretaker:caretaker';
@@ -61,6 +73,8 @@ export interface RecordedRequest {
   query: Record<string, string>;
   /** Date.now() when it arrived. */
   at: number;
+  /** The Accept header, when sent (security-audit asks for metadata-only lists). */
+  accept?: string;
 }
 
 /** How `api.addDeployment()` starts a deployment's pods, and how the controller replaces them. */
@@ -100,7 +114,7 @@ interface BuiltinRoute {
   verb: Verb;
   resource: string;
   group: string;
-  handle: (m: RegExpMatchArray, query: Record<string, string>) => RouteResponse;
+  handle: (m: RegExpMatchArray, query: Record<string, string>, req: { accept?: string }) => RouteResponse;
 }
 
 interface LogStore {
@@ -122,6 +136,19 @@ export class KubeApi {
   readonly pods: V1Pod[] = [];
   readonly events: CoreV1Event[] = [];
   readonly hpas: V2HorizontalPodAutoscaler[] = [];
+  /** metrics.k8s.io: the PodMetrics the metrics API serves (`api.addPodMetrics(podMetrics({...}))`). */
+  readonly podMetrics: PodMetricsObject[] = [];
+  /** core/v1 Secrets (security-audit); listed in full, or as metadata only when the client asks for PartialObjectMetadataList. */
+  readonly secrets: V1Secret[] = [];
+  /** rbac.authorization.k8s.io/v1 RoleBindings and ClusterRoleBindings (security-audit). */
+  readonly roleBindings: V1RoleBinding[] = [];
+  readonly clusterRoleBindings: V1ClusterRoleBinding[] = [];
+  /**
+   * How the metrics API answers: 'available' (default: serves `podMetrics`),
+   * 'missing' (404 NotFound, as when metrics-server is not installed),
+   * 'unavailable' (503 ServiceUnavailable, as when it is installed but down).
+   */
+  metricsApi: 'available' | 'missing' | 'unavailable' = 'available';
   /** http://127.0.0.1:port */
   url = '';
 
@@ -148,6 +175,16 @@ export class KubeApi {
       { method: 'GET', pattern: new RegExp(`^/apis/autoscaling/v2/namespaces/${ns}/horizontalpodautoscalers$`), verb: 'list', resource: 'horizontalpodautoscalers', group: 'autoscaling', handle: (m, q) => this.list('HorizontalPodAutoscalerList', 'autoscaling/v2', this.hpas, m[1], q) },
       { method: 'GET', pattern: new RegExp(`^/apis/autoscaling/v2/namespaces/${ns}/horizontalpodautoscalers/${name}$`), verb: 'get', resource: 'horizontalpodautoscalers', group: 'autoscaling', handle: (m) => this.get(this.hpas, m[1]!, m[2]!, 'horizontalpodautoscalers.autoscaling') },
     ];
+    // -- metrics.k8s.io (metrics-server), for k8s-health: forbid('list', 'pods.metrics.k8s.io') refuses only this one.
+    this.builtins.push(
+      { method: 'GET', pattern: new RegExp(`^/apis/metrics.k8s.io/v1beta1/namespaces/${ns}/pods$`), verb: 'list', resource: 'pods', group: 'metrics.k8s.io', handle: (m, q) => this.podMetricsList(m[1]!, q) },
+    );
+    // -- secrets (list; metadata only on request) and RBAC bindings (list), for security-audit.
+    this.builtins.push(
+      { method: 'GET', pattern: new RegExp(`^/api/v1/namespaces/${ns}/secrets$`), verb: 'list', resource: 'secrets', group: '', handle: (m, q, req) => this.secretList(m[1]!, q, req.accept) },
+      { method: 'GET', pattern: new RegExp(`^/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings$`), verb: 'list', resource: 'rolebindings', group: 'rbac.authorization.k8s.io', handle: (m, q) => this.list('RoleBindingList', 'rbac.authorization.k8s.io/v1', this.roleBindings, m[1], q) },
+      { method: 'GET', pattern: /^\/apis\/rbac.authorization.k8s.io\/v1\/clusterrolebindings$/, verb: 'list', resource: 'clusterrolebindings', group: 'rbac.authorization.k8s.io', handle: (_m, q) => this.list('ClusterRoleBindingList', 'rbac.authorization.k8s.io/v1', this.clusterRoleBindings, undefined, q) },
+    );
   }
 
   /** Starts listening on 127.0.0.1, a free port. */
@@ -279,6 +316,64 @@ export class KubeApi {
     return this.requests.filter((r) => r.method === method.toUpperCase() && r.path.startsWith(pathPrefix));
   }
 
+  // -- metrics.k8s.io (k8s-health) -------------------------------------------
+
+  /** Adds a PodMetrics item (built with `podMetrics()`), as served by the metrics API route. */
+  addPodMetrics(m: PodMetricsObject): PodMetricsObject {
+    this.podMetrics.push(m);
+    return m;
+  }
+
+  /** The PodMetricsList of a namespace, or the 404 / 503 of a missing or down metrics-server. */
+  private podMetricsList(namespace: string, query: Record<string, string>): RouteResponse {
+    if (this.metricsApi === 'missing') return { status: 404, json: statusBody(404, 'NotFound', 'the server could not find the requested resource', {}) };
+    if (this.metricsApi === 'unavailable') {
+      return {
+        status: 503,
+        json: statusBody(503, 'ServiceUnavailable', 'the server is currently unable to handle the request', { causes: [{ reason: 'UnexpectedServerResponse', message: 'service unavailable' }] }),
+      };
+    }
+    const list = this.list('PodMetricsList', 'metrics.k8s.io/v1beta1', this.podMetrics, namespace, query);
+    // metrics-server's list metadata carries no resourceVersion.
+    return { json: { ...(list.json as Record<string, unknown>), metadata: {} } };
+  }
+
+  // -- secrets and RBAC bindings (security-audit) ---------------------------
+
+  /** Adds a Secret (built with `secret()`), as listed by the secrets route. */
+  addSecret(s: V1Secret): V1Secret {
+    this.secrets.push(s);
+    return s;
+  }
+
+  /** Adds a RoleBinding (built with `roleBinding()`). */
+  addRoleBinding(b: V1RoleBinding): V1RoleBinding {
+    this.roleBindings.push(b);
+    return b;
+  }
+
+  /** Adds a ClusterRoleBinding (built with `clusterRoleBinding()`). */
+  addClusterRoleBinding(b: V1ClusterRoleBinding): V1ClusterRoleBinding {
+    this.clusterRoleBindings.push(b);
+    return b;
+  }
+
+  /**
+   * A SecretList, or, when the Accept header asks for
+   * `as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`, the metadata only
+   * (no type, no data), as the real API server answers; any other `as=`
+   * is 406 NotAcceptable.
+   */
+  private secretList(namespace: string, query: Record<string, string>, accept?: string): RouteResponse {
+    const full = this.list('SecretList', 'v1', this.secrets, namespace, query);
+    const asParams = (accept ?? '').split(',').map((part) => part.trim()).filter((part) => /;\s*as=/.test(part));
+    if (asParams.length === 0) return full;
+    const metadataOnly = asParams.some((part) => /;\s*as=PartialObjectMetadataList\b/.test(part) && /;\s*g=meta\.k8s\.io\b/.test(part) && /;\s*v=v1\b/.test(part));
+    if (!metadataOnly) return { status: 406, json: statusBody(406, 'NotAcceptable', `only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf`) };
+    const items = (full.json as { items: V1Secret[]; metadata: unknown }).items.map((s) => ({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: s.metadata }));
+    return { json: { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata: (full.json as { metadata: unknown }).metadata, items } };
+  }
+
   // -- HTTP ------------------------------------------------------------------
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -286,12 +381,12 @@ export class KubeApi {
     const query = Object.fromEntries(url.searchParams.entries());
     const method = (req.method ?? 'GET').toUpperCase();
     const path = url.pathname;
-    this.requests.push({ method, path, query, at: Date.now() });
+    this.requests.push({ method, path, query, at: Date.now(), ...(req.headers.accept ? { accept: req.headers.accept } : {}) });
     let body = '';
     for await (const chunk of req) body += String(chunk);
     let out: RouteResponse;
     try {
-      out = await this.dispatch(method, path, query, body, req.headers.authorization);
+      out = await this.dispatch(method, path, query, body, req.headers.authorization, req.headers.accept);
     } catch (err) {
       out = { status: 500, json: statusBody(500, 'InternalError', `Internal error occurred: ${(err as Error).message}`) };
     }
@@ -305,7 +400,7 @@ export class KubeApi {
     }
   }
 
-  private async dispatch(method: string, path: string, query: Record<string, string>, body: string, authorization?: string): Promise<RouteResponse> {
+  private async dispatch(method: string, path: string, query: Record<string, string>, body: string, authorization?: string, accept?: string): Promise<RouteResponse> {
     if (authorization !== `Bearer ${this.token}`) return { status: 401, json: statusBody(401, 'Unauthorized', 'Unauthorized') };
     for (const c of this.custom) {
       const match = c.method === method ? path.match(c.pattern) : null;
@@ -316,7 +411,7 @@ export class KubeApi {
       if (!m) continue;
       const namespace = path.includes('/namespaces/') ? m[1] : undefined;
       const objectName = r.verb === 'list' ? undefined : m[2];
-      if (this.forbidden.some((f) => f.verb === r.verb && f.resource === r.resource && (!f.namespace || f.namespace === namespace))) {
+      if (this.forbidden.some((f) => f.verb === r.verb && (f.resource === r.resource || f.resource === `${r.resource}.${r.group}`) && (!f.namespace || f.namespace === namespace))) {
         const what = objectName ? `${r.resource.split('/')[0]}${r.group ? `.${r.group}` : ''} "${objectName}"` : `${r.resource.split('/')[0]}${r.group ? `.${r.group}` : ''}`;
         const where = namespace ? ` in the namespace "${namespace}"` : ' at the cluster scope';
         return {
@@ -329,7 +424,7 @@ export class KubeApi {
         };
       }
       try {
-        return r.handle(m, query);
+        return r.handle(m, query, { accept });
       } catch (err) {
         if (err instanceof BadRequest) return { status: 400, json: statusBody(400, 'BadRequest', err.message) };
         throw err;
@@ -388,6 +483,10 @@ export class KubeApi {
       container = containers[0]!;
     }
     if (!containers.includes(container)) throw new BadRequest(`container ${container} is not valid for pod ${name}`);
+    const waiting = p.status?.containerStatuses?.find((c) => c.name === container)?.state?.waiting?.reason;
+    if (query.previous !== 'true' && (waiting === 'ContainerCreating' || waiting === 'PodInitializing')) {
+      throw new BadRequest(`container "${container}" in pod "${name}" is waiting to start: ${waiting}`);
+    }
     const store = this.logs.get(`${namespace}/${name}/${container}`) ?? { current: [] };
     const previous = query.previous === 'true';
     if (previous && !store.previous) throw new BadRequest(`previous terminated container "${container}" in pod "${name}" not found`);

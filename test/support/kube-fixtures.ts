@@ -26,6 +26,7 @@ import type {
   V1ResourceRequirements,
   V2HorizontalPodAutoscaler,
 } from '@kubernetes/client-node';
+import type { V1ClusterRoleBinding, V1RoleBinding, V1Secret } from '@kubernetes/client-node';
 
 /** Kubernetes' alphabet for generated name suffixes (no vowels, no 0/1/3). */
 const SAFE_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
@@ -387,4 +388,161 @@ export function parseLabelSelector(selector: string): ((labels: Record<string, s
     }
     throw new BadRequest(`unable to parse requirement: found '${part}', expected: in, notin, =, ==, !=, gt, lt`);
   });
+}
+
+// -- metrics.k8s.io (metrics-server): k8s-health's CPU and memory check ------
+
+/** A metrics.k8s.io/v1beta1 PodMetrics, as metrics-server serves it. */
+export interface PodMetricsObject {
+  kind?: 'PodMetrics';
+  apiVersion?: 'metrics.k8s.io/v1beta1';
+  metadata: { name: string; namespace: string; creationTimestamp: Date; labels?: Record<string, string> };
+  timestamp: Date;
+  window: string;
+  containers: { name: string; usage: { cpu: string; memory: string } }[];
+}
+
+/** What `podMetrics()` builds from. */
+export interface PodMetricsInput {
+  pod: V1Pod;
+  /**
+   * Container name → usage as metrics-server writes it: CPU in nanocores
+   * (`'350000000n'` = 350m), memory in Ki (`'204800Ki'` = 200 MiB). Any
+   * quantity the API accepts works.
+   */
+  containers: Record<string, { cpu: string; memory: string }>;
+  /** When the sample was taken; default 15 s ago. */
+  timestamp?: Date;
+}
+
+/** A PodMetrics item as `kubectl get --raw /apis/metrics.k8s.io/v1beta1/namespaces/NS/pods` shows it. */
+export function podMetrics(input: PodMetricsInput): PodMetricsObject {
+  const now = new Date();
+  return {
+    kind: 'PodMetrics',
+    apiVersion: 'metrics.k8s.io/v1beta1',
+    metadata: {
+      name: input.pod.metadata!.name!,
+      namespace: input.pod.metadata!.namespace!,
+      // metrics-server stamps the object when it is served, not when the pod was made.
+      creationTimestamp: now,
+      labels: { ...(input.pod.metadata?.labels ?? {}) },
+    },
+    timestamp: input.timestamp ?? new Date(now.getTime() - 15_000),
+    window: '15.023s',
+    containers: Object.entries(input.containers).map(([name, usage]) => ({ name, usage: { cpu: usage.cpu, memory: usage.memory } })),
+  };
+}
+
+// -- secrets and RBAC bindings: security-audit ---------------------------------
+
+/** What `secret()` builds from. */
+export interface SecretInput {
+  name: string;
+  namespace?: string;
+  /** Default "Opaque". */
+  type?: string;
+  /** Plain values; the builder base64-encodes them as the API does. */
+  data?: Record<string, string>;
+  /** Default now. */
+  createdAt?: Date;
+  /** When the data was last written (the time of the managedFields entry that owns `f:data`); default createdAt. */
+  dataWrittenAt?: Date;
+  /** Leave out metadata.managedFields (a server or proxy that strips them). */
+  noManagedFields?: boolean;
+  /** Add `kubectl.kubernetes.io/last-applied-configuration`, which holds the applied object, data included, as `kubectl apply` does. */
+  lastApplied?: boolean;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+/** A core/v1 Secret as `kubectl get secret -o json` shows it (data base64-encoded). */
+export function secret(input: SecretInput): V1Secret {
+  const namespace = input.namespace ?? 'default';
+  const created = input.createdAt ?? new Date();
+  const type = input.type ?? 'Opaque';
+  const data = Object.fromEntries(Object.entries(input.data ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
+  const annotations = { ...(input.annotations ?? {}) };
+  if (input.lastApplied) {
+    annotations['kubectl.kubernetes.io/last-applied-configuration'] =
+      JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: input.name, namespace }, type, data }) + '\n';
+  }
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: {
+      name: input.name,
+      namespace,
+      uid: randomUUID(),
+      resourceVersion: nextResourceVersion(),
+      creationTimestamp: created,
+      ...(input.labels ? { labels: { ...input.labels } } : {}),
+      ...(Object.keys(annotations).length ? { annotations } : {}),
+      ...(input.noManagedFields
+        ? {}
+        : {
+            managedFields: [
+              {
+                manager: input.lastApplied ? 'kubectl-client-side-apply' : 'kubectl-create',
+                operation: 'Update',
+                apiVersion: 'v1',
+                time: input.dataWrittenAt ?? created,
+                fieldsType: 'FieldsV1',
+                fieldsV1: { 'f:data': { '.': {}, ...Object.fromEntries(Object.keys(data).map((k) => [`f:${k}`, {}])) }, 'f:type': {} },
+              },
+            ],
+          }),
+    },
+    type,
+    data,
+  };
+}
+
+/** A subject of a binding: service accounts carry their namespace, users and groups the RBAC apiGroup. */
+export interface BindingSubjectInput {
+  kind: 'ServiceAccount' | 'User' | 'Group';
+  name: string;
+  /** ServiceAccount only; default the binding's namespace (RoleBinding) or "default". */
+  namespace?: string;
+}
+
+/** What `roleBinding()` and `clusterRoleBinding()` build from. */
+export interface BindingInput {
+  name: string;
+  /** RoleBinding only; default "default". */
+  namespace?: string;
+  roleRef: { kind: 'ClusterRole' | 'Role'; name: string };
+  subjects: BindingSubjectInput[];
+}
+
+const RBAC_GROUP = 'rbac.authorization.k8s.io';
+
+function bindingParts(input: BindingInput, namespace?: string): Pick<V1RoleBinding, 'roleRef' | 'subjects'> {
+  return {
+    roleRef: { apiGroup: RBAC_GROUP, kind: input.roleRef.kind, name: input.roleRef.name },
+    subjects: input.subjects.map((s) =>
+      s.kind === 'ServiceAccount' ? { kind: s.kind, name: s.name, namespace: s.namespace ?? namespace ?? 'default' } : { apiGroup: RBAC_GROUP, kind: s.kind, name: s.name },
+    ),
+  };
+}
+
+/** An rbac.authorization.k8s.io/v1 RoleBinding as `kubectl get rolebinding -o json` shows it. */
+export function roleBinding(input: BindingInput): V1RoleBinding {
+  const namespace = input.namespace ?? 'default';
+  return {
+    apiVersion: `${RBAC_GROUP}/v1`,
+    kind: 'RoleBinding',
+    metadata: { name: input.name, namespace, uid: randomUUID(), resourceVersion: nextResourceVersion(), creationTimestamp: new Date(Date.now() - 86_400_000) },
+    ...bindingParts(input, namespace),
+  };
+}
+
+/** An rbac.authorization.k8s.io/v1 ClusterRoleBinding (cluster-scoped: no namespace). */
+export function clusterRoleBinding(input: Omit<BindingInput, 'namespace'>): V1ClusterRoleBinding {
+  return {
+    apiVersion: `${RBAC_GROUP}/v1`,
+    kind: 'ClusterRoleBinding',
+    metadata: { name: input.name, uid: randomUUID(), resourceVersion: nextResourceVersion(), creationTimestamp: new Date(Date.now() - 86_400_000) },
+    ...bindingParts(input),
+  };
 }
