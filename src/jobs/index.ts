@@ -9,8 +9,10 @@ import { backupVerify } from './backup-verify';
 import { connections } from './connections';
 import { diskCheck } from './disk-check';
 import { drDrill } from './dr-drill';
+import { errorLogs } from './error-logs';
 import { historyPrune } from './history-prune';
 import { indexAudit } from './index-audit';
+import { k8sHealth } from './k8s-health';
 import { metricsReview } from './metrics-review';
 import { pgHealth } from './pg-health';
 import { queueHealth } from './queue-health';
@@ -29,8 +31,10 @@ export const TASKS: TaskRegistry = new Map<string, Task>([
   [connections.name, connections],
   [diskCheck.name, diskCheck],
   [drDrill.name, drDrill],
+  [errorLogs.name, errorLogs],
   [historyPrune.name, historyPrune],
   [indexAudit.name, indexAudit],
+  [k8sHealth.name, k8sHealth],
   [metricsReview.name, metricsReview],
   [pgHealth.name, pgHealth],
   [queueHealth.name, queueHealth],
