@@ -38,7 +38,8 @@ describe('resolveSchedules', () => {
     expect(daily).toMatchObject({ cron: '0 3 * * *', timezone: 'UTC', enabled: true });
     expect(daily.tasks).toEqual(expect.arrayContaining(['connections', 'history-prune']));
     // Planned runbook tasks are known but not scheduled until they exist.
-    expect(daily.unavailable).toContain('k8s-health');
+    expect(schedules.find((s) => s.id === 'report')!.unavailable).toEqual(['weekly-report']);
+    expect(schedules.find((s) => s.id === 'monthly')!.unavailable).toEqual(['capacity-plan']);
   });
 
   it('lets the config override cron, timezone and enabled, and add schedules', () => {
