@@ -200,7 +200,11 @@ describe('measurePodRecovery', () => {
     const late = new AbortController();
     const started = Date.now();
     const waiting = measurePodRecovery(request({ signal: late.signal, timeoutMs: 60_000 }));
-    await until(() => api.requestsOf('DELETE').length > 0);
+    // Abort once the delete has been answered: the first poll after it shows the client moved on.
+    await until(() => {
+      const deleteAt = api.requests.findIndex((r) => r.method === 'DELETE');
+      return deleteAt >= 0 && api.requests.length > deleteAt + 1;
+    });
     late.abort();
     const result = await waiting;
 
