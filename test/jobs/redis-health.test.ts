@@ -1,9 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { configValue, parseInfo, redisHealth } from '../../src/jobs/redis-health';
 import { migrate } from '../../src/results/migrate';
@@ -11,8 +6,8 @@ import { ResultStore } from '../../src/results/store';
 import type { TaskResult } from '../../src/contract/result';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { TEST_REDIS_URL } from '../support/env';
-import { eventually } from '../support/jobs';
 import { runOn } from '../support/run-on';
+import { startRedisServer, type OwnRedis } from '../support/redis-server';
 
 /*
  * The shared Redis (no password) shows redis_no_auth. Everything that needs
@@ -23,23 +18,11 @@ import { runOn } from '../support/run-on';
 const password = randomBytes(12).toString('hex');
 const renamedConfig = `config-${randomBytes(6).toString('hex')}`;
 let port: number;
-let server: ChildProcess;
-let dir: string;
+let own: OwnRedis;
 let admin: Redis;
 let db: TestDatabase;
 let ownUrl: string;
 let targetSeq = 0;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** CONFIG under its secret name, on our own instance only. */
 const config = (...args: (string | number)[]) => admin.call(renamedConfig, ...args.map(String));
@@ -77,27 +60,12 @@ async function lookups(hits: number, misses: number): Promise<void> {
 beforeAll(async () => {
   db = await createTestDatabase('redis_health');
   await migrate(db.pool);
-  port = await freePort();
-  dir = mkdtempSync(join(tmpdir(), 'ct-redis-'));
-  server = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--requirepass', password, '--save', '', '--appendonly', 'no', '--dir', dir, '--rename-command', 'CONFIG', renamedConfig],
-    { stdio: 'ignore' },
-  );
-  ownUrl = `redis://:${password}@127.0.0.1:${port}`;
-  admin = new Redis(ownUrl, { maxRetriesPerRequest: 1, lazyConnect: true, retryStrategy: () => 100 });
-  admin.on('error', () => undefined);
-  await eventually(async () => ((await admin.ping().catch(() => undefined)) === 'PONG' ? true : undefined), 10_000, 'redis-server to start');
+  own = await startRedisServer({ password, extraArgs: ['--rename-command', 'CONFIG', renamedConfig] });
+  ({ port, admin, url: ownUrl } = own);
 });
 
 afterAll(async () => {
-  admin?.disconnect();
-  if (server && server.exitCode === null) {
-    const exited = new Promise((r) => server.once('exit', r));
-    server.kill('SIGTERM');
-    await exited;
-  }
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await own?.stop();
   await db?.drop();
 });
 

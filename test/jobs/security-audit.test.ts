@@ -4,10 +4,8 @@
  * certificates, the fake Kubernetes API through a kubeconfig), then the task
  * as the worker runs it, on caretaker's self-target carrying every target.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
@@ -22,9 +20,10 @@ import { auditKubernetes, METADATA_ONLY_ACCEPT, type KubernetesAuditOptions } fr
 import { createTestDatabase, dropRoles, randomRoleName, urlFor, type TestDatabase } from '../support/db';
 import { TEST_REDIS_URL } from '../support/env';
 import { closedPort, daysFromNow, makeCa, makeCertificate, startTestServer, type TestServer } from '../support/https-server';
-import { eventually } from '../support/jobs';
 import { clusterRoleBinding, deployment, pod, roleBinding, secret, startKubeApi, type KubeApi } from '../support/kube-api';
 import { runOn } from '../support/run-on';
+import { startRedisServer, type OwnRedis } from '../support/redis-server';
+import { freePort } from '../support/ports';
 
 const DAY_MS = 86_400_000;
 const daysAgo = (days: number) => new Date(Date.now() - days * DAY_MS);
@@ -175,42 +174,22 @@ describe('auditPostgres', () => {
 
 // -- Redis --------------------------------------------------------------------
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 describe('auditRedis', () => {
   const password = randomBytes(12).toString('hex');
   const aclPassword = randomBytes(12).toString('hex');
+  let own: OwnRedis;
   let port: number;
-  let server: ChildProcess;
   let admin: Redis;
   let url: string;
 
   beforeAll(async () => {
-    port = await freePort();
-    server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--requirepass', password, '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-    url = `redis://:${password}@127.0.0.1:${port}`;
-    admin = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 100 });
-    admin.on('error', () => undefined);
-    await eventually(async () => ((await admin.ping().catch(() => undefined)) === 'PONG' ? true : undefined), 10_000, 'redis-server to start');
+    own = await startRedisServer({ password });
+    ({ admin, url, port } = own);
     // A user that may do anything but CONFIG, as managed services hand out.
     await admin.call('ACL', 'SETUSER', 'auditor', 'on', `>${aclPassword}`, '~*', '&*', '+@all', '-config');
   });
   afterAll(async () => {
-    admin?.disconnect();
-    if (server && server.exitCode === null) {
-      const exited = new Promise((r) => server.once('exit', r));
-      server.kill('SIGTERM');
-      await exited;
-    }
+    await own?.stop();
   });
   afterEach(async () => {
     await admin.config('SET', 'protected-mode', 'yes');

@@ -10,20 +10,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort } from './ports';
 
 /** Prometheus 2.x applies scrape targets on a fixed 5 s tick: the first scrape comes ~5 s after start. */
 const READY_TIMEOUT_MS = 30_000;
 const POLL_MS = 100;
 const STOP_GRACE_MS = 5_000;
 
-/** A port nothing listens on right now (listen on 0, read it, close). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export { freePort };
 
 export interface TestServer {
   port: number;
