@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { defineTask } from '../contract/task';
 import type { Finding } from '../contract/result';
-import { peerCertificate, type PeerCertificate } from '../util/tls';
+import { certificateFindings, peerCertificate, type PeerCertificate } from '../util/tls';
 
 /** What is kept of a response body (the rest is read and dropped): health answers are small. */
 const MAX_BODY_BYTES = 64 * 1024;
@@ -101,7 +101,7 @@ export const apiHealth = defineTask({
     for (const origin of httpsOrigins) {
       try {
         const cert = await peerCertificate(origin, { timeoutMs: p.timeoutMs, signal, extraCa });
-        findings.push(...certificateFindings(cert, p));
+        findings.push(...tlsFindings(cert, p));
         metrics.tls_days_left = Math.min(metrics.tls_days_left ?? Infinity, cert.daysLeft);
         summary.push(cert.expired ? `certificate EXPIRED ${cert.validTo.slice(0, 10)}` : `certificate ${cert.daysLeft} days left`);
       } catch (err) {
@@ -181,50 +181,14 @@ function healthDownFinding(url: URL, health: Attempt, scrub: (s: string) => stri
   };
 }
 
-function certificateFindings(cert: PeerCertificate, p: Params): Finding[] {
-  const findings: Finding[] = [];
-  const details = {
-    endpoint: cert.endpoint,
-    subject: cert.subject,
-    issuer: cert.issuer,
-    subjectAltName: cert.subjectAltName,
-    validFrom: cert.validFrom,
-    validTo: cert.validTo,
-    daysLeft: cert.daysLeft,
-    selfSigned: cert.selfSigned,
-    authorized: cert.authorized,
-    authorizationError: cert.authorizationError,
-    fingerprint256: cert.fingerprint256,
-  };
-  if (cert.daysLeft < p.tlsWarningDays) {
-    const critical = cert.expired || cert.daysLeft < p.tlsCriticalDays;
-    findings.push({
-      severity: critical ? 'critical' : 'warning',
-      code: 'tls_expiring',
-      subject: cert.endpoint,
-      message: cert.expired
-        ? `the certificate of ${cert.endpoint} expired on ${cert.validTo.slice(0, 10)}`
-        : `the certificate of ${cert.endpoint} expires in ${cert.daysLeft} days (${cert.validTo.slice(0, 10)}; ${critical ? 'critical' : 'warning'} below ${critical ? p.tlsCriticalDays : p.tlsWarningDays} days)`,
-      suggestion: 'Renew it (cert-manager: kubectl describe certificate; look for a failing ACME challenge), then check that the server serves the new one',
-      details,
-    });
-  }
-  // An expired certificate is untrusted for that reason alone: tls_expiring already says it.
-  if (!cert.authorized && cert.authorizationError !== 'CERT_HAS_EXPIRED') {
-    findings.push({
-      // With insecureSkipVerify the operator has accepted this certificate: worth knowing, not an alarm.
-      severity: p.insecureSkipVerify ? 'info' : 'warning',
-      code: 'tls_untrusted',
-      subject: cert.endpoint,
-      message: `a client would reject the certificate of ${cert.endpoint}: ${cert.authorizationError}${cert.selfSigned ? ' (self-signed)' : ''}${p.insecureSkipVerify ? '; accepted because insecureSkipVerify is set' : ''}`,
-      suggestion:
-        cert.authorizationError === 'ERR_TLS_CERT_ALTNAME_INVALID'
-          ? 'The certificate does not name this host: serve one whose subjectAltName covers it'
-          : 'Serve a certificate from a CA clients trust; for a private CA give caretaker its certificate with caFile',
-      details,
-    });
-  }
-  return findings;
+/** The shared TLS judgement, with this task's thresholds; an accepted (insecureSkipVerify) certificate is only info. */
+function tlsFindings(cert: PeerCertificate, p: Params): Finding[] {
+  return certificateFindings(cert, {
+    warningDays: p.tlsWarningDays,
+    criticalDays: p.tlsCriticalDays,
+    untrusted: p.insecureSkipVerify ? 'info' : 'warning',
+    untrustedNote: p.insecureSkipVerify ? '; accepted because insecureSkipVerify is set' : '',
+  });
 }
 
 interface Attempt {

@@ -7,16 +7,16 @@
  */
 import type { Finding } from '../contract/result';
 import { redactSecretsIn } from '../logger';
-import { peerCertificate } from '../util/tls';
+import { certificateFindings, peerCertificate } from '../util/tls';
 import { AUDIT_INCOMPLETE, countsByCode, type AuditResult } from './audit';
 
 export const TLS_CODES = ['tls_expiring', 'tls_untrusted', AUDIT_INCOMPLETE] as const;
 
 /** What the TLS check needs from security-audit's params. */
 export interface TlsAuditOptions {
-  /** Days left at or below which `tls_expiring` is a warning... */
+  /** Fewer days left than this is a `tls_expiring` warning... */
   warningDays: number;
-  /** ...and critical. */
+  /** ...fewer than this, critical. */
   criticalDays: number;
   /** Also report certificates a client would reject (self-signed, wrong name, incomplete chain). */
   checkTrust: boolean;
@@ -61,41 +61,7 @@ export async function auditTls(urls: readonly string[], opts: TlsAuditOptions, s
       continue;
     }
     checked += 1;
-    const details = {
-      endpoint,
-      subject: cert.subject,
-      issuer: cert.issuer,
-      subjectAltName: cert.subjectAltName,
-      validTo: cert.validTo,
-      daysLeft: cert.daysLeft,
-      selfSigned: cert.selfSigned,
-      authorized: cert.authorized,
-      authorizationError: cert.authorizationError,
-      fingerprint256: cert.fingerprint256,
-    };
-    if (cert.expired || cert.daysLeft <= opts.warningDays) {
-      const critical = cert.expired || cert.daysLeft <= opts.criticalDays;
-      findings.push({
-        severity: critical ? 'critical' : 'warning',
-        code: 'tls_expiring',
-        subject: endpoint,
-        message: cert.expired
-          ? `the TLS certificate of ${endpoint} expired on ${cert.validTo.slice(0, 10)}`
-          : `the TLS certificate of ${endpoint} expires in ${cert.daysLeft} days (${cert.validTo.slice(0, 10)}; ${critical ? 'critical' : 'warning'} at ${critical ? opts.criticalDays : opts.warningDays} days)`,
-        suggestion: 'Renew the certificate and reload the server or ingress that serves it; check why automatic renewal (cert-manager, ACME) did not',
-        details,
-      });
-    }
-    if (opts.checkTrust && !cert.authorized && !cert.expired) {
-      findings.push({
-        severity: 'warning',
-        code: 'tls_untrusted',
-        subject: endpoint,
-        message: `clients would reject the TLS certificate of ${endpoint}: ${cert.authorizationError ?? 'not trusted'}${cert.selfSigned ? ' (self-signed)' : ''}`,
-        suggestion: 'Serve a certificate from a trusted CA for this host name, with its full chain; for a private CA, give its PEM in tlsCaFile',
-        details,
-      });
-    }
+    findings.push(...certificateFindings(cert, { warningDays: opts.warningDays, criticalDays: opts.criticalDays, untrusted: opts.checkTrust ? 'warning' : undefined }));
   }
 
   return { findings, metrics: { ...countsByCode(TLS_CODES, findings), tls_endpoints_checked: checked, tls_endpoints_plain_http: plain } };

@@ -5,6 +5,7 @@
  * it. Shared by api-health and security-audit.
  */
 import { X509Certificate } from 'node:crypto';
+import type { Finding } from '../contract/result';
 import { isIP } from 'node:net';
 import { connect, rootCertificates, type PeerCertificate as NodePeerCertificate } from 'node:tls';
 
@@ -144,4 +145,62 @@ function errorText(error: unknown): string {
     if (typeof message === 'string') return message;
   }
   return 'unknown';
+}
+
+/** How a certificate is judged; api-health and security-audit share it so their findings agree. */
+export interface CertificateChecks {
+  /** Fewer days left than this is a warning (`tls_expiring`)... */
+  warningDays: number;
+  /** ...fewer than this, or expired, is critical. */
+  criticalDays: number;
+  /** Severity of `tls_untrusted`; undefined: not reported. */
+  untrusted?: 'warning' | 'info';
+  /** Appended to the `tls_untrusted` message (why it is only info, say). */
+  untrustedNote?: string;
+}
+
+/** `tls_expiring` and `tls_untrusted` for one certificate. */
+export function certificateFindings(cert: PeerCertificate, checks: CertificateChecks): Finding[] {
+  const findings: Finding[] = [];
+  const details = {
+    endpoint: cert.endpoint,
+    subject: cert.subject,
+    issuer: cert.issuer,
+    subjectAltName: cert.subjectAltName,
+    validFrom: cert.validFrom,
+    validTo: cert.validTo,
+    daysLeft: cert.daysLeft,
+    selfSigned: cert.selfSigned,
+    authorized: cert.authorized,
+    authorizationError: cert.authorizationError,
+    fingerprint256: cert.fingerprint256,
+  };
+  if (cert.expired || cert.daysLeft < checks.warningDays) {
+    const critical = cert.expired || cert.daysLeft < checks.criticalDays;
+    findings.push({
+      severity: critical ? 'critical' : 'warning',
+      code: 'tls_expiring',
+      subject: cert.endpoint,
+      message: cert.expired
+        ? `the certificate of ${cert.endpoint} expired on ${cert.validTo.slice(0, 10)}`
+        : `the certificate of ${cert.endpoint} expires in ${cert.daysLeft} days (${cert.validTo.slice(0, 10)}; ${critical ? 'critical' : 'warning'} below ${critical ? checks.criticalDays : checks.warningDays} days)`,
+      suggestion: 'Renew it and reload the server or ingress that serves it; check why automatic renewal (cert-manager, ACME) did not',
+      details,
+    });
+  }
+  // An expired certificate is untrusted for that reason alone: tls_expiring already says it.
+  if (checks.untrusted && !cert.authorized && !cert.expired && cert.authorizationError !== 'CERT_HAS_EXPIRED') {
+    findings.push({
+      severity: checks.untrusted,
+      code: 'tls_untrusted',
+      subject: cert.endpoint,
+      message: `a client would reject the certificate of ${cert.endpoint}: ${cert.authorizationError ?? 'not trusted'}${cert.selfSigned ? ' (self-signed)' : ''}${checks.untrustedNote ?? ''}`,
+      suggestion:
+        cert.authorizationError === 'ERR_TLS_CERT_ALTNAME_INVALID'
+          ? 'The certificate does not name this host: serve one whose subjectAltName covers it'
+          : 'Serve a certificate from a CA clients trust, with its full chain; for a private CA, give caretaker its certificate (caFile / tlsCaFile)',
+      details,
+    });
+  }
+  return findings;
 }

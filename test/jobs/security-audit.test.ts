@@ -263,7 +263,7 @@ describe('auditTls', () => {
     expect(findings[0]).toMatchObject({
       severity: 'critical',
       subject: endpoint,
-      message: expect.stringMatching(new RegExp(`^the TLS certificate of ${endpoint} expires in 2 days \\(\\d{4}-\\d\\d-\\d\\d; critical at 7 days\\)$`)),
+      message: expect.stringMatching(new RegExp(`^the certificate of ${endpoint} expires in 2 days \\(\\d{4}-\\d\\d-\\d\\d; critical below 7 days\\)$`)),
       details: { endpoint, daysLeft: 2, selfSigned: true, authorized: false },
     });
     expect(findings[1]).toMatchObject({ severity: 'warning', subject: endpoint, details: { authorizationError: 'DEPTH_ZERO_SELF_SIGNED_CERT' } });
