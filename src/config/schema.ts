@@ -165,6 +165,37 @@ export const scheduleSchema = z.strictObject({
   timezone: z.string().optional(),
   tasks: z.array(z.string()).optional(),
   enabled: z.boolean().optional(),
+  /** A missed run (no completed run for a period plus the grace) is enqueued at once. */
+  catchUp: z.boolean().optional(),
+  /** How late a run may be before it counts as missed; default 1 h (daily and longer), 10 % of the period below. */
+  graceSeconds: z.number().int().min(0).max(30 * 86_400).optional(),
+});
+
+const emailAddress = z.string().regex(/^[^@\s]+@[^@\s]+$/, 'must be an email address');
+
+/** Where alerts and the weekly report go. Both channels optional. */
+const notificationsSchema = z.strictObject({
+  email: z
+    .strictObject({
+      smtp: z.strictObject({
+        host: z.string().min(1),
+        port: z.number().int().min(1).max(65_535).default(587),
+        /** true for port 465 (implicit TLS); otherwise STARTTLS when the server offers it. */
+        secure: z.boolean().default(false),
+        user: z.string().min(1).optional(),
+        password: z.string().min(1).optional(),
+      }),
+      from: emailAddress,
+      /** The weekly report's recipients. */
+      to: z.array(emailAddress).min(1),
+      /** Who gets alerts (default: `to`). */
+      onCall: z.array(emailAddress).optional(),
+    })
+    .optional(),
+  /** A Slack-compatible webhook (JSON with a `text` field). */
+  webhook: z.strictObject({ url: httpUrl }).optional(),
+  /** An alert that stays open is sent again after this long. */
+  repeatAlertSeconds: z.number().int().min(60).max(30 * 86_400).default(24 * 3600),
 });
 
 export const configSchema = z.strictObject({
@@ -208,7 +239,13 @@ export const configSchema = z.strictObject({
   /** Per-task params and thresholds, checked against each task's own schema. */
   tasks: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
   schedules: z.record(name, scheduleSchema).default({}),
-  notifications: z.looseObject({}).optional(),
+  notifications: notificationsSchema.default({ repeatAlertSeconds: 24 * 3600 }),
+  /** The weekly report: its title (the service's name) and timezone. */
+  report: z
+    .strictObject({
+      title: z.string().min(1).max(100).default('caretaker'),
+    })
+    .default({ title: 'caretaker' }),
 });
 
 export type RawConfigInput = z.input<typeof configSchema>;
