@@ -55,4 +55,49 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX findings_run_id_idx ON caretaker.findings (run_id);
     `,
   },
+  {
+    version: 2,
+    name: 'alerts, notifier failures, missed runs',
+    sql: `
+      -- One row per problem that alerts: (task, target, code, subject). Several
+      -- workers agree through this table: the alert goes out once, again only
+      -- after the repeat interval, and a "resolved" message when it clears.
+      CREATE TABLE caretaker.alerts (
+        task          text NOT NULL,
+        target        text NOT NULL,
+        code          text NOT NULL,
+        subject       text NOT NULL,
+        severity      text NOT NULL,
+        message       text NOT NULL,
+        opened_at     timestamptz NOT NULL,
+        last_sent_at  timestamptz,
+        resolved_at   timestamptz,
+        last_job_id   text,
+        PRIMARY KEY (task, target, code, subject)
+      );
+      CREATE INDEX alerts_open_idx ON caretaker.alerts (task, target) WHERE resolved_at IS NULL;
+
+      -- A notifier that failed (SMTP down, webhook 500): shown in /health and the report.
+      CREATE TABLE caretaker.notifier_failures (
+        id         bigserial PRIMARY KEY,
+        channel    text NOT NULL,
+        error      text NOT NULL,
+        failed_at  timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX notifier_failures_failed_at_idx ON caretaker.notifier_failures (failed_at);
+
+      -- A scheduled (task, target) with no completed run for its period plus grace.
+      CREATE TABLE caretaker.missed_runs (
+        id           bigserial PRIMARY KEY,
+        schedule     text NOT NULL,
+        task         text NOT NULL,
+        target       text NOT NULL,
+        due_at       timestamptz NOT NULL,
+        detected_at  timestamptz NOT NULL DEFAULT now(),
+        caught_up    boolean NOT NULL DEFAULT false,
+        UNIQUE (schedule, task, target, due_at)
+      );
+      CREATE INDEX missed_runs_detected_at_idx ON caretaker.missed_runs (detected_at);
+    `,
+  },
 ];
