@@ -277,6 +277,11 @@ export interface CaretakerTarget {
   retentionDays: number;
   /** Every configured target, for tasks that look across them (security-audit). */
   targets: Config['targets'];
+  /** For the tasks that report and alert (weekly-report). */
+  notifications: Config['notifications'];
+  report: Config['report'];
+  timezone: string;
+  publicUrl?: string;
   tasks: Record<string, Record<string, unknown>>;
 }
 

@@ -2,13 +2,28 @@ import type { AnyTarget, Config, TargetKind } from './schema';
 import { UsageError } from '../errors';
 
 /** The configured targets of one kind; `caretaker` is always the single self-target. */
-export function targetsOf(config: Pick<Config, 'targets' | 'state'>, kind: TargetKind): AnyTarget[] {
-  if (kind === 'caretaker') return [{ name: 'caretaker', retentionDays: config.state.retentionDays, targets: config.targets, tasks: {} }];
+type TargetSources = Pick<Config, 'targets' | 'state' | 'notifications' | 'report' | 'timezone' | 'web'>;
+
+export function targetsOf(config: TargetSources, kind: TargetKind): AnyTarget[] {
+  if (kind === 'caretaker') {
+    return [
+      {
+        name: 'caretaker',
+        retentionDays: config.state.retentionDays,
+        targets: config.targets,
+        notifications: config.notifications,
+        report: config.report,
+        timezone: config.timezone,
+        publicUrl: config.web.publicUrl,
+        tasks: {},
+      },
+    ];
+  }
   return config.targets[kind];
 }
 
 /** The named target of a kind, or a usage error listing the ones that exist. */
-export function findTarget(config: Pick<Config, 'targets' | 'state'>, kind: TargetKind, name: string): AnyTarget {
+export function findTarget(config: TargetSources, kind: TargetKind, name: string): AnyTarget {
   const targets = targetsOf(config, kind);
   const found = targets.find((t) => t.name === name);
   if (!found) {

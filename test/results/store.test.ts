@@ -3,7 +3,8 @@ import { migrate } from '../../src/results/migrate';
 import { MIGRATIONS } from '../../src/results/migrations';
 import type { TaskResult } from '../../src/contract/result';
 import { historyPrune } from '../../src/jobs/history-prune';
-import type { CaretakerTarget } from '../../src/config/schema';
+import { targetsOf } from '../../src/config/targets';
+import { testConfig } from '../support/config';
 import { runTask } from '../../src/worker/run-task';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { testLogger } from '../support/logger';
@@ -78,7 +79,7 @@ describe('ResultStore', () => {
 
   it('history-prune deletes runs and findings past the retention', async () => {
     const before = await db.pool.query(`SELECT count(*)::int AS n FROM caretaker.runs`);
-    const run = await runTask({ task: historyPrune, target: { name: 'caretaker', retentionDays: 30, targets: {} as CaretakerTarget['targets'], tasks: {} }, params: {}, dryRun: false, log: testLogger, state: db.pool });
+    const run = await runTask({ task: historyPrune, target: targetsOf(testConfig({ dbUrl: db.url, prefix: 'unused', state: { url: db.url, retentionDays: 30 } }), 'caretaker')[0]!, params: {}, dryRun: false, log: testLogger, state: db.pool });
     expect(run).toMatchObject({ status: 'ok', summary: 'deleted 1 runs older than 30 days', metrics: { history_runs_deleted: 1 } });
     const after = await db.pool.query(`SELECT count(*)::int AS n FROM caretaker.runs`);
     expect(after.rows[0].n).toBe(before.rows[0].n - 1);
