@@ -19,6 +19,7 @@ import { startScheduler, type SchedulerRole } from './schedules/scheduler';
 import { startWorker, type WorkerRole } from './worker/worker';
 import { startWeb } from './web/server';
 import { coerceError } from './errors';
+import { createAlerter } from './alerts/alerter';
 import { redactUrl } from './logger';
 
 export const ROLES = ['scheduler', 'worker', 'web'] as const;
@@ -47,6 +48,8 @@ export async function startCaretaker(opts: { config: Config; roles: readonly Rol
   const redis = createRedis(config.redis.url, log);
   const queue = createQueue(redis, config.redis.prefix, config.worker);
   const store = new ResultStore(state);
+  // Alerts on critical and error results; never fails a run (see src/alerts/alerter.ts).
+  const alerter = createAlerter({ config, state, log: log.child({ component: 'alerts' }) });
   const stops: (() => Promise<void>)[] = [];
 
   const closeClients = async () => {
@@ -63,7 +66,16 @@ export async function startCaretaker(opts: { config: Config; roles: readonly Rol
 
     // Stopped in reverse order of start: web first (no new "run now"), the worker last (grace period).
     if (roles.includes('worker')) {
-      const worker: WorkerRole = startWorker({ config, registry, store, state, redis, connection: redis, log: log.child({ role: 'worker' }) });
+      const worker: WorkerRole = startWorker({
+        config,
+        registry,
+        store,
+        state,
+        redis,
+        connection: redis,
+        log: log.child({ role: 'worker' }),
+        onResult: (result, job) => void alerter.onResult(result, job.id),
+      });
       stops.unshift(() => worker.close(config.worker.shutdownGraceMs));
     }
     if (roles.includes('scheduler')) {
@@ -92,6 +104,7 @@ export async function startCaretaker(opts: { config: Config; roles: readonly Rol
           for (const stop of stops) {
             await stop().catch((err) => log.error({ err: coerceError(err).message }, 'error while stopping a role'));
           }
+          await alerter.drain();
           await closeClients();
           log.info('caretaker stopped');
         })();

@@ -8,6 +8,7 @@ import type { RequestHandler } from 'express';
 import type { Pool } from 'pg';
 import { coerceError } from '../errors';
 import { redactSecretsIn } from '../logger';
+import { AlertState } from '../alerts/alert-state';
 
 export const HEALTH_SQL = {
   ping: 'SELECT 1',
@@ -24,6 +25,8 @@ export type CheckResult = 'ok' | string;
 export interface HealthReport {
   status: 'ok' | 'down';
   checks: { redis: CheckResult; state: CheckResult };
+  /** The newest failure of each alert channel (SMTP, webhook): it does not make caretaker down, but silence is not "all clear". */
+  notifiers?: Record<string, { at: string; error: string }>;
 }
 
 /** Rejects after `ms`; the timer never keeps the process alive. */
@@ -79,7 +82,12 @@ function describe(thrown: unknown): string {
 /** Both checks, run together. */
 export async function checkHealth(deps: { redis: Redis; state: Pool }): Promise<HealthReport> {
   const [redis, state] = await Promise.all([checkRedis(deps.redis), checkState(deps.state)]);
-  return { status: redis === 'ok' && state === 'ok' ? 'ok' : 'down', checks: { redis, state } };
+  const report: HealthReport = { status: redis === 'ok' && state === 'ok' ? 'ok' : 'down', checks: { redis, state } };
+  if (state === 'ok') {
+    const failures = await withTimeout(new AlertState(deps.state).lastFailures(), STATE_TIMEOUT_MS, 'notifier failures').catch(() => undefined);
+    if (failures && Object.keys(failures).length > 0) report.notifiers = failures;
+  }
+  return report;
 }
 
 /** 200 when both are up, else 503 with the report naming what is down and why. */
