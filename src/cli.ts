@@ -12,6 +12,7 @@ import { runCommand } from './commands/run';
 import { checkConfigCommand, schedulesCommand, tasksCommand } from './commands/listings';
 import { enqueueCommand, migrateCommand } from './commands/queue-commands';
 import { startCommand } from './commands/start';
+import { reportCommand } from './commands/report';
 
 const EXIT_UNKNOWN = 3;
 
@@ -60,6 +61,16 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
     .description('list the schedules with their next fire times')
     .option('--json', 'as JSON')
     .action((opts, cmd: Command) => setExit(schedulesCommand(io, { ...opts, config: cfg(cmd) })));
+
+  program
+    .command('report')
+    .description('reports built from the stored history')
+    .command('weekly')
+    .description('the weekly report of an ISO week (default: the last complete one)')
+    .option('--week <YYYY-Www>', 'the ISO week, e.g. 2026-W48')
+    .option('--out <file>', 'write the report as a self-contained HTML file')
+    .option('--send', 'email it to notifications.email.to')
+    .action(async (opts, cmd: Command) => setExit(await reportCommand(io, { ...opts, config: cfg(cmd) })));
 
   program
     .command('check-config')

@@ -7,6 +7,7 @@ import type { Pool } from 'pg';
 import type { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
+import type { TaskResult } from './contract/result';
 import type { Config } from './config/schema';
 import { TASKS, type TaskRegistry } from './jobs';
 import { createPool } from './clients/postgres';
@@ -16,6 +17,7 @@ import { ResultStore } from './results/store';
 import { migrate } from './results/migrate';
 import { expandSchedulers, resolveSchedules } from './schedules/resolve';
 import { startScheduler, type SchedulerRole } from './schedules/scheduler';
+import { defaultGraceMs, startMissedRunWatch, type MissedRun } from './schedules/missed-runs';
 import { startWorker, type WorkerRole } from './worker/worker';
 import { startWeb } from './web/server';
 import { coerceError } from './errors';
@@ -39,6 +41,25 @@ export interface Caretaker {
   webUrl?: string;
   /** Stops the roles (web, scheduler, worker with its grace period), then the clients. */
   stop(): Promise<void>;
+}
+
+/** A missed run as the alert path sees it: a critical `missed_run` on the (task, target), resolved by its next real run. */
+function missedRunResult(m: MissedRun): TaskResult {
+  const now = new Date().toISOString();
+  const message = `${m.task} on ${m.target} was due at ${m.dueAt.toISOString()} (schedule ${m.schedule}) and has not run`;
+  return {
+    task: m.task,
+    target: m.target,
+    status: 'critical',
+    startedAt: now,
+    finishedAt: now,
+    durationMs: 0,
+    dryRun: false,
+    summary: message,
+    findings: [{ severity: 'critical', code: 'missed_run', subject: m.schedule, message, suggestion: 'Check that a worker is running and Redis holds the job schedulers (caretaker schedules); set catchUp: true on the schedule to run it at once' }],
+    actions: [],
+    metrics: {},
+  };
 }
 
 export async function startCaretaker(opts: { config: Config; roles: readonly Role[]; log: Logger; registry?: TaskRegistry }): Promise<Caretaker> {
@@ -82,6 +103,20 @@ export async function startCaretaker(opts: { config: Config; roles: readonly Rol
       const entries = expandSchedulers(resolveSchedules(config, registry).schedules, config, registry);
       const scheduler: SchedulerRole = await startScheduler({ queue, connection: redis, entries, jobOpts: jobOptions(config.worker), log: log.child({ role: 'scheduler' }) });
       stops.unshift(scheduler.close);
+      // The dead man's switch: a scheduled run that did not happen is an alert, whoever was down.
+      const watch = startMissedRunWatch({
+        entries,
+        state,
+        queue,
+        jobOpts: jobOptions(config.worker),
+        log: log.child({ role: 'scheduler', component: 'missed-runs' }),
+        graceFor: (e) => (e.graceSeconds !== undefined ? e.graceSeconds * 1000 : defaultGraceMs(e)),
+        catchUpFor: (e) => e.catchUp,
+        onMissed: async (missed) => {
+          for (const m of missed) await alerter.onResult(missedRunResult(m), undefined, { resolves: false });
+        },
+      });
+      stops.unshift(watch.close);
     }
     let webUrl: string | undefined;
     if (roles.includes('web')) {

@@ -49,7 +49,11 @@ export interface AlerterOptions {
 
 export interface Alerter {
   /** Alerts or resolves for one final result; never throws. */
-  onResult(result: TaskResult, jobId?: string): Promise<void>;
+  /**
+   * `resolves: false` for a result that is not a full picture of its target
+   * (a missed-run notice): it may open alerts but closes none.
+   */
+  onResult(result: TaskResult, jobId?: string, opts?: { resolves?: boolean }): Promise<void>;
   health(): AlerterHealth;
   /** Resolves when every `onResult` started so far has finished (call before closing the state pool). */
   drain(): Promise<void>;
@@ -99,14 +103,14 @@ export function createAlerter(opts: AlerterOptions): Alerter {
     return delivered;
   }
 
-  async function handle(result: TaskResult, jobId: string | undefined): Promise<void> {
+  async function handle(result: TaskResult, jobId: string | undefined, resolves: boolean): Promise<void> {
     const at = now();
     const context = { task: result.task, target: result.target, jobId };
     const link = jobLink(config.web.publicUrl, jobId);
     const problems = problemsOf(result);
 
     // An `error` run says nothing about the findings: only a run that did its work resolves.
-    const resolved: AlertRow[] = result.status === 'error' ? [] : await state.resolveGone(result.task, result.target, problems, at);
+    const resolved: AlertRow[] = result.status === 'error' || !resolves ? [] : await state.resolveGone(result.task, result.target, problems, at);
 
     const alerting = result.status === 'critical' || result.status === 'error';
     const claimed = alerting ? await state.claim(result.task, result.target, problems, { now: at, jobId, repeatSeconds }) : [];
@@ -132,9 +136,9 @@ export function createAlerter(opts: AlerterOptions): Alerter {
   }
 
   return {
-    onResult(result, jobId) {
+    onResult(result, jobId, opts) {
       if (result.skipped || notifiers.length === 0) return Promise.resolve();
-      const work = handle(result, jobId).catch((err: unknown) => {
+      const work = handle(result, jobId, opts?.resolves ?? true).catch((err: unknown) => {
         log.error({ task: result.task, target: result.target, jobId, err: redactSecretsIn(coerceError(err).message) }, 'alerting failed');
       });
       inFlight.add(work);

@@ -13,7 +13,7 @@ import { interpolate } from './interpolate';
 import { readYamlFile } from './read-yaml';
 import { resolveParams } from './params';
 import { RUNBOOK_TASKS } from '../schedules/catalog';
-import { resolveSchedules } from '../schedules/resolve';
+import { expandSchedulers, resolveSchedules } from '../schedules/resolve';
 import { targetsOf } from './targets';
 
 export type Env = Record<string, string | undefined>;
@@ -64,7 +64,9 @@ export function validateConfig(raw: unknown, source: string, registry: TaskRegis
   const stateUrl = config.state.url ?? config.targets.postgres[0]?.url;
   if (!stateUrl) problems.push('state.url: required when no postgres target is configured');
   if (problems.length > 0) throw new ConfigError(source, problems);
-  return { ...config, targets: { ...config.targets, backups: resolveBackups(config), queues: resolveQueues(config) }, state: { ...config.state, url: stateUrl! }, source };
+  const resolved: Config = { ...config, targets: { ...config.targets, backups: resolveBackups(config), queues: resolveQueues(config) }, state: { ...config.state, url: stateUrl! }, source, schedulers: [] };
+  resolved.schedulers = expandSchedulers(resolveSchedules(resolved, registry).schedules, resolved, registry).map(({ task, target, cron, timezone }) => ({ task, target, cron, timezone }));
+  return resolved;
 }
 
 /** Queues targets carry the redis target they live on. */

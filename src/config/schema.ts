@@ -282,6 +282,8 @@ export interface CaretakerTarget {
   report: Config['report'];
   timezone: string;
   publicUrl?: string;
+  /** Every enabled (task, target) with its cron: what was due (the weekly report's "never ran"). */
+  schedulers: { task: string; target: string; cron: string; timezone: string }[];
   tasks: Record<string, Record<string, unknown>>;
 }
 
@@ -304,4 +306,6 @@ export interface Config extends Omit<ParsedConfig, 'targets'> {
   state: ParsedConfig['state'] & { url: string };
   /** Where the config came from, for messages: a file path or "environment defaults". */
   source: string;
+  /** Every enabled (task, target) with its cron, resolved at load. */
+  schedulers: CaretakerTarget['schedulers'];
 }

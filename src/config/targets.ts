@@ -2,7 +2,7 @@ import type { AnyTarget, Config, TargetKind } from './schema';
 import { UsageError } from '../errors';
 
 /** The configured targets of one kind; `caretaker` is always the single self-target. */
-type TargetSources = Pick<Config, 'targets' | 'state' | 'notifications' | 'report' | 'timezone' | 'web'>;
+type TargetSources = Pick<Config, 'targets' | 'state' | 'notifications' | 'report' | 'timezone' | 'web'> & { schedulers?: Config['schedulers'] };
 
 export function targetsOf(config: TargetSources, kind: TargetKind): AnyTarget[] {
   if (kind === 'caretaker') {
@@ -15,6 +15,7 @@ export function targetsOf(config: TargetSources, kind: TargetKind): AnyTarget[] 
         report: config.report,
         timezone: config.timezone,
         publicUrl: config.web.publicUrl,
+        schedulers: config.schedulers ?? [],
         tasks: {},
       },
     ];

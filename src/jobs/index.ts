@@ -6,6 +6,7 @@ import type { Task } from '../contract/task';
 import { apiHealth } from './api-health';
 import { backup } from './backup';
 import { backupVerify } from './backup-verify';
+import { capacityPlan } from './capacity-plan';
 import { connections } from './connections';
 import { diskCheck } from './disk-check';
 import { drDrill } from './dr-drill';
@@ -21,6 +22,7 @@ import { restoreTest } from './restore-test';
 import { securityAudit } from './security-audit';
 import { slowQueries } from './slow-queries';
 import { vacuumAnalyze } from './vacuum-analyze';
+import { weeklyReport } from './weekly-report';
 
 export type TaskRegistry = ReadonlyMap<string, Task>;
 
@@ -28,6 +30,7 @@ export const TASKS: TaskRegistry = new Map<string, Task>([
   [apiHealth.name, apiHealth],
   [backup.name, backup],
   [backupVerify.name, backupVerify],
+  [capacityPlan.name, capacityPlan],
   [connections.name, connections],
   [diskCheck.name, diskCheck],
   [drDrill.name, drDrill],
@@ -43,4 +46,5 @@ export const TASKS: TaskRegistry = new Map<string, Task>([
   [securityAudit.name, securityAudit],
   [slowQueries.name, slowQueries],
   [vacuumAnalyze.name, vacuumAnalyze],
+  [weeklyReport.name, weeklyReport],
 ]);

@@ -18,6 +18,10 @@ export interface ResolvedSchedule {
   tasks: string[];
   /** Runbook tasks named here that this version does not implement yet. */
   unavailable: string[];
+  /** Enqueue a missed run at once (src/schedules/missed-runs.ts). */
+  catchUp: boolean;
+  /** How late a run may be before it counts as missed; undefined: the default grace. */
+  graceSeconds?: number;
 }
 
 export interface SchedulerEntry {
@@ -29,6 +33,8 @@ export interface SchedulerEntry {
   targetKind: TargetKind;
   cron: string;
   timezone: string;
+  catchUp: boolean;
+  graceSeconds?: number;
 }
 
 export function schedulerId(schedule: string, task: string, target: string): string {
@@ -76,7 +82,7 @@ export function resolveSchedules(
     });
     const dup = named.find((name, i) => named.indexOf(name) !== i);
     if (dup) problems.push(`${path}.tasks: ${JSON.stringify(dup)} is listed twice`);
-    schedules.push({ id, cron, timezone, enabled: override.enabled ?? base?.enabled ?? true, tasks, unavailable });
+    schedules.push({ id, cron, timezone, enabled: override.enabled ?? base?.enabled ?? true, tasks, unavailable, catchUp: override.catchUp ?? false, graceSeconds: override.graceSeconds });
   }
   return { schedules, problems };
 }
@@ -97,6 +103,8 @@ export function expandSchedulers(schedules: ResolvedSchedule[], config: Config, 
           targetKind: task.target,
           cron: schedule.cron,
           timezone: schedule.timezone,
+          catchUp: schedule.catchUp,
+          graceSeconds: schedule.graceSeconds,
         });
       }
     }

@@ -39,7 +39,6 @@ describe('resolveSchedules', () => {
     expect(daily.tasks).toEqual(expect.arrayContaining(['connections', 'history-prune']));
     // Planned runbook tasks are known but not scheduled until they exist.
     expect(schedules.find((s) => s.id === 'report')!.unavailable).toEqual(['weekly-report']);
-    expect(schedules.find((s) => s.id === 'monthly')!.unavailable).toEqual(['capacity-plan']);
   });
 
   it('lets the config override cron, timezone and enabled, and add schedules', () => {

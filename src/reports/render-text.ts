@@ -1,0 +1,140 @@
+/**
+ * The weekly report as plain text: the email's text part and the CLI's
+ * output. Says the same as the HTML, worst first; trends as figures.
+ */
+import type { OpenFinding, Trend, WeeklyReport } from './model';
+import { formatBytes, formatDuration } from '../util/format';
+import { formatInZone } from '../schedules/cron';
+
+/** A trend value in its unit. */
+export function formatValue(value: number, unit: Trend['unit']): string {
+  if (unit === 'bytes') return formatBytes(value);
+  if (unit === 'seconds') return formatDuration(value * 1000);
+  if (unit === 'ratio') return `${(value * 100).toFixed(1)} %`;
+  return Number.isInteger(value) ? String(value) : value.toFixed(1);
+}
+
+/** An instant as the report's reader reads it: `2026-11-29 03:00:00 CET`. */
+export function formatWhen(iso: string, timezone: string): string {
+  return formatInZone(new Date(iso), timezone);
+}
+
+/** "2026-11-23 to 2026-11-29 (Europe/Berlin)": the week's days, end inclusive. */
+export function weekSpan(report: Pick<WeeklyReport, 'week'>): string {
+  const { start, end, timezone } = report.week;
+  const first = formatInZone(new Date(start), timezone).slice(0, 10);
+  const last = formatInZone(new Date(new Date(end).getTime() - 1), timezone).slice(0, 10);
+  return `${first} to ${last} (${timezone})`;
+}
+
+/** Open findings grouped by target, then task, in report order. */
+export function groupFindings(findings: readonly OpenFinding[]): { target: string; tasks: { task: string; findings: OpenFinding[] }[] }[] {
+  const groups: { target: string; tasks: { task: string; findings: OpenFinding[] }[] }[] = [];
+  for (const f of findings) {
+    let g = groups.find((x) => x.target === f.target);
+    if (!g) groups.push((g = { target: f.target, tasks: [] }));
+    let t = g.tasks.find((x) => x.task === f.task);
+    if (!t) g.tasks.push((t = { task: f.task, findings: [] }));
+    t.findings.push(f);
+  }
+  return groups;
+}
+
+/** The last value of each series with data, and the 12-week range. */
+export function trendFigures(trend: Trend): { target: string; last?: number; min?: number; max?: number }[] {
+  return trend.series.map((s) => {
+    const vals = s.points.map((p) => p.value).filter((v): v is number => v !== undefined);
+    return { target: s.target, last: vals.at(-1), min: vals.length ? Math.min(...vals) : undefined, max: vals.length ? Math.max(...vals) : undefined };
+  });
+}
+
+export function renderText(report: WeeklyReport, opts: { link?: string } = {}): string {
+  const tz = report.week.timezone;
+  const out: string[] = [];
+  const line = (s = '') => out.push(s);
+
+  line(`${report.title}: weekly report ${report.week.id}, ${weekSpan(report)}`);
+  line(`${report.headline.text.toUpperCase()}`);
+  if (opts.link) line(`On the web: ${opts.link}`);
+  line();
+  if (report.missedRuns.length > 0) {
+    line(`Missed runs (${report.missedRuns.length})`);
+    for (const m of report.missedRuns) line(`  ${m.task} on ${m.target} (${m.schedule}), due ${formatWhen(m.due, tz)}`);
+    line();
+  }
+  if (report.notifierFailures.length > 0) {
+    line('Notifier failures (alerts that did not go out)');
+    for (const n of report.notifierFailures) line(`  ${n.channel}: ${n.count} failure${n.count === 1 ? '' : 's'}, last: ${n.lastError}`);
+    line();
+  }
+
+  line(`Open findings at the end of the week (${report.open.length})`);
+  if (report.open.length === 0) line('  none');
+  for (const g of groupFindings(report.open)) {
+    line(`  ${g.target}`);
+    for (const t of g.tasks) {
+      line(`    ${t.task}`);
+      for (const f of t.findings) {
+        line(`      [${f.severity.toUpperCase()}] ${f.code} ${f.subject}: ${f.message} (since ${formatWhen(f.firstSeen, tz)})`);
+        if (f.suggestion) line(`        -> ${f.suggestion}`);
+      }
+    }
+  }
+  line();
+
+  const c = report.changes;
+  line(`Since last week: ${c.new.length} new, ${c.resolved.length} resolved, ${c.stillOpen} still open`);
+  for (const f of c.new) line(`  new:      [${f.severity}] ${f.task} on ${f.target}: ${f.code} ${f.subject}`);
+  for (const f of c.resolved) line(`  resolved: [${f.severity}] ${f.task} on ${f.target}: ${f.code} ${f.subject}`);
+  line();
+
+  line('Runs this week');
+  if (report.tasks.length === 0) line('  none');
+  for (const t of report.tasks) {
+    if (t.neverRan) {
+      line(`  ${t.task} on ${t.target}: NEVER RAN${t.lastSuccess ? ` (last success ${formatWhen(t.lastSuccess, tz)})` : ''}`);
+    } else {
+      const last = t.lastSuccess ? `last success ${formatWhen(t.lastSuccess, tz)}` : 'no success yet';
+      line(`  ${t.task} on ${t.target}: ${t.runs} run${t.runs === 1 ? '' : 's'}, ${t.failures} failed, worst ${t.worst ?? 'n/a'}, ${last}`);
+    }
+  }
+  line();
+
+  line('Maintenance done');
+  if (report.maintenance.actions.length === 0) line('  none');
+  for (const a of report.maintenance.actions) line(`  ${a.kind}: ${a.count}`);
+  line();
+
+  line('Backups and DR');
+  if (report.backups.length === 0) line('  no backup checks recorded');
+  for (const b of report.backups) {
+    const parts: string[] = [];
+    parts.push(b.newestBackupAgeSeconds !== undefined ? `newest backup ${formatDuration(b.newestBackupAgeSeconds * 1000)} old` : 'newest backup: unknown');
+    if (b.lastRestoreTest) {
+      const t = b.lastRestoreTest;
+      parts.push(`restore test ${t.status} ${formatWhen(t.at, tz)}${t.restoreSeconds !== undefined ? ` in ${formatDuration(t.restoreSeconds * 1000)}` : ''}`);
+    } else parts.push('no restore test');
+    if (b.lastDrill) {
+      const d = b.lastDrill;
+      const rto = d.rtoSeconds !== undefined ? `, RTO ${formatDuration(d.rtoSeconds * 1000)}` : '';
+      const rpo = d.rpoSeconds !== undefined ? `, RPO ${formatDuration(d.rpoSeconds * 1000)}` : '';
+      parts.push(`DR drill ${d.status} ${formatWhen(d.at, tz)}${rto}${rpo}`);
+    } else parts.push('no DR drill');
+    line(`  ${b.target}: ${parts.join('; ')}`);
+  }
+  line();
+
+  line('Trends (12 weeks: last value, range)');
+  for (const t of report.trends) {
+    const figs = trendFigures(t).filter((f) => f.last !== undefined);
+    if (figs.length === 0) {
+      line(`  ${t.title}: no data`);
+      continue;
+    }
+    for (const f of figs) line(`  ${t.title}, ${f.target}: ${formatValue(f.last!, t.unit)} (${formatValue(f.min!, t.unit)} to ${formatValue(f.max!, t.unit)})`);
+  }
+
+  line();
+  line(`Generated ${formatWhen(report.generatedAt, tz)} by caretaker.`);
+  return `${out.join('\n')}\n`;
+}

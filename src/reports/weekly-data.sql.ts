@@ -1,0 +1,110 @@
+/**
+ * The weekly report's queries: a fixed number of statements whatever the
+ * history's size, each bounded by the week and served by the indexes of
+ * migration 1 (runs (task, target, finished_at), runs (finished_at),
+ * findings (run_id), findings (task, target, code, subject, found_at)).
+ */
+
+/** Runs that did their work: they are what says whether a finding is still there. */
+const COMPLETED = `status <> 'error' AND NOT skipped`;
+
+export const WEEKLY_SQL = {
+  /**
+   * Warning and critical findings of the latest completed run of each
+   * (task, target) before each end ($1 this week's end, $2 the previous
+   * week's), tagged `current` / `previous`. For the current ones, `first_seen`
+   * is the first report in the unbroken series of runs that still carry the
+   * finding: the earliest found_at after the last completed run without it.
+   */
+  openFindings: `
+    WITH ends(which, at) AS (VALUES ('current', $1::timestamptz), ('previous', $2::timestamptz)),
+    pairs AS (
+      SELECT DISTINCT task, target FROM caretaker.runs WHERE finished_at < $1::timestamptz
+    ),
+    latest AS (
+      SELECT e.which, r.id
+      FROM ends e CROSS JOIN pairs p
+      CROSS JOIN LATERAL (
+        SELECT id FROM caretaker.runs
+        WHERE task = p.task AND target = p.target AND finished_at < e.at AND ${COMPLETED}
+        ORDER BY finished_at DESC, id DESC
+        LIMIT 1
+      ) r
+    )
+    SELECT l.which, f.task, f.target, f.severity, f.code, f.subject, f.message, f.suggestion,
+           f.found_at AS last_seen, first.first_seen
+    FROM latest l
+    JOIN caretaker.findings f ON f.run_id = l.id
+    LEFT JOIN LATERAL (
+      SELECT min(f3.found_at) AS first_seen
+      FROM caretaker.findings f3
+      WHERE l.which = 'current'
+        AND f3.task = f.task AND f3.target = f.target AND f3.code = f.code AND f3.subject = f.subject
+        AND f3.found_at > COALESCE((
+          SELECT r2.finished_at FROM caretaker.runs r2
+          WHERE r2.task = f.task AND r2.target = f.target AND r2.finished_at < f.found_at AND r2.${COMPLETED}
+            AND NOT EXISTS (
+              SELECT 1 FROM caretaker.findings f2
+              WHERE f2.run_id = r2.id AND f2.code = f.code AND f2.subject = f.subject)
+          ORDER BY r2.finished_at DESC
+          LIMIT 1), '-infinity')
+        AND f3.found_at <= f.found_at
+    ) first ON true
+    WHERE f.severity IN ('warning', 'critical')`,
+
+  /** Per (task, target): the week's runs, failures, worst status; the last completed run before the week's end. */
+  taskRuns: `
+    SELECT task, target,
+           count(*) FILTER (WHERE finished_at >= $1) AS runs,
+           count(*) FILTER (WHERE finished_at >= $1 AND status = 'error') AS failures,
+           max(CASE status WHEN 'ok' THEN 0 WHEN 'warning' THEN 1 WHEN 'critical' THEN 2 ELSE 3 END)
+             FILTER (WHERE finished_at >= $1 AND NOT skipped) AS worst,
+           max(finished_at) FILTER (WHERE ${COMPLETED}) AS last_success
+    FROM caretaker.runs
+    WHERE finished_at < $2
+    GROUP BY task, target`,
+
+  /** Actions actually applied this week (not dry runs, not refused), by kind. */
+  maintenance: `
+    SELECT a->>'kind' AS kind, count(*)::int AS count
+    FROM caretaker.runs r
+    CROSS JOIN LATERAL jsonb_array_elements(COALESCE(r.result->'actions', '[]'::jsonb)) a
+    WHERE r.finished_at >= $1 AND r.finished_at < $2 AND NOT r.dry_run
+      AND (a->>'applied')::boolean
+    GROUP BY 1
+    ORDER BY 2 DESC, 1`,
+
+  /** The latest run before the week's end of each backup task on each target. */
+  backups: `
+    SELECT DISTINCT ON (task, target) task, target, status, finished_at, result->'metrics' AS metrics
+    FROM caretaker.runs
+    WHERE task IN ('backup-verify', 'restore-test', 'dr-drill') AND finished_at < $1 AND NOT skipped
+    ORDER BY task, target, finished_at DESC, id DESC`,
+
+  /**
+   * Per trend metric, target and ISO week (in the report's zone $3): the
+   * week's maximum of the metric in the runs' results. $4/$5 pair each task
+   * with its metric.
+   */
+  trends: `
+    SELECT w.metric, r.target,
+           to_char(date_trunc('week', r.finished_at AT TIME ZONE $3), 'IYYY-"W"IW') AS week,
+           max((r.result->'metrics'->>w.metric)::float8) AS value
+    FROM unnest($4::text[], $5::text[]) AS w(task, metric)
+    JOIN caretaker.runs r ON r.task = w.task AND r.finished_at >= $1 AND r.finished_at < $2
+    WHERE NOT r.skipped AND jsonb_typeof(r.result->'metrics'->w.metric) = 'number'
+    GROUP BY 1, 2, 3`,
+
+  notifierFailures: `
+    SELECT channel, count(*)::int AS count, (array_agg(error ORDER BY failed_at DESC))[1] AS last_error
+    FROM caretaker.notifier_failures
+    WHERE failed_at >= $1 AND failed_at < $2
+    GROUP BY channel
+    ORDER BY channel`,
+
+  missedRuns: `
+    SELECT schedule, task, target, due_at
+    FROM caretaker.missed_runs
+    WHERE due_at >= $1 AND due_at < $2
+    ORDER BY due_at, task, target`,
+} as const;

@@ -1,0 +1,36 @@
+/**
+ * `/reports` (the last complete week) and `/reports/2026-W48`: the weekly
+ * report as a web page, behind the web role's login, charts inline as PNG
+ * data URIs, the same HTML the email carries.
+ */
+import { Router, type RequestHandler } from 'express';
+import type { Pool } from 'pg';
+import type { Config } from '../config/schema';
+import type { TaskRegistry } from '../jobs';
+import { buildWeeklyReport, expectedInWeek, reportSettingsOf } from '../reports/weekly-data';
+import { lastCompleteWeek, parseWeek } from '../reports/week';
+import { renderCharts } from '../reports/charts';
+import { dataUriSource, renderHtml } from '../reports/render-html';
+
+export function reportsRouter(deps: { config: Config; registry: TaskRegistry; state: Pool }): Router {
+  const router = Router();
+  const settings = reportSettingsOf(deps.config, deps.registry);
+
+  const page = (weekId: string | undefined): RequestHandler => async (_req, res) => {
+    const now = new Date();
+    let week;
+    try {
+      week = weekId ? parseWeek(weekId, settings.timezone) : lastCompleteWeek(now, settings.timezone);
+    } catch (err) {
+      res.status(404).json({ error: (err as Error).message });
+      return;
+    }
+    const report = await buildWeeklyReport(deps.state, { week, title: settings.title, expected: expectedInWeek(settings.schedulers, week, now), now });
+    const charts = await renderCharts(report.trends);
+    res.set('Cache-Control', 'no-store').type('html').send(renderHtml(report, { imageSrc: dataUriSource(charts) }));
+  };
+
+  router.get('/', page(undefined));
+  router.get('/:week', (req, res, next) => page(String(req.params.week))(req, res, next));
+  return router;
+}
