@@ -62,7 +62,14 @@ function missedRunResult(m: MissedRun): TaskResult {
   };
 }
 
-export async function startCaretaker(opts: { config: Config; roles: readonly Role[]; log: Logger; registry?: TaskRegistry }): Promise<Caretaker> {
+export async function startCaretaker(opts: {
+  config: Config;
+  roles: readonly Role[];
+  log: Logger;
+  registry?: TaskRegistry;
+  /** How often the scheduler looks for missed runs (default 1 min); tests shorten it. */
+  missedRunIntervalMs?: number;
+}): Promise<Caretaker> {
   const { config, roles, log } = opts;
   const registry = opts.registry ?? TASKS;
   const state = createPool(config.state.url, STATE_LIMITS, log);
@@ -110,6 +117,7 @@ export async function startCaretaker(opts: { config: Config; roles: readonly Rol
         queue,
         jobOpts: jobOptions(config.worker),
         log: log.child({ role: 'scheduler', component: 'missed-runs' }),
+        intervalMs: opts.missedRunIntervalMs,
         graceFor: (e) => (e.graceSeconds !== undefined ? e.graceSeconds * 1000 : defaultGraceMs(e)),
         catchUpFor: (e) => e.catchUp,
         onMissed: async (missed) => {
