@@ -75,6 +75,9 @@ export const SQL = {
       ORDER BY id
       LIMIT $2
       FOR UPDATE SKIP LOCKED)`,
+  /** Notifier failures and missed runs age out with the runs (small tables: one statement each). */
+  pruneNotifierFailures: `DELETE FROM caretaker.notifier_failures WHERE failed_at < now() - make_interval(days => $1)`,
+  pruneMissedRuns: `DELETE FROM caretaker.missed_runs WHERE detected_at < now() - make_interval(days => $1)`,
 } as const;
 
 const PRUNE_BATCH = 5_000;
@@ -150,13 +153,16 @@ export class ResultStore {
     return rows[0]?.result;
   }
 
-  /** Deletes runs (and, by cascade, their findings) older than the retention; returns how many. */
+  /** Deletes runs (and, by cascade, their findings), notifier failures and missed runs older than the retention; returns the runs deleted. */
   async prune(retentionDays: number): Promise<number> {
     let total = 0;
     for (;;) {
       const { rowCount } = await this.pool.query(SQL.pruneBatch, [retentionDays, PRUNE_BATCH]);
       total += rowCount ?? 0;
-      if ((rowCount ?? 0) < PRUNE_BATCH) return total;
+      if ((rowCount ?? 0) < PRUNE_BATCH) break;
     }
+    await this.pool.query(SQL.pruneNotifierFailures, [retentionDays]);
+    await this.pool.query(SQL.pruneMissedRuns, [retentionDays]);
+    return total;
   }
 }

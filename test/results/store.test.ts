@@ -78,11 +78,15 @@ describe('ResultStore', () => {
   });
 
   it('history-prune deletes runs and findings past the retention', async () => {
+    await db.pool.query(`INSERT INTO caretaker.notifier_failures (channel, error, failed_at) VALUES ('webhook', 'old', now() - interval '31 days'), ('webhook', 'new', now())`);
+    await db.pool.query(`INSERT INTO caretaker.missed_runs (schedule, task, target, due_at, detected_at) VALUES ('daily', 'x', 'y', now() - interval '40 days', now() - interval '40 days')`);
     const before = await db.pool.query(`SELECT count(*)::int AS n FROM caretaker.runs`);
     const run = await runTask({ task: historyPrune, target: targetsOf(testConfig({ dbUrl: db.url, prefix: 'unused', state: { url: db.url, retentionDays: 30 } }), 'caretaker')[0]!, params: {}, dryRun: false, log: testLogger, state: db.pool });
     expect(run).toMatchObject({ status: 'ok', summary: 'deleted 1 runs older than 30 days', metrics: { history_runs_deleted: 1 } });
     const after = await db.pool.query(`SELECT count(*)::int AS n FROM caretaker.runs`);
     expect(after.rows[0].n).toBe(before.rows[0].n - 1);
+    expect((await db.pool.query(`SELECT error FROM caretaker.notifier_failures`)).rows).toEqual([{ error: 'new' }]);
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM caretaker.missed_runs`)).rows[0].n).toBe(0);
     const orphans = await db.pool.query(`SELECT count(*)::int AS n FROM caretaker.findings f LEFT JOIN caretaker.runs r ON r.id = f.run_id WHERE r.id IS NULL`);
     expect(orphans.rows[0].n).toBe(0);
     expect(await store.list({ since: new Date('2019-01-01') })).not.toContainEqual(expect.objectContaining({ jobId: 'job-old' }));
