@@ -226,7 +226,9 @@ export const configSchema = z.strictObject({
     backoffMs: z.number().int().min(0).max(24 * 3600_000).default(30_000),
     /** How long SIGTERM waits for running tasks before handing them back. */
     shutdownGraceMs: z.number().int().min(0).max(3600_000).default(30_000),
-  }).default({ concurrency: 2, attempts: 3, backoffMs: 30_000, shutdownGraceMs: 30_000 }),
+    /** A killed worker's job is handed to another worker after this long (BullMQ's stalled check). */
+    stalledIntervalMs: z.number().int().min(1_000).max(3600_000).default(30_000),
+  }).default({ concurrency: 2, attempts: 3, backoffMs: 30_000, shutdownGraceMs: 30_000, stalledIntervalMs: 30_000 }),
   targets: z.strictObject({
     postgres: z.array(postgresTarget).default([]),
     redis: z.array(redisTarget).default([]),

@@ -11,6 +11,7 @@ import type { Config } from '../config/schema';
 import type { TaskRegistry } from '../jobs';
 import type { TaskResult } from '../contract/result';
 import type { ResultStore } from '../results/store';
+import type { ResultOutbox } from '../results/outbox';
 import { jobDataSchema, type JobData } from '../queue/queue';
 import { findTarget } from '../config/targets';
 import { resolveParams } from '../config/params';
@@ -27,6 +28,8 @@ export interface ProcessorDeps {
   /** For target locks; BullMQ's own connection is separate. */
   redis: Redis;
   log: Logger;
+  /** Where results wait when the state database is down (src/results/outbox.ts). */
+  outbox?: ResultOutbox;
   /** Called with each stored result (metrics, alerts). */
   onResult?: (result: TaskResult, job: Job<JobData>) => void;
 }
@@ -41,11 +44,13 @@ export function createProcessor(deps: ProcessorDeps) {
     const log = deps.log.child({ jobId: job.id, task: job.name, attempt });
 
     const store = async (result: TaskResult): Promise<TaskResult> => {
+      const meta = { jobId: job.id, schedule: (job.data as Partial<JobData>)?.schedule, attempt };
       try {
-        await deps.store.save(result, { jobId: job.id, schedule: (job.data as Partial<JobData>)?.schedule, attempt });
+        await deps.store.save(result, meta);
       } catch (err) {
-        // The result stays on the job (Bull Board) even when history cannot take it.
-        log.error({ err: coerceError(err).message }, 'could not store the result in the state database');
+        // The state database is away: the result waits in Redis and is written when it is back.
+        log.error({ err: coerceError(err).message }, 'could not store the result in the state database: kept in the outbox');
+        await deps.outbox?.push(result, meta).catch((e) => log.error({ err: coerceError(e).message }, 'could not keep the result in the outbox either'));
       }
       deps.onResult?.(result, job);
       return result;

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { QUEUE_NAME, type JobData } from '../queue/queue';
 import type { TaskResult } from '../contract/result';
 import { createProcessor, type ProcessorDeps } from './processor';
+import { ResultOutbox } from '../results/outbox';
 
 export interface WorkerRole {
   worker: Worker<JobData, TaskResult>;
@@ -16,23 +17,47 @@ export interface WorkerRole {
   close(graceMs: number): Promise<void>;
 }
 
+/** How often the worker writes results that waited for the state database. */
+export const OUTBOX_FLUSH_MS = 15_000;
+
 export function startWorker(deps: ProcessorDeps & { connection: Redis; log: Logger }): WorkerRole {
   const { config, log } = deps;
+  const outbox = deps.outbox ?? new ResultOutbox(deps.redis, config.redis.prefix);
+  deps = { ...deps, outbox };
   const worker = new Worker<JobData, TaskResult>(QUEUE_NAME, createProcessor(deps), {
     connection: deps.connection,
     prefix: config.redis.prefix,
     concurrency: config.worker.concurrency,
     // A killed worker's job is picked up again after this long.
-    stalledInterval: 30_000,
+    stalledInterval: config.worker.stalledIntervalMs,
     maxStalledCount: 2,
   });
   worker.on('failed', (job, err) => log.warn({ jobId: job?.id, task: job?.name, reason: err.message }, 'job failed'));
   worker.on('error', (err) => log.error({ err: err.message }, 'worker error'));
   log.info({ queue: QUEUE_NAME, concurrency: config.worker.concurrency }, 'worker started');
 
+  // Results kept while the state database was down: written as soon as it answers again.
+  let flushing = false;
+  const flush = async () => {
+    if (flushing) return;
+    flushing = true;
+    try {
+      const written = await outbox.flush(deps.store);
+      if (written > 0) log.info({ written }, 'results from the outbox written to the state database');
+    } catch (err) {
+      log.debug({ err: (err as Error).message }, 'outbox not flushed yet: the state database is still away');
+    } finally {
+      flushing = false;
+    }
+  };
+  void flush();
+  const flusher = setInterval(() => void flush(), OUTBOX_FLUSH_MS);
+  flusher.unref();
+
   return {
     worker,
     async close(graceMs: number) {
+      clearInterval(flusher);
       let timer: NodeJS.Timeout | undefined;
       const grace = new Promise<'timeout'>((resolve) => {
         timer = setTimeout(() => resolve('timeout'), graceMs);
