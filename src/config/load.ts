@@ -8,7 +8,7 @@ import type { TaskRegistry } from '../jobs';
 import { ConfigError } from '../errors';
 import { configSchema, type BackupsTarget, type Config, type ParsedConfig, type QueuesTarget, type TargetKind } from './schema';
 import { SCRATCH_PREFIX, databaseOf, isScratchName } from '../backups/scratch';
-import { formatIssues } from './format-issues';
+import { formatIssues, formatPath } from './format-issues';
 import { interpolate } from './interpolate';
 import { readYamlFile } from './read-yaml';
 import { resolveParams } from './params';
@@ -108,7 +108,7 @@ function checkReferences(config: ParsedConfig, registry: TaskRegistry): string[]
     const seen = new Set<string>();
     (targets as { name: string; tasks?: Record<string, unknown> }[]).forEach((t, i) => {
       for (const task of Object.keys(t.tasks ?? {})) {
-        if (!registry.has(task) && !(task in RUNBOOK_TASKS)) problems.push(`targets.${kind}[${i}].tasks.${task}: unknown task ${JSON.stringify(task)}`);
+        if (!registry.has(task) && !Object.hasOwn(RUNBOOK_TASKS, task)) problems.push(`${formatPath(['targets', kind, i, 'tasks', task])}: unknown task ${JSON.stringify(task)}`);
       }
       if (seen.has(t.name)) problems.push(`targets.${kind}[${i}].name: duplicate target name ${JSON.stringify(t.name)}`);
       seen.add(t.name);
@@ -133,7 +133,7 @@ function checkReferences(config: ParsedConfig, registry: TaskRegistry): string[]
   });
 
   for (const name of Object.keys(config.tasks)) {
-    if (!registry.has(name) && !(name in RUNBOOK_TASKS)) problems.push(`tasks.${name}: unknown task ${JSON.stringify(name)}`);
+    if (!registry.has(name) && !Object.hasOwn(RUNBOOK_TASKS, name)) problems.push(`${formatPath(['tasks', name])}: unknown task ${JSON.stringify(name)}`);
   }
   // Every (task, target) pair must have valid params now, not at 3 a.m.
   for (const task of registry.values()) {

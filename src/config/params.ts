@@ -27,12 +27,12 @@ export function resolveParams(
     const unknown = issue.code === 'unrecognized_keys';
     const keys = unknown ? issue.keys : [String(issue.path[0] ?? '')];
     for (const key of keys) {
-      const origin =
-        key in overrides
-          ? `${overridePath} ${key}`
-          : key in fromTarget
-            ? `targets.${target.name}.tasks.${task.name}.${key}`
-            : `tasks.${task.name}.${key}`;
+      // Own keys only: "constructor" is in every object.
+      const origin = Object.hasOwn(overrides, key)
+        ? `${overridePath} ${key}`
+        : Object.hasOwn(fromTarget, key)
+          ? `targets.${target.name}.tasks.${task.name}.${key}`
+          : `tasks.${task.name}.${key}`;
       problems.push(`${origin}: ${unknown ? `not a param of ${task.name}` : issue.message}`);
     }
   }

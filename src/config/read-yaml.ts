@@ -29,7 +29,13 @@ export function parseYaml(text: string, source: string): unknown {
   }
   const duplicates = findDuplicateKeys(doc.contents as Node | null, '', lineCounter);
   if (duplicates.length > 0) throw new ConfigError(source, duplicates);
-  const value = doc.toJS({ maxAliasCount: 100 });
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // An alias without its anchor, or an alias bomb: YAML only finds out while building values.
+    throw new ConfigError(source, [`(root): ${String((err as Error).message).split('\n')[0]}`]);
+  }
   if (value === null || value === undefined) return {};
   if (typeof value !== 'object' || Array.isArray(value)) {
     throw new ConfigError(source, ['(root): expected a mapping of settings']);

@@ -82,11 +82,21 @@ export const SQL = {
 
 const PRUNE_BATCH = 5_000;
 
+/**
+ * PostgreSQL text and jsonb cannot hold a NUL character; a hand-added job can
+ * carry one (a task named "de\0frag"). Replaced, so its run is still stored.
+ */
+function withoutNul(result: TaskResult): TaskResult {
+  const json = JSON.stringify(result);
+  return json.includes('\\u0000') ? (JSON.parse(json.replace(/\\u0000/g, '\\ufffd')) as TaskResult) : result;
+}
+
 export class ResultStore {
   constructor(private readonly pool: Pool) {}
 
   /** Stores a run and its findings; returns false when this job was already stored. */
-  async save(result: TaskResult, meta: RunMeta = {}): Promise<boolean> {
+  async save(given: TaskResult, meta: RunMeta = {}): Promise<boolean> {
+    const result = withoutNul(given);
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');

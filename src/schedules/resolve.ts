@@ -77,7 +77,7 @@ export function resolveSchedules(
     const unavailable: string[] = [];
     named.forEach((name, i) => {
       if (registry.has(name)) tasks.push(name);
-      else if (name in RUNBOOK_TASKS) unavailable.push(name);
+      else if (Object.hasOwn(RUNBOOK_TASKS, name)) unavailable.push(name);
       else problems.push(`${path}.tasks[${i}]: unknown task ${JSON.stringify(name)} (known: ${[...registry.keys()].join(', ')})`);
     });
     const dup = named.find((name, i) => named.indexOf(name) !== i);

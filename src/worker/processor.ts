@@ -34,6 +34,9 @@ export interface ProcessorDeps {
   onResult?: (result: TaskResult, job: Job<JobData>) => void;
 }
 
+/** Longest reason a rejected job records (in failedReason and the history). */
+const MAX_REASON = 1_000;
+
 /** Lock expiry beyond the task's timeout: covers result storage after the run. */
 const LOCK_MARGIN_MS = 60_000;
 
@@ -55,7 +58,9 @@ export function createProcessor(deps: ProcessorDeps) {
       deps.onResult?.(result, job);
       return result;
     };
-    const reject = async (task: string, target: string, reason: string): Promise<never> => {
+    const reject = async (task: string, target: string, fullReason: string): Promise<never> => {
+      // Hand-added job data can be anything: keep the reason a readable size.
+      const reason = fullReason.length > MAX_REASON ? `${fullReason.slice(0, MAX_REASON)}…` : fullReason;
       const result = await store(rejectedResult(task, target, false, reason));
       await job.log(JSON.stringify(result)).catch(() => undefined);
       throw new UnrecoverableError(reason);
