@@ -100,4 +100,18 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX missed_runs_detected_at_idx ON caretaker.missed_runs (detected_at);
     `,
   },
+  {
+    version: 3,
+    name: 'runs keyed by job id and creation time',
+    sql: `
+      -- BullMQ numbers jobs with a counter in Redis: a Redis that lost its data
+      -- starts again at 1, and a new job would share an old job's id. A run is
+      -- the job id plus the job's creation time; retries keep both.
+      ALTER TABLE caretaker.runs ADD COLUMN job_key text;
+      UPDATE caretaker.runs SET job_key = job_id WHERE job_id IS NOT NULL;
+      ALTER TABLE caretaker.runs DROP CONSTRAINT runs_job_id_key;
+      CREATE UNIQUE INDEX runs_job_key_idx ON caretaker.runs (job_key);
+      CREATE INDEX runs_job_id_idx ON caretaker.runs (job_id);
+    `,
+  },
 ];

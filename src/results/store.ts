@@ -9,6 +9,12 @@ import type { RunStatus, TaskResult } from '../contract/result';
 export interface RunMeta {
   /** BullMQ job id; undefined for CLI runs. */
   jobId?: string;
+  /**
+   * What makes a job's run unique: its id and creation time (BullMQ's ids
+   * restart at 1 when Redis loses its data). Retries keep it, so a job is
+   * stored once. Default: the job id.
+   */
+  jobKey?: string;
   schedule?: string;
   attempt?: number;
 }
@@ -40,9 +46,9 @@ export interface RunQuery {
 export const SQL = {
   insertRun: `
     INSERT INTO caretaker.runs
-      (job_id, task, target, schedule, status, skipped, dry_run, attempt, started_at, finished_at, duration_ms, summary, result)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-    ON CONFLICT (job_id) DO NOTHING
+      (job_id, task, target, schedule, status, skipped, dry_run, attempt, started_at, finished_at, duration_ms, summary, result, job_key)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    ON CONFLICT (job_key) DO NOTHING
     RETURNING id`,
   /** All findings of a run in one statement, whatever their number. */
   insertFindings: `
@@ -114,6 +120,7 @@ export class ResultStore {
         Math.round(result.durationMs),
         result.summary,
         JSON.stringify(result),
+        meta.jobKey ?? meta.jobId ?? null,
       ]);
       const runId = inserted.rows[0]?.id;
       if (runId !== undefined && result.findings.length > 0) {

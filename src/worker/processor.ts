@@ -47,7 +47,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const log = deps.log.child({ jobId: job.id, task: job.name, attempt });
 
     const store = async (result: TaskResult): Promise<TaskResult> => {
-      const meta = { jobId: job.id, schedule: (job.data as Partial<JobData>)?.schedule, attempt };
+      const meta = { jobId: job.id, jobKey: `${job.id}@${job.timestamp}`, schedule: (job.data as Partial<JobData>)?.schedule, attempt };
       try {
         await deps.store.save(result, meta);
       } catch (err) {
