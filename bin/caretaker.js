@@ -10,4 +10,7 @@ require('../dist/src/cli.js')
   .cli(process.argv)
   .then((code) => {
     process.exitCode = code;
+    // The command is done. A task handed back after the shutdown grace may still hold a socket:
+    // it must not keep the process (and its pod) alive. Exit anyway, shortly.
+    setTimeout(() => process.exit(code), 2_000).unref();
   });

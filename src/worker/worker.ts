@@ -17,6 +17,9 @@ export interface WorkerRole {
   close(graceMs: number): Promise<void>;
 }
 
+/** How long a forced close may take before the worker lets go anyway. */
+const FORCED_CLOSE_MS = 2_000;
+
 /** How often the worker writes results that waited for the state database. */
 export const OUTBOX_FLUSH_MS = 15_000;
 
@@ -66,7 +69,11 @@ export function startWorker(deps: ProcessorDeps & { connection: Redis; log: Logg
       clearTimeout(timer);
       if (outcome === 'timeout') {
         log.warn({ graceMs }, 'grace period over: handing running jobs back to the queue');
-        await worker.close(true);
+        // BullMQ's forced close can still wait on a processor stuck on its target: bound it.
+        // The job stays active in Redis; its lock lapses and another worker takes it.
+        let forced: NodeJS.Timeout | undefined;
+        await Promise.race([worker.close(true), new Promise<void>((resolve) => (forced = setTimeout(resolve, FORCED_CLOSE_MS)))]);
+        clearTimeout(forced);
       }
     },
   };
