@@ -28,7 +28,7 @@ import { apiErrorMessage, callOptions, createKubernetesClients } from '../client
 import { ResultStore } from '../results/store';
 import { coerceError } from '../errors';
 import type { Logger } from '../logger';
-import { formatBytes, formatDuration } from '../util/format';
+import { formatBytes, windowText } from '../util/format';
 import { loadWorkloads } from '../kubernetes/workloads';
 import { ErrorTally, type SignatureCount } from '../kubernetes/log-lines';
 
@@ -233,11 +233,6 @@ function spikeOf(errors: number, previous: PreviousRun | undefined, p: Params): 
       : `the previous run (${previous.at}) had none`);
   }
   return { reasons, text };
-}
-
-/** 86400 → "24 h"; other windows as formatDuration writes them. */
-function windowText(seconds: number): string {
-  return seconds % 3600 === 0 ? `${seconds / 3600} h` : formatDuration(seconds * 1000);
 }
 
 function topText(top: SignatureCount[]): string {

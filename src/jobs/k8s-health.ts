@@ -40,7 +40,8 @@ import {
 } from '../kubernetes/pod-health';
 import { containerUsage, fetchPodMetrics, limitsMissingFinding, maxRatio, metricsUnavailableFinding, usageFindings } from '../kubernetes/resource-usage';
 import { redactText } from '../kubernetes/redact';
-import { EVENT_MESSAGE_CHARS, eventCountOf, eventTime, relevantTo, warningEventsFinding, windowText } from '../kubernetes/warning-events';
+import { EVENT_MESSAGE_CHARS, eventCountOf, eventTime, relevantTo, warningEventsFinding } from '../kubernetes/warning-events';
+import { windowText } from '../util/format';
 
 const params = z.strictObject({
   /** Share of a container's CPU limit that raises `cpu_high` (the runbook's CPU < 70 %). */

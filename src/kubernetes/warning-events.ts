@@ -6,7 +6,7 @@
  */
 import type { CoreV1Event, V2HorizontalPodAutoscaler } from '@kubernetes/client-node';
 import type { Finding } from '../contract/result';
-import { formatDuration } from '../util/format';
+import { windowText } from '../util/format';
 import { redactText } from './redact';
 import type { Workload } from './workloads';
 
@@ -75,7 +75,4 @@ export function warningEventsFinding(namespace: string, events: CoreV1Event[], t
   };
 }
 
-/** 86400 → "24 h"; other windows as formatDuration writes them. */
-export function windowText(seconds: number): string {
-  return seconds % 3600 === 0 ? `${seconds / 3600} h` : formatDuration(seconds * 1000);
-}
+

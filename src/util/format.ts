@@ -27,3 +27,8 @@ export function formatDuration(ms: number): string {
   if (h < 48) return `${h} h ${m % 60} min`;
   return `${Math.floor(h / 24)} days`;
 }
+
+/** A look-back window in seconds: 86400 → "24 h"; others as formatDuration writes them. */
+export function windowText(seconds: number): string {
+  return seconds % 3600 === 0 ? `${seconds / 3600} h` : formatDuration(seconds * 1000);
+}
