@@ -29,3 +29,26 @@ export function createRedis(url: string, log: Logger, options: RedisOptions = {}
   });
   return redis;
 }
+
+/**
+ * A single-use connection for a quick look (a PING, an INFO): no retries, no
+ * offline queue, RESP2 without CLIENT SETINFO (so only our commands are sent),
+ * bounded by `timeoutMs`. The caller connects, and disconnects when done.
+ */
+export function oneShotRedis(url: string, timeoutMs: number): Redis {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    protocol: 2,
+    disableClientInfo: true,
+    enableReadyCheck: false,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
+    // disconnect() after a failed connect otherwise keeps the process alive 2 s.
+    disconnectTimeout: 50,
+  });
+  // Failures surface from connect() and the commands; the event would otherwise be unhandled.
+  redis.on('error', () => undefined);
+  return redis;
+}

@@ -9,12 +9,13 @@
  * only costs that figure.
  */
 import { z } from 'zod';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Pool } from 'pg';
 import { defineTask } from '../contract/task';
 import type { Finding, TaskResult } from '../contract/result';
 import { ResultStore } from '../results/store';
 import { formatBytes } from '../util/format';
+import { oneShotRedis } from '../clients/redis';
 
 const NAME = 'redis-health';
 
@@ -306,19 +307,7 @@ export async function probeAuth(url: string, timeoutMs = 5_000): Promise<AuthPro
   bare.username = '';
   bare.password = '';
   bare.pathname = '';
-  const probe = new Redis(bare.toString(), {
-    lazyConnect: true,
-    // RESP2 and no CLIENT SETINFO: the only command sent is our PING.
-    protocol: 2,
-    disableClientInfo: true,
-    enableReadyCheck: false,
-    retryStrategy: () => null,
-    maxRetriesPerRequest: 0,
-    connectTimeout: timeoutMs,
-    commandTimeout: timeoutMs,
-    // disconnect() after a failed connect otherwise keeps the process alive 2 s.
-    disconnectTimeout: 50,
-  });
+  const probe = oneShotRedis(bare.toString(), timeoutMs);
   let connectError: string | undefined;
   probe.on('error', (err: Error) => {
     connectError = err.message;

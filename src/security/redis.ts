@@ -6,11 +6,11 @@
  * PING and CONFIG GET only; the URL's password is never put in a finding,
  * a message or an error.
  */
-import { Redis } from 'ioredis';
 import type { Finding } from '../contract/result';
 import { probeAuth } from '../jobs/redis-health';
 import { redactSecretsIn } from '../logger';
 import { AUDIT_INCOMPLETE, countsByCode, type AuditResult } from './audit';
+import { oneShotRedis } from '../clients/redis';
 
 export const REDIS_CODES = ['redis_no_auth', 'redis_protected_mode_off', AUDIT_INCOMPLETE] as const;
 
@@ -46,21 +46,7 @@ export async function auditRedis(url: string, opts: RedisAuditOptions, signal: A
   }
 
   if (signal.aborted) throw signal.reason;
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    // RESP2: CONFIG GET answers a flat array; no CLIENT SETINFO.
-    protocol: 2,
-    disableClientInfo: true,
-    enableReadyCheck: false,
-    retryStrategy: () => null,
-    maxRetriesPerRequest: 0,
-    // disconnect() would otherwise hold the process up to 2 s after a failed connection.
-    disconnectTimeout: 50,
-    connectTimeout: opts.timeoutMs,
-    commandTimeout: opts.timeoutMs,
-  });
-  // Failures surface from connect() and the command; the event would otherwise be unhandled.
-  redis.on('error', () => undefined);
+  const redis = oneShotRedis(url, opts.timeoutMs);
   const onAbort = () => redis.disconnect();
   signal.addEventListener('abort', onAbort, { once: true });
   let protectedMode: string | undefined;
