@@ -7,7 +7,6 @@
 import { writeFile } from 'node:fs/promises';
 import { createPool } from '../clients/postgres';
 import { migrate } from '../results/migrate';
-import { TASKS } from '../jobs';
 import { UsageError } from '../errors';
 import { buildWeeklyReport, expectedInWeek, reportSettingsOf } from '../reports/weekly-data';
 import { lastCompleteWeek, parseWeek } from '../reports/week';
@@ -29,7 +28,7 @@ export interface ReportOptions {
 
 export async function reportCommand(io: CliIO, opts: ReportOptions): Promise<number> {
   const config = configFor(io, opts.config);
-  const settings = reportSettingsOf(config, TASKS);
+  const settings = reportSettingsOf(config);
   if (opts.send && !settings.email) throw new UsageError('--send needs notifications.email in the config');
   const now = new Date();
   const week = opts.week ? parseWeek(opts.week, settings.timezone) : lastCompleteWeek(now, settings.timezone);

@@ -11,8 +11,6 @@ import { weeksBefore } from './week';
 import { nextFireTimes } from '../schedules/cron';
 import { redactSecretsIn } from '../logger';
 import type { Config } from '../config/schema';
-import type { TaskRegistry } from '../jobs';
-import { expandSchedulers, resolveSchedules } from '../schedules/resolve';
 
 /** How many weeks the trend charts cover, the report's week included. */
 export const TREND_WEEKS = 12;
@@ -59,14 +57,14 @@ export interface ReportSettings {
 }
 
 /** The report settings of a validated config. */
-export function reportSettingsOf(config: Config, registry: TaskRegistry): ReportSettings {
-  const { schedules } = resolveSchedules(config, registry);
+export function reportSettingsOf(config: Config): ReportSettings {
   return {
     title: config.report.title,
     timezone: config.timezone,
     ...(config.web.publicUrl ? { publicUrl: config.web.publicUrl } : {}),
     ...(config.notifications.email ? { email: config.notifications.email } : {}),
-    schedulers: expandSchedulers(schedules, config, registry).map(({ task, target, cron, timezone }) => ({ task, target, cron, timezone })),
+    // Resolved once, when the config was loaded.
+    schedulers: config.schedulers,
   };
 }
 

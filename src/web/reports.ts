@@ -6,15 +6,14 @@
 import { Router, type RequestHandler } from 'express';
 import type { Pool } from 'pg';
 import type { Config } from '../config/schema';
-import type { TaskRegistry } from '../jobs';
 import { buildWeeklyReport, expectedInWeek, reportSettingsOf } from '../reports/weekly-data';
 import { lastCompleteWeek, parseWeek } from '../reports/week';
 import { renderCharts } from '../reports/charts';
 import { dataUriSource, renderHtml } from '../reports/render-html';
 
-export function reportsRouter(deps: { config: Config; registry: TaskRegistry; state: Pool }): Router {
+export function reportsRouter(deps: { config: Config; state: Pool }): Router {
   const router = Router();
-  const settings = reportSettingsOf(deps.config, deps.registry);
+  const settings = reportSettingsOf(deps.config);
 
   const page = (weekId: string | undefined): RequestHandler => async (_req, res) => {
     const now = new Date();

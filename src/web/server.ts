@@ -16,7 +16,6 @@ import type { JobData } from '../queue/queue';
 import type { ResultStore } from '../results/store';
 import { apiRouter } from './api-runs';
 import { reportsRouter } from './reports';
-import { TASKS, type TaskRegistry } from '../jobs';
 import { authEnabled, authenticate, viewersReadOnly } from './auth';
 import { BOARD_PATH, createBoards } from './board';
 import { healthHandler } from './health';
@@ -32,8 +31,6 @@ export interface WebDeps {
   state: Pool;
   store: ResultStore;
   log: Logger;
-  /** The tasks (default: all): the report's "never ran" needs the schedules. */
-  registry?: TaskRegistry;
 }
 
 export interface WebServer {
@@ -60,7 +57,7 @@ export function createWebApp(deps: WebDeps): express.Express {
   app.get('/health', healthHandler(deps));
   app.get('/metrics', metricsHandler(createMetricsRegistry(deps.state)));
   app.use('/api', login, apiRouter(deps.store));
-  app.use('/reports', login, reportsRouter({ config: deps.config, registry: deps.registry ?? TASKS, state: deps.state }));
+  app.use('/reports', login, reportsRouter({ config: deps.config, state: deps.state }));
   app.use(BOARD_PATH, login, viewersReadOnly(), ...createBoards(deps.queue));
 
   app.use(notFound());
