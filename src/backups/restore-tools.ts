@@ -20,14 +20,12 @@ import { coerceError } from '../errors';
 import { formatDuration } from '../util/format';
 import type { BackupStore, StoredObject } from './store';
 import { formatOf, type BackupManifest, type DumpFormat } from './manifest';
+import { endsWithCompletionLine, TailBuffer } from './verify';
 
 /** A killed psql / pg_restore that ignores SIGTERM this long gets SIGKILL. */
 const KILL_GRACE_MS = 5_000;
 /** How much of psql's / pg_restore's stderr is kept (the tail: the error is last). */
 const STDERR_KEEP_BYTES = 16 * 1024;
-/** The last line of every complete plain dump. */
-const COMPLETION_LINE = '-- PostgreSQL database dump complete';
-
 /** Throws the abort reason once the run is aborted: checked between the steps of the flow, the restore and verification. */
 export function throwIfAborted(signal: AbortSignal): void {
   if (signal.aborted) throw coerceError(signal.reason ?? new Error('aborted'));
@@ -40,20 +38,6 @@ export function kill(child: ChildProcess): void {
   setTimeout(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }, KILL_GRACE_MS).unref();
-}
-
-/** Keeps the last `size` bytes that pass through, for the completion-line check and stderr. */
-class Tail {
-  private buf = Buffer.alloc(0);
-  total = 0;
-  constructor(private readonly size: number) {}
-  push(chunk: Buffer): void {
-    this.total += chunk.length;
-    this.buf = chunk.length >= this.size ? Buffer.from(chunk.subarray(chunk.length - this.size)) : Buffer.concat([this.buf, chunk]).subarray(-this.size);
-  }
-  text(): string {
-    return this.buf.toString('utf8');
-  }
 }
 
 function tap(onChunk: (chunk: Buffer) => void): Transform {
@@ -120,7 +104,7 @@ export async function restoreInto(req: RestoreRequest): Promise<ToolError | unde
   const child = spawn(tool, args, { stdio: ['pipe', 'ignore', 'pipe'], env: conn.env });
   req.children.add(child);
   if (ctx.signal.aborted) kill(child); // aborted while the store was opening: the abort handler has run already
-  const stderr = new Tail(STDERR_KEEP_BYTES);
+  const stderr = new TailBuffer(STDERR_KEEP_BYTES);
   child.stderr!.on('data', (d: Buffer) => stderr.push(d));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; spawnError?: Error }>((resolve) => {
     child.once('error', (err) => resolve({ code: null, signal: null, spawnError: err }));
@@ -143,7 +127,7 @@ export async function restoreInto(req: RestoreRequest): Promise<ToolError | unde
       void ctx.progress(percent).catch(() => undefined);
     }
   });
-  const sqlTail = new Tail(256);
+  const sqlTail = new TailBuffer(256);
   const streamed = (format === 'custom' ? pipeline(source, counter, child.stdin!) : pipeline(source, counter, createGunzip({ chunkSize: 64 * 1024 }), tap((c) => sqlTail.push(c)), child.stdin!)).then(
     () => undefined,
     (err: unknown) => coerceError(err),
@@ -157,7 +141,7 @@ export async function restoreInto(req: RestoreRequest): Promise<ToolError | unde
     const missing = (exit.spawnError as NodeJS.ErrnoException).code === 'ENOENT';
     throw new Error(missing ? `${tool} is not installed (not on PATH): install the PostgreSQL client tools` : `cannot start ${tool}: ${exit.spawnError.message}`);
   }
-  const stderrText = redactSecretsIn(stderr.text());
+  const stderrText = redactSecretsIn(stderr.toString());
   const base = { tool, exitCode: exit.code, stderrTail: stderrText.slice(-4000) };
   if (timedOut) return { ...base, timedOut: true, error: `${tool} did not finish within ${formatDuration(req.timeoutMs)} (restoreTimeoutMs) and was stopped` };
   // A broken pipe is the tool stopping at its error; any other stream error (gzip, store) is the cause.
@@ -167,8 +151,9 @@ export async function restoreInto(req: RestoreRequest): Promise<ToolError | unde
     const parsed = parseToolError(tool, stderrText);
     return { ...base, ...parsed, error: parsed.error ?? `${tool} exited with ${exit.code ?? exit.signal}` };
   }
-  if (format === 'plain-gzip' && !sqlTail.text().includes(COMPLETION_LINE)) {
-    return { ...base, error: `the dump ends without pg_dump's completion line ("${COMPLETION_LINE}"): it is truncated, so the restore is incomplete` };
+  // The same judgement as backup-verify's: a restore test and a verify never disagree on a dump.
+  if (format === 'plain-gzip' && !endsWithCompletionLine(sqlTail.toString())) {
+    return { ...base, error: `the dump ends without pg_dump's completion line ("-- PostgreSQL database dump complete"): it is truncated, so the restore is incomplete` };
   }
   return undefined;
 }
