@@ -5,15 +5,11 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { Client } from 'pg';
 import { drDrill, recoveryFindings } from '../../src/jobs/dr-drill';
-import { resolveParams } from '../../src/config/params';
-import { runTask } from '../../src/worker/run-task';
 import { scratchDatabaseName } from '../../src/backups/scratch';
 import { manifestName, type BackupManifest } from '../../src/backups/manifest';
 import type { Finding, TaskResult } from '../../src/contract/result';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { makeDump } from '../support/backups';
-import { testConfig } from '../support/config';
-import { testLogger } from '../support/logger';
+import { makeDump, runOnBackups } from '../support/backups';
 import { TEST_PG_ADMIN_URL } from '../support/env';
 
 /** This file's own target: scratch names and the sweep are per target, and test files run in parallel. */
@@ -25,19 +21,14 @@ let source: TestDatabase;
 let admin: Client;
 const dirs: string[] = [];
 
-async function run(dir: string, opts: { params?: Record<string, unknown>; allow?: boolean } = {}): Promise<TaskResult> {
-  const config = testConfig({
-    dbUrl: source.url,
-    prefix: 'unused',
-    targets: {
-      postgres: [{ name: 'main', url: source.url }],
-      backups: [{ name: TARGET, database: 'main', store: { kind: 'directory', path: dir }, pattern: 'auditron-*', scratch: { url: TEST_PG_ADMIN_URL }, allow: { restore: opts.allow ?? true } }],
-    },
+function run(dir: string, opts: { params?: Record<string, unknown>; allow?: boolean } = {}): Promise<TaskResult> {
+  return runOnBackups(drDrill, {
+    sourceUrl: source.url,
+    state: source.pool,
+    name: TARGET,
+    backups: { store: { kind: 'directory', path: dir }, pattern: 'auditron-*', scratch: { url: TEST_PG_ADMIN_URL }, allow: { restore: opts.allow ?? true } },
+    params: opts.params,
   });
-  const target = config.targets.backups[0]!;
-  const params = resolveParams(drDrill, config, target, opts.params ?? {});
-  if (!params.ok) throw new Error(params.problems.join('; '));
-  return runTask({ task: drDrill, target, params: params.params, dryRun: false, log: testLogger, state: source.pool });
 }
 
 /** A real dump whose file time is `ageSeconds` ago. */

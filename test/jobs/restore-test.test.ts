@@ -5,17 +5,13 @@ import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { Client } from 'pg';
 import { restoreTest } from '../../src/jobs/restore-test';
-import { resolveParams } from '../../src/config/params';
-import { runTask } from '../../src/worker/run-task';
 import { scratchDatabaseName } from '../../src/backups/scratch';
 import { manifestName, type BackupManifest } from '../../src/backups/manifest';
 import { parseToolError } from '../../src/backups/restore';
 import type { Task } from '../../src/contract/task';
 import type { Finding, TaskResult } from '../../src/contract/result';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { makeDump } from '../support/backups';
-import { testConfig } from '../support/config';
-import { testLogger } from '../support/logger';
+import { makeDump, runOnBackups } from '../support/backups';
 import { eventually } from '../support/jobs';
 import { TEST_PG_ADMIN_URL } from '../support/env';
 
@@ -39,28 +35,22 @@ interface RunOpts {
   sourceLockTimeoutMs?: number;
 }
 
-async function run(task: Task, opts: RunOpts): Promise<TaskResult> {
-  const config = testConfig({
-    dbUrl: source.url,
-    prefix: 'unused',
-    targets: {
-      postgres: [{ name: 'main', url: source.url, lockTimeoutMs: opts.sourceLockTimeoutMs ?? 5_000 }],
-      backups: [
-        {
-          name: TARGET,
-          database: 'main',
-          store: { kind: 'directory', path: opts.dir },
-          pattern: 'auditron-*',
-          ...(opts.scratch === null ? {} : { scratch: opts.scratch ?? { url: TEST_PG_ADMIN_URL } }),
-          allow: { restore: opts.allow?.restore ?? true },
-        },
-      ],
+function run(task: Task, opts: RunOpts): Promise<TaskResult> {
+  return runOnBackups(task, {
+    sourceUrl: source.url,
+    state: source.pool,
+    name: TARGET,
+    source: { lockTimeoutMs: opts.sourceLockTimeoutMs ?? 5_000 },
+    backups: {
+      store: { kind: 'directory', path: opts.dir },
+      pattern: 'auditron-*',
+      ...(opts.scratch === null ? {} : { scratch: opts.scratch ?? { url: TEST_PG_ADMIN_URL } }),
+      allow: { restore: opts.allow?.restore ?? true },
     },
+    params: opts.params,
+    dryRun: opts.dryRun,
+    signal: opts.signal,
   });
-  const target = config.targets.backups[0]!;
-  const params = resolveParams(task, config, target, opts.params ?? {});
-  if (!params.ok) throw new Error(params.problems.join('; '));
-  return runTask({ task, target, params: params.params, dryRun: opts.dryRun ?? false, log: testLogger, state: source.pool, signal: opts.signal });
 }
 
 async function storeDir(): Promise<string> {

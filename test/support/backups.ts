@@ -30,6 +30,12 @@ export interface RunOnBackups {
   kubernetes?: KubernetesInput[];
   params?: Record<string, unknown>;
   dryRun?: boolean;
+  /** The backups target's name (default `nightly`): scratch names and sweeps are per target, so parallel files pick their own. */
+  name?: string;
+  /** Fields of the source postgres target beyond its url (timeouts). */
+  source?: Partial<NonNullable<NonNullable<RawConfigInput['targets']>['postgres']>[number]>;
+  /** Aborts the run from outside, as a worker shutdown would. */
+  signal?: AbortSignal;
 }
 
 export async function runOnBackups(task: Task, opts: RunOnBackups): Promise<TaskResult> {
@@ -37,15 +43,15 @@ export async function runOnBackups(task: Task, opts: RunOnBackups): Promise<Task
     dbUrl: opts.sourceUrl,
     prefix: 'unused',
     targets: {
-      postgres: [{ name: 'main', url: opts.sourceUrl }],
-      backups: [{ name: 'nightly', database: 'main', ...opts.backups }],
+      postgres: [{ name: 'main', url: opts.sourceUrl, ...opts.source }],
+      backups: [{ name: opts.name ?? 'nightly', database: 'main', ...opts.backups }],
       kubernetes: opts.kubernetes ?? [],
     },
   });
   const target = config.targets.backups[0]!;
   const params = resolveParams(task, config, target, opts.params ?? {});
   if (!params.ok) throw new Error(params.problems.join('; '));
-  return runTask({ task, target, params: params.params, dryRun: opts.dryRun ?? false, log: testLogger, state: opts.state });
+  return runTask({ task, target, params: params.params, dryRun: opts.dryRun ?? false, log: testLogger, state: opts.state, signal: opts.signal });
 }
 
 /** `pg_dump url | gzip > dir/name` (plain) or `pg_dump -Fc url > dir/name` (custom); resolves with the path. */
