@@ -7,6 +7,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler, Response } from 'express';
 import type { Config } from '../config/schema';
+import { clientKey, type LoginThrottle } from './login-throttle';
 
 export type Role = 'admin' | 'viewer';
 
@@ -42,31 +43,50 @@ export function basicCredential(header: string | undefined): string | undefined 
 
 /**
  * Sets the caller's role (read back with `roleOf`) or answers 401 with a
- * Basic challenge, so a browser prompts for a login.
+ * Basic challenge, so a browser prompts for a login. With a `throttle`, a
+ * client that failed too often is answered 429 before any check, and each
+ * wrong or malformed Authorization header counts against its budget (a
+ * request without one is a browser's first, unauthenticated try: not counted).
  */
-export function authenticate(auth: Credentials): RequestHandler {
+export function authenticate(auth: Credentials, throttle?: LoginThrottle): RequestHandler {
   if (!authEnabled(auth)) {
     return (_req, res, next) => {
       setRole(res, 'admin');
       next();
     };
   }
+  const roleFor = credentialChecker(auth);
+  return (req, res, next) => {
+    const client = clientKey(req.ip);
+    const verdict = throttle?.check(client);
+    if (verdict?.locked) {
+      // Even the right password waits: a guess during the lockout learns nothing.
+      res.set('Retry-After', String(verdict.retryAfterSeconds)).status(429).json({ error: 'too many failed logins, retry later' });
+      return;
+    }
+    const role = roleFor(req.headers.authorization);
+    if (role !== undefined) {
+      setRole(res, role);
+      next();
+      return;
+    }
+    if (req.headers.authorization !== undefined) throttle?.fail(client);
+    res.set('WWW-Authenticate', `Basic realm="${REALM}"`).status(401).json({ error: 'authentication required' });
+  };
+}
+
+/** `Authorization` header → the role whose credential it carries, or undefined. */
+function credentialChecker(auth: Credentials): (header: string | undefined) => Role | undefined {
   const admin = auth.admin !== undefined ? digest(auth.admin) : undefined;
   const viewer = auth.viewer !== undefined ? digest(auth.viewer) : undefined;
-  return (req, res, next) => {
-    const given = basicCredential(req.headers.authorization);
-    if (given !== undefined) {
-      const d = digest(given);
-      // Both compared every time: the answer's timing says nothing about which matched.
-      const isAdmin = admin !== undefined && timingSafeEqual(d, admin);
-      const isViewer = viewer !== undefined && timingSafeEqual(d, viewer);
-      if (isAdmin || isViewer) {
-        setRole(res, isAdmin ? 'admin' : 'viewer');
-        next();
-        return;
-      }
-    }
-    res.set('WWW-Authenticate', `Basic realm="${REALM}"`).status(401).json({ error: 'authentication required' });
+  return (header) => {
+    const given = basicCredential(header);
+    if (given === undefined) return undefined;
+    const d = digest(given);
+    // Both compared every time: the answer's timing says nothing about which matched.
+    const isAdmin = admin !== undefined && timingSafeEqual(d, admin);
+    const isViewer = viewer !== undefined && timingSafeEqual(d, viewer);
+    return isAdmin ? 'admin' : isViewer ? 'viewer' : undefined;
   };
 }
 

@@ -20,9 +20,23 @@ interface HttpError extends Error {
 }
 
 /**
- * Client errors that say so (`expose`, 4xx: a malformed JSON body) keep
- * their status and message; anything else is a 500 with a fixed message,
- * logged with the request it broke.
+ * The status a client error carries (400-499), or undefined for a server
+ * error. http-errors marks its own as `expose`; the router's URIError for
+ * a malformed %-escape in a path (`/reports/%E0`) carries 400 without it,
+ * and is the client's fault all the same: not a 500 nor an error log line
+ * that anyone can trigger.
+ */
+function clientStatus(err: HttpError): number | undefined {
+  const status = err.status;
+  if (typeof status !== 'number' || status < 400 || status >= 500) return undefined;
+  return err.expose === true || err.name === 'URIError' ? status : undefined;
+}
+
+/**
+ * Client errors keep their status; their message only when it says so
+ * (`expose`: a malformed JSON body), since the router's quotes the raw
+ * path back. Anything else is a 500 with a fixed message, logged with the
+ * request it broke.
  */
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (thrown: unknown, req, res, next) => {
@@ -32,8 +46,9 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       next(err);
       return;
     }
-    if (err.expose === true && typeof err.status === 'number' && err.status >= 400 && err.status < 500) {
-      res.status(err.status).json({ error: err.message });
+    const status = clientStatus(err);
+    if (status !== undefined) {
+      res.status(status).json({ error: err.expose === true ? err.message : 'bad request: malformed URL' });
       return;
     }
     log.error(

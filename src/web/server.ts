@@ -1,7 +1,9 @@
 /**
  * The web role: Bull Board at /admin/queues (admin or read-only viewer),
  * /api/runs (history, logged in), /health and /metrics (open: probes and
- * Prometheus call them). `createWebApp` only builds; `startWeb` listens.
+ * Prometheus call them). Failed logins are throttled per client
+ * (login-throttle.ts) and cross-site writes refused (same-origin.ts).
+ * `createWebApp` only builds; `startWeb` listens.
  */
 import http from 'node:http';
 import { BlockList, isIP, type AddressInfo } from 'node:net';
@@ -20,7 +22,9 @@ import { authEnabled, authenticate, viewersReadOnly } from './auth';
 import { BOARD_PATH, createBoards } from './board';
 import { healthHandler } from './health';
 import { errorHandler, notFound } from './http-errors';
+import { LoginThrottle, type LoginThrottleOptions } from './login-throttle';
 import { createMetricsRegistry, metricsHandler } from './metrics';
+import { sameOriginOnly } from './same-origin';
 
 export interface WebDeps {
   config: Config;
@@ -31,6 +35,8 @@ export interface WebDeps {
   state: Pool;
   store: ResultStore;
   log: Logger;
+  /** Overrides of the failed-login throttle's limits and clock (tests); the defaults are in login-throttle.ts. */
+  loginThrottle?: Partial<LoginThrottleOptions>;
 }
 
 export interface WebServer {
@@ -51,8 +57,12 @@ const USAGE_LISTEN_ERRORS = new Set(['EADDRINUSE', 'EADDRNOTAVAIL', 'EACCES', 'E
 export function createWebApp(deps: WebDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
-  const login = authenticate(deps.config.web.auth);
+  // JSON bodies write <, > and & as \u003c...: an error that quotes a hostile path stays inert even if sniffed as HTML.
+  app.set('json escape', true);
+  const login = authenticate(deps.config.web.auth, new LoginThrottle(deps.log, deps.loginThrottle));
 
+  app.use(noSniff());
+  app.use(sameOriginOnly(deps.config.web.publicUrl));
   app.get('/', (_req, res) => res.redirect(BOARD_PATH));
   app.get('/health', healthHandler(deps));
   app.get('/metrics', metricsHandler(createMetricsRegistry(deps.state)));
@@ -63,6 +73,14 @@ export function createWebApp(deps: WebDeps): express.Express {
   app.use(notFound());
   app.use(errorHandler(deps.log));
   return app;
+}
+
+/** Browsers must take each response as the type it says (JSON stays JSON), never guess HTML from its body. */
+function noSniff(): express.RequestHandler {
+  return (_req, res, next) => {
+    res.set('X-Content-Type-Options', 'nosniff');
+    next();
+  };
 }
 
 const LOOPBACK = new BlockList();
