@@ -108,7 +108,14 @@ export async function startCaretaker(opts: {
     }
     if (roles.includes('scheduler')) {
       const entries = expandSchedulers(resolveSchedules(config, registry).schedules, config, registry);
-      const scheduler: SchedulerRole = await startScheduler({ queue, connection: redis, entries, jobOpts: jobOptions(config.worker), log: log.child({ role: 'scheduler' }) });
+      const scheduler: SchedulerRole = await startScheduler({
+        queue,
+        connection: redis,
+        entries,
+        jobOpts: jobOptions(config.worker),
+        log: log.child({ role: 'scheduler' }),
+        resyncMs: config.scheduler.resyncSeconds * 1000,
+      });
       stops.unshift(scheduler.close);
       // The dead man's switch: a scheduled run that did not happen is an alert, whoever was down.
       const watch = startMissedRunWatch({
@@ -120,6 +127,8 @@ export async function startCaretaker(opts: {
         intervalMs: opts.missedRunIntervalMs,
         graceFor: (e) => (e.graceSeconds !== undefined ? e.graceSeconds * 1000 : defaultGraceMs(e)),
         catchUpFor: (e) => e.catchUp,
+        // A replica whose config a newer one replaced would report the removed schedules as missed.
+        active: scheduler.isCurrent,
         onMissed: async (missed) => {
           for (const m of missed) await alerter.onResult(missedRunResult(m), undefined, { resolves: false });
         },

@@ -229,6 +229,10 @@ export const configSchema = z.strictObject({
     /** A killed worker's job is handed to another worker after this long (BullMQ's stalled check). */
     stalledIntervalMs: z.number().int().min(1_000).max(3600_000).default(30_000),
   }).default({ concurrency: 2, attempts: 3, backoffMs: 30_000, shutdownGraceMs: 30_000, stalledIntervalMs: 30_000 }),
+  scheduler: z.strictObject({
+    /** How often each scheduler replica re-syncs the job schedulers (repairs hand edits and a Redis that lost them). */
+    resyncSeconds: z.number().int().min(1).max(86_400).default(300),
+  }).default({ resyncSeconds: 300 }),
   targets: z.strictObject({
     postgres: z.array(postgresTarget).default([]),
     redis: z.array(redisTarget).default([]),

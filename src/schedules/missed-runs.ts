@@ -210,6 +210,8 @@ export function startMissedRunWatch<E extends WatchedEntry>(deps: {
   onMissed?: (missed: RecordedMissedRun[]) => void | Promise<void>;
   /** The clock; tests pass a fixed one. */
   now?: () => Date;
+  /** False while this replica's schedules are not the current ones (a newer config rolls out): checks find nothing. */
+  active?: () => boolean;
 }): MissedRunWatch {
   const { entries, state, queue, jobOpts, log } = deps;
   const clock = deps.now ?? (() => new Date());
@@ -218,6 +220,7 @@ export function startMissedRunWatch<E extends WatchedEntry>(deps: {
   let closed = false;
 
   const once = async (): Promise<RecordedMissedRun[]> => {
+    if (deps.active && !deps.active()) return [];
     const now = clock();
     const graceFor = deps.graceFor ?? ((e: E) => defaultGraceMs(e, now));
     const found = await findMissedRuns({ entries, state, now, graceFor, watchingSince });

@@ -2,6 +2,11 @@
  * The scheduler role: syncs the job schedulers at start, again whenever
  * Redis comes back (a restarted Redis may have lost them), and every few
  * minutes. The loop logs and keeps going; it never dies silently.
+ *
+ * During a rollout only the newest config writes (src/schedules/generation.ts):
+ * an older replica stops syncing, says so once, and its missed-run watch
+ * stands down (`isCurrent`), since it would judge schedules the new config
+ * no longer has.
  */
 import type { JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -9,14 +14,17 @@ import type { Logger } from 'pino';
 import type { JobData } from '../queue/queue';
 import type { SchedulerEntry } from './resolve';
 import { syncSchedulers, type SyncOutcome } from './sync';
+import { claimGeneration, generationKey, redisNowMs, schedulesDigest, type ConfigGeneration } from './generation';
 import { coerceError } from '../errors';
 
-/** Re-sync interval: repairs schedulers removed by hand or lost with Redis. */
+/** Default re-sync interval (`scheduler.resyncSeconds`): repairs schedulers removed by hand or lost with Redis. */
 export const RESYNC_INTERVAL_MS = 5 * 60_000;
 
 export interface SchedulerRole {
   /** The first sync's outcome. */
   initial: SyncOutcome;
+  /** False while a replica started later with a different config owns the schedulers. */
+  isCurrent(): boolean;
   close(): Promise<void>;
 }
 
@@ -29,27 +37,44 @@ export async function startScheduler(deps: {
   log: Logger;
   resyncMs?: number;
 }): Promise<SchedulerRole> {
-  const { queue, entries, jobOpts, log } = deps;
-  const initial = await syncSchedulers(queue, entries, jobOpts, log);
-  log.info({ schedulers: initial.upserted.length, removed: initial.removed.length }, 'job schedulers in place');
+  const { queue, entries, jobOpts, log, connection } = deps;
+  const mine: ConfigGeneration = { digest: schedulesDigest(entries, jobOpts), startedAt: await redisNowMs(connection) };
+  const key = generationKey(queue.qualifiedName);
+  let current = true;
+  const mayWrite = async (): Promise<boolean> => {
+    const now = await claimGeneration(connection, key, mine);
+    if (now !== current) {
+      current = now;
+      if (now) log.info({ digest: mine.digest.slice(0, 12) }, 'this replica\'s config owns the job schedulers again');
+      else log.warn({ digest: mine.digest.slice(0, 12) }, 'a replica started later with a different config owns the job schedulers; this one leaves them alone until it is replaced');
+    }
+    return now;
+  };
+
+  const initial = await syncSchedulers(queue, entries, jobOpts, log, mayWrite);
+  log.info(
+    { schedulers: initial.upserted.length + initial.unchanged.length, written: initial.upserted.length, removed: initial.removed.length, superseded: initial.superseded },
+    'job schedulers in place',
+  );
 
   let syncing: Promise<unknown> = Promise.resolve();
   const resync = (why: string) => {
     syncing = syncing
-      .then(() => syncSchedulers(queue, entries, jobOpts, log))
-      .then(() => log.debug({ why }, 'job schedulers re-synced'))
+      .then(() => syncSchedulers(queue, entries, jobOpts, log, mayWrite))
+      .then((outcome) => log.debug({ why, superseded: outcome.superseded }, 'job schedulers re-synced'))
       .catch((err) => log.error({ why, err: coerceError(err).message }, 'could not re-sync job schedulers; will retry'));
   };
   const onReady = () => resync('redis reconnected');
-  deps.connection.on('ready', onReady);
+  connection.on('ready', onReady);
   const timer = setInterval(() => resync('periodic'), deps.resyncMs ?? RESYNC_INTERVAL_MS);
   timer.unref();
 
   return {
     initial,
+    isCurrent: () => current,
     async close() {
       clearInterval(timer);
-      deps.connection.off('ready', onReady);
+      connection.off('ready', onReady);
       await syncing;
     },
   };
