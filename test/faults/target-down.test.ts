@@ -1,7 +1,8 @@
 /**
- * Fault 4: the target database is down or refuses. Each case ends as an
- * `error` result naming the cause, retried with backoff, one alert when the
- * retries are spent, and the worker stays up and serves the next job.
+ * Fault 4: the target database is down, refuses, cuts caretaker's session
+ * or times its statements out. Each case ends as an `error` result naming
+ * the cause, retried with backoff, one alert when the retries are spent, and
+ * the worker stays up and serves the next job.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -60,6 +61,8 @@ beforeAll(async () => {
         { name: 'main', url: db.url },
         { name: 'refusing', url: 'postgres://postgres@127.0.0.1:1/nowhere' },
         { name: 'proxied', url: proxied.toString() },
+        // Statements bounded at 100 ms, lock waits far longer: a blocked statement ends on statement_timeout.
+        { name: 'slow', url: db.url, statementTimeoutMs: 100, lockTimeoutMs: 60_000 },
       ],
     },
   } as never);
@@ -122,6 +125,31 @@ describe('the target database is down or refuses', () => {
     expect(await done.getState()).toBe('failed');
     expect(done.failedReason).toMatch(/^connections failed on proxied: .*(terminat|Connection terminated)/i);
 
+    const next = await waitForJob(queue, (await add('main')).id!);
+    expect(await next.getState()).toBe('completed');
+  });
+
+  it('a statement timing out (statement_timeout behind a lock): retried, one error result naming the timeout, one alert', async () => {
+    await db.pool.query('CREATE TABLE held_by_migration (id int)');
+    const holder = await db.pool.connect();
+    try {
+      // A migration holding ACCESS EXCLUSIVE: disk-check's size functions wait for it until the statement times out.
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE held_by_migration IN ACCESS EXCLUSIVE MODE');
+      const job = await queue.add('disk-check', { task: 'disk-check', target: 'slow' }, jobOptions(config.worker));
+      const done = await waitForJob(queue, job.id!);
+      expect(await done.getState()).toBe('failed');
+      expect(done.attemptsMade).toBe(3);
+      expect(done.failedReason).toMatch(/^disk-check failed on slow: .*canceling statement due to statement timeout/);
+      const { rows } = await db.pool.query(`SELECT status, summary FROM caretaker.runs WHERE job_id = $1`, [job.id]);
+      expect(rows).toEqual([{ status: 'error', summary: done.failedReason }]);
+      await alerter.drain();
+      const alerts = hooks.filter((h) => h.kind === 'alert' && h.alerts?.some((a) => a.code === 'run_error') && /statement timeout/.test(h.text));
+      expect(alerts).toHaveLength(1);
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
     const next = await waitForJob(queue, (await add('main')).id!);
     expect(await next.getState()).toBe('completed');
   });
