@@ -25,18 +25,70 @@ export function createLogger(level = 'info', destination: pino.DestinationStream
   );
 }
 
+/** Query parameters whose value is a secret (`?api_key=`, `?token=`, `?sslpassword=`). */
+const SECRET_PARAM = /pass|token|secret|key/i;
+
 /** `postgres://app:s3cret@db/x` → `postgres://app:***@db/x`; anything unparsable is hidden whole. */
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';
     for (const key of [...parsed.searchParams.keys()]) {
-      if (/pass|token|secret|key/i.test(key)) parsed.searchParams.set(key, '***');
+      if (SECRET_PARAM.test(key)) parsed.searchParams.set(key, '***');
     }
     return parsed.toString();
   } catch {
     return '[unparsable url]';
   }
+}
+
+/**
+ * The secrets a configured URL carries, as a server may echo them back: its
+ * password and the values of its secret-looking query parameters, decoded
+ * and as written in the URL.
+ */
+export function secretsOfUrl(url: string | undefined): string[] {
+  if (!url) return [];
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return [];
+  }
+  const found: string[] = [];
+  if (parsed.password) found.push(parsed.password, safeDecode(parsed.password));
+  for (const pair of parsed.search.slice(1).split('&')) {
+    const eq = pair.indexOf('=');
+    if (eq < 0) continue;
+    const written = pair.slice(eq + 1);
+    const value = safeDecode(written.replace(/\+/g, ' '));
+    if (SECRET_PARAM.test(safeDecode(pair.slice(0, eq).replace(/\+/g, ' '))) && value) found.push(written, value, encodeURIComponent(value));
+  }
+  return [...new Set(found)];
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/** Shorter values are left alone: replacing every "ab" would garble the text, and they are no secret worth the name. */
+const MIN_SCRUBBED = 4;
+
+/**
+ * `text` with every known secret (a token, a URL's password, an
+ * Authorization header's credentials) replaced by `***`: for what a target
+ * sends back, which may quote the request it got. Longest first, so a
+ * secret that contains another goes whole.
+ */
+export function scrubSecrets(text: string, secrets: readonly (string | undefined)[]): string {
+  const known = [...new Set(secrets.filter((s): s is string => !!s && s.length >= MIN_SCRUBBED))].sort((a, b) => b.length - a.length);
+  let out = text;
+  for (const secret of known) out = out.split(secret).join('***');
+  return out;
 }
 
 /** Replaces any URL-with-password inside free text (error messages from drivers). */

@@ -1,4 +1,4 @@
-import { createLogger, redactSecretsIn, redactUrl } from '../src/logger';
+import { createLogger, redactSecretsIn, redactUrl, scrubSecrets, secretsOfUrl } from '../src/logger';
 
 function capture() {
   const lines: string[] = [];
@@ -20,5 +20,19 @@ describe('logger', () => {
     expect(redactUrl('postgres://app:hunter2@db:5432/app?sslpassword=x')).toBe('postgres://app:***@db:5432/app?sslpassword=***');
     expect(redactUrl('not a url')).toBe('[unparsable url]');
     expect(redactSecretsIn('connect to redis://default:hunter2@cache:6379 failed')).toBe('connect to redis://default:***@cache:6379 failed');
+  });
+
+  it('knows the secrets a URL carries: its password and secret-named query values, decoded and as written', () => {
+    expect(secretsOfUrl('postgres://app:p%40ss%2Fw0rd@db/app?sslmode=require&sslpassword=k3y')).toEqual(['p%40ss%2Fw0rd', 'p@ss/w0rd', 'k3y']);
+    expect(secretsOfUrl('https://api.example.com/health?api_key=a+b%2Fc&format=json&flag')).toEqual(['a+b%2Fc', 'a b/c', 'a%20b%2Fc']);
+    expect(secretsOfUrl('https://api.example.com/health')).toEqual([]);
+    expect(secretsOfUrl('not a url')).toEqual([]);
+    expect(secretsOfUrl(undefined)).toEqual([]);
+  });
+
+  it('scrubs known secrets from text a server sent back, longest first, leaving values too short to matter', () => {
+    const secrets = ['hunter2', 'hunter2-and-more', undefined, 'ab'];
+    expect(scrubSecrets('401: Bearer hunter2-and-more rejected; retry with hunter2 (about ab)', secrets)).toBe('401: Bearer *** rejected; retry with *** (about ab)');
+    expect(scrubSecrets('nothing here', [])).toBe('nothing here');
   });
 });

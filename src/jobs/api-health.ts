@@ -16,6 +16,7 @@ import { z } from 'zod';
 import { defineTask } from '../contract/task';
 import type { Finding } from '../contract/result';
 import { certificateFindings, peerCertificate, type PeerCertificate } from '../util/tls';
+import { scrubSecrets, secretsOfUrl } from '../logger';
 
 /** What is kept of a response body (the rest is read and dropped): health answers are small. */
 const MAX_BODY_BYTES = 64 * 1024;
@@ -69,8 +70,12 @@ export const apiHealth = defineTask({
   async run(ctx, p) {
     const { target, signal } = ctx;
     const token = target.token;
-    /** Whatever a server sends back may echo the token: nothing from a response reaches the result unscrubbed. */
-    const scrub = (text: string) => (token ? text.split(token).join('***') : text);
+    /**
+     * Whatever a server sends back may echo the request (the token, a key in
+     * the URL's query): nothing from a response reaches the result unscrubbed.
+     */
+    const secrets = [token, ...secretsOfUrl(target.url), ...secretsOfUrl(target.detailedUrl)];
+    const scrub = (text: string) => scrubSecrets(text, secrets);
     const extraCa = p.caFile ? readFileSync(p.caFile, 'utf8') : undefined;
     const tls: TlsOptions = { insecure: p.insecureSkipVerify, ca: extraCa ? [...rootCertificates, extraCa] : undefined };
     const findings: Finding[] = [];

@@ -13,6 +13,7 @@ import type { Finding } from '../contract/result';
 import type { PrometheusTarget } from '../config/schema';
 import { coerceError } from '../errors';
 import { formatBytes } from '../util/format';
+import { scrubSecrets, secretsOfUrl } from '../logger';
 
 /** An answer larger than this is refused as that query's failure: aggregate it (sum by, topk). */
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
@@ -260,17 +261,24 @@ interface Endpoint {
   headers: Record<string, string>;
   /** The server as messages name it: no credentials, no query string. */
   display: string;
+  /**
+   * What the server says back may quote the request (a proxy's 401 with the
+   * Authorization header, a key in the URL): its text goes through this.
+   */
+  scrub: (text: string) => string;
 }
 
 /** The query URL under the target's base URL (a path prefix is kept) and the auth header. */
 function endpointOf(target: PrometheusTarget): Endpoint {
   const base = new URL(target.url);
+  const secrets = [target.token, ...secretsOfUrl(target.url)];
   const headers: Record<string, string> = { accept: 'application/json' };
   if (target.token) headers.authorization = `Bearer ${target.token}`;
   else if (base.username || base.password) {
     // fetch refuses URLs with credentials: send them as basic auth instead.
     const pair = `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`;
     headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
+    secrets.push(Buffer.from(pair).toString('base64'));
   }
   base.username = '';
   base.password = '';
@@ -278,7 +286,7 @@ function endpointOf(target: PrometheusTarget): Endpoint {
   base.hash = '';
   const display = `${base.origin}${base.pathname.replace(/\/+$/, '')}`;
   if (!base.pathname.endsWith('/')) base.pathname += '/';
-  return { queryUrl: new URL('api/v1/query', base), headers, display };
+  return { queryUrl: new URL('api/v1/query', base), headers, display, scrub: (text) => scrubSecrets(text, secrets) };
 }
 
 /**
@@ -313,10 +321,10 @@ async function instantQuery(ep: Endpoint, q: MetricQuery, timeoutMs: number, sig
   if (status === 200 && body?.status === 'success' && body.data) return answerOf(body.data.resultType, body.data.result);
   const isQueryError = status === 400 || status === 422 || (status === 503 && (body?.errorType === 'timeout' || body?.errorType === 'canceled'));
   if (isQueryError && body?.status === 'error') {
-    return { kind: 'failed', httpStatus: status, errorType: String(body.errorType ?? 'unknown'), error: oneLine(String(body.error ?? 'no error text')) };
+    return { kind: 'failed', httpStatus: status, errorType: String(body.errorType ?? 'unknown'), error: oneLine(ep.scrub(String(body.error ?? 'no error text'))) };
   }
   if (status === 200) throw new Error(`${where} answered 200 but not with the Prometheus API's JSON: is the target url the server's base URL?`);
-  const said = typeof body?.error === 'string' ? `: ${oneLine(body.error)}` : '';
+  const said = typeof body?.error === 'string' ? `: ${oneLine(ep.scrub(body.error))}` : '';
   const hint = status === 401 || status === 403 ? ' (check the target token)' : status >= 300 && status < 400 ? ' (a redirect, e.g. to a login page: not followed)' : '';
   throw new Error(`${where} answered HTTP ${status}${said}${hint}`);
 }
