@@ -17,6 +17,10 @@
  * the due time, whatever its status: a run that ended in `error` did happen
  * and already alerts through the error path, so it is not also a miss.
  *
+ * Catch-up: when every worker was down, the job scheduler's next run is
+ * still in the queue, already due, and runs as soon as a worker is back.
+ * That run is the catch-up; adding another would run the task twice.
+ *
  * When nothing was due yet: a due time from before the watch started counts
  * only when the (task, target) has a stored run from before that due time
  * (it used to run, so the scheduler was expected to fire it). A fresh
@@ -32,6 +36,7 @@ import type { Logger } from 'pino';
 import type { JobData } from '../queue/queue';
 import type { SchedulerEntry } from './resolve';
 import { coerceError } from '../errors';
+import { pendingNextRun } from './sync';
 
 /** What the check needs of a scheduler entry. */
 export type WatchedEntry = Pick<SchedulerEntry, 'id' | 'schedule' | 'task' | 'target' | 'cron' | 'timezone'>;
@@ -231,6 +236,13 @@ export function startMissedRunWatch<E extends WatchedEntry>(deps: {
       const entry = byId.get(m.entryId);
       if (!entry || !deps.catchUpFor?.(entry)) continue;
       try {
+        const waiting = await pendingNextRun(queue, m.entryId);
+        if (waiting !== undefined && waiting <= now.getTime()) {
+          await state.query(SQL.markCaughtUp, [m.id]);
+          m.caughtUp = true;
+          log.info({ entry: m.entryId, dueAt: m.dueAt.toISOString(), waiting: new Date(waiting).toISOString() }, 'a due run of this schedule is already queued: it is the catch-up');
+          continue;
+        }
         await queue.add(m.task, { task: m.task, target: m.target, schedule: m.schedule }, { ...jobOpts, jobId: catchUpJobId(m) });
         await state.query(SQL.markCaughtUp, [m.id]);
         m.caughtUp = true;

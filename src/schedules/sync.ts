@@ -85,3 +85,9 @@ async function nextRunPending(queue: Queue<JobData>, s: JobSchedulerJson): Promi
   if (s.next === undefined || s.next === null) return false;
   return PENDING.has(await queue.getJobState(`repeat:${s.key}:${s.next}`));
 }
+
+/** The fire time (ms) of the scheduler's next run when that run is pending in the queue; undefined otherwise. */
+export async function pendingNextRun(queue: Queue<JobData>, schedulerId: string): Promise<number | undefined> {
+  const s = await queue.getJobScheduler(schedulerId);
+  return s && (await nextRunPending(queue, s)) ? s.next! : undefined;
+}
