@@ -228,7 +228,14 @@ export const configSchema = z.strictObject({
     shutdownGraceMs: z.number().int().min(0).max(3600_000).default(30_000),
     /** A killed worker's job is handed to another worker after this long (BullMQ's stalled check). */
     stalledIntervalMs: z.number().int().min(1_000).max(3600_000).default(30_000),
-  }).default({ concurrency: 2, attempts: 3, backoffMs: 30_000, shutdownGraceMs: 30_000, stalledIntervalMs: 30_000 }),
+    /**
+     * BullMQ's job lock, renewed every half of it while a task runs: a killed
+     * worker's job can be handed on only once it lapses. Short locks hand over
+     * sooner, but a worker whose event loop stalls for half of it loses its
+     * job to another.
+     */
+    lockDurationMs: z.number().int().min(5_000).max(3600_000).default(30_000),
+  }).default({ concurrency: 2, attempts: 3, backoffMs: 30_000, shutdownGraceMs: 30_000, stalledIntervalMs: 30_000, lockDurationMs: 30_000 }),
   scheduler: z.strictObject({
     /** How often each scheduler replica re-syncs the job schedulers (repairs hand edits and a Redis that lost them). */
     resyncSeconds: z.number().int().min(1).max(86_400).default(300),

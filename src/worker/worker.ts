@@ -31,7 +31,8 @@ export function startWorker(deps: ProcessorDeps & { connection: Redis; log: Logg
     connection: deps.connection,
     prefix: config.redis.prefix,
     concurrency: config.worker.concurrency,
-    // A killed worker's job is picked up again after this long.
+    // A killed worker's job is picked up again once its lock lapsed, at the next stalled check.
+    lockDuration: config.worker.lockDurationMs,
     stalledInterval: config.worker.stalledIntervalMs,
     maxStalledCount: 2,
   });

@@ -22,7 +22,7 @@ let redis: Redis;
 let queue: Queue<JobData>;
 let proxy: StallingProxy;
 const procs: CaretakerProcess[] = [];
-const WORKER = { concurrency: 1, attempts: 1, backoffMs: 100, shutdownGraceMs: 3000, stalledIntervalMs: 60_000 };
+const WORKER = { concurrency: 1, attempts: 1, backoffMs: 100, shutdownGraceMs: 3000, stalledIntervalMs: 60_000, lockDurationMs: 60_000 };
 
 beforeAll(async () => {
   db = await createTestDatabase('sigterm');

@@ -9,9 +9,9 @@
  * random prefix, the test's own database. The run is made to hang mid-task
  * by a TCP proxy in front of PostgreSQL that holds the task's first query.
  *
- * Duration: BullMQ's job lock (lockDuration, 30 s, not configurable in
- * caretaker) must lapse before any stalled check can hand the job on; with
- * worker.stalledIntervalMs at 1 s the hand-over comes 15-31 s after the kill.
+ * Duration: BullMQ's job lock must lapse before any stalled check can hand
+ * the job on; with worker.lockDurationMs at 5 s and stalledIntervalMs at
+ * 1 s the hand-over comes 3-6 s after the kill.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -69,7 +69,7 @@ describe('a worker killed mid-run', () => {
         `redis: { url: "${TEST_REDIS_URL}", prefix: ${prefix} }`,
         `state: { url: "${db.url}" }`,
         `targets: { postgres: [{ name: main, url: "${target.toString()}" }] }`,
-        'worker: { concurrency: 1, attempts: 1, backoffMs: 100, shutdownGraceMs: 2000, stalledIntervalMs: 1000 }',
+        'worker: { concurrency: 1, attempts: 1, backoffMs: 100, shutdownGraceMs: 2000, stalledIntervalMs: 1000, lockDurationMs: 5000 }',
         '',
       ].join('\n'),
     );
