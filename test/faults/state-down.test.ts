@@ -1,8 +1,13 @@
 /**
  * Fault 5: the state database is down when a run finishes. The result is not
  * lost: it stays on the job (Bull Board), waits in Redis, and is written once
- * the database answers again — once, however often it is flushed.
+ * the database answers again — once, however often it is flushed — and the
+ * weekly report counts it. In-process first (the outbox's contract), then
+ * with a real worker process whose state database goes away behind a proxy.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Pool } from 'pg';
 import type { Queue } from 'bullmq';
@@ -18,7 +23,10 @@ import { deleteKeys, randomPrefix } from '../support/redis';
 import { testConfig } from '../support/config';
 import { testLogger } from '../support/logger';
 import { TEST_REDIS_URL } from '../support/env';
-import { waitForJob } from '../support/jobs';
+import { eventually, waitForJob } from '../support/jobs';
+import { runCli } from '../support/cli';
+import { weekContaining } from '../../src/reports/week';
+import { spawnCaretaker, startStallingProxy } from '../support/processes';
 
 const prefix = randomPrefix('statedown');
 let db: TestDatabase;
@@ -78,4 +86,66 @@ describe('the state database is down when a run finishes', () => {
     expect(await outbox.size()).toBe(1);
     await deleteKeys(`${prefix}-x`);
   });
+
+  it('a real worker whose state database goes away: the run completes, its result waits, is written when the database is back, and the report counts it', async () => {
+    const ownPrefix = `${prefix}-proc`;
+    const proxy = await startStallingProxy(5432);
+    const dir = mkdtempSync(join(tmpdir(), 'ct-statedown-'));
+    const stateUrl = new URL(db.url);
+    stateUrl.port = String(proxy.port);
+    const configPath = join(dir, 'caretaker.yaml');
+    writeFileSync(
+      configPath,
+      [
+        `redis: { url: "${TEST_REDIS_URL}", prefix: ${ownPrefix} }`,
+        `state: { url: "${stateUrl.toString()}" }`,
+        // The target is reached directly: only caretaker's own database is down.
+        `targets: { postgres: [{ name: main, url: "${db.url}" }] }`,
+        'worker: { concurrency: 1, attempts: 1, backoffMs: 100, shutdownGraceMs: 2000 }',
+        '',
+      ].join('\n'),
+    );
+    const worker = spawnCaretaker(['start', '--role', 'worker', '--config', configPath]);
+    const procQueue = createQueue(redis, ownPrefix);
+    const stored = async () => (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM caretaker.runs WHERE job_id = $1`, [jobId])).rows[0]!.n;
+    let jobId = '';
+    try {
+      await worker.waitForLog('caretaker started');
+      proxy.refuse();
+      // An id of its own: the in-process case above stored a job '1' in this database.
+      const job = await procQueue.add('connections', { task: 'connections', target: 'main' }, { attempts: 1, jobId: 'run-while-state-down' });
+      jobId = job.id!;
+      const done = await waitForJob(procQueue, jobId, 30_000);
+      expect(await done.getState()).toBe('completed');
+      expect((done.returnvalue as TaskResult).task).toBe('connections');
+      expect(await new ResultOutbox(redis, ownPrefix).size()).toBe(1);
+      expect(await stored()).toBe(0);
+
+      proxy.accept();
+      // The worker's outbox flush (every 15 s) writes it; the process never restarted.
+      await eventually(async () => ((await stored()) === 1 ? true : undefined), 40_000, 'the result to be written from the outbox');
+      expect(await new ResultOutbox(redis, ownPrefix).size()).toBe(0);
+      expect(worker.alive()).toBe(true);
+      await worker.waitForLog('results from the outbox written to the state database', 5_000);
+
+      // The week this run finished in; the in-process run above is counted too when it fell in the same week.
+      const { finishedAt } = done.returnvalue as TaskResult;
+      const week = weekContaining(new Date(finishedAt), 'UTC');
+      const { rows } = await db.pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM caretaker.runs WHERE task = 'connections' AND target = 'main' AND finished_at >= $1 AND finished_at < $2`,
+        [new Date(week.start), new Date(week.end)],
+      );
+      expect(rows[0]!.n).toBeGreaterThanOrEqual(1);
+      const report = await runCli(['report', 'weekly', '--week', week.id, '--config', configPath]);
+      expect(report.code).toBe(0);
+      expect(report.stdout).toContain(`connections on main: ${rows[0]!.n} run${rows[0]!.n === 1 ? '' : 's'}, 0 failed`);
+    } finally {
+      proxy.accept();
+      await worker.stop(10_000);
+      await procQueue.close();
+      await proxy.close();
+      await deleteKeys(ownPrefix);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });

@@ -172,6 +172,8 @@ export async function startOwnRedis(): Promise<OwnRedisServer> {
  * session connects, sends its first query, and waits for an answer that
  * does not come until release(). A run through it hangs mid-task,
  * deterministically, without any timeout firing on the server.
+ * refuse() plays the database going down: open sessions are cut and new
+ * ones closed at once, until accept().
  */
 export interface StallingProxy {
   port: number;
@@ -182,6 +184,10 @@ export interface StallingProxy {
   hold(): void;
   /** Lets held queries through, and everything after. */
   release(): void;
+  /** Cuts every open session and closes new connections at once: the database is "down". */
+  refuse(): void;
+  /** Passes connections again. */
+  accept(): void;
   close(): Promise<void>;
 }
 
@@ -195,10 +201,15 @@ interface ProxiedSession {
 
 export async function startStallingProxy(upstreamPort: number, upstreamHost = '127.0.0.1'): Promise<StallingProxy> {
   let holding = false;
+  let refusing = false;
   let queried = 0;
   const sessions = new Set<ProxiedSession>();
 
   const server: Server = createServer((client) => {
+    if (refusing) {
+      client.destroy();
+      return;
+    }
     const upstream = createConnection({ port: upstreamPort, host: upstreamHost });
     const s: ProxiedSession = { client, upstream, ready: false, queried: false, pending: [] };
     sessions.add(s);
@@ -256,6 +267,16 @@ export async function startStallingProxy(upstreamPort: number, upstreamHost = '1
     release() {
       holding = false;
       for (const s of sessions) flush(s);
+    },
+    refuse() {
+      refusing = true;
+      for (const s of sessions) {
+        s.client.destroy();
+        s.upstream.destroy();
+      }
+    },
+    accept() {
+      refusing = false;
     },
     async close() {
       for (const s of sessions) {
