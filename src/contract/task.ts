@@ -22,6 +22,13 @@ export interface TaskContext<K extends TargetKind = TargetKind> {
   progress(percent: number): Promise<void>;
   /** A line in the Bull Board job's log; also written to the run logger. */
   jobLog(line: string): Promise<void>;
+  /**
+   * Records a change to the target the moment it is made. When the run then
+   * fails, times out or is aborted, its `error` result still lists these, so
+   * the history says what was changed. A run that finishes reports the
+   * actions it returns instead.
+   */
+  applied(action: Action): void;
 }
 
 /** What `run` returns: the runner adds task, target, times, status. */

@@ -146,6 +146,7 @@ export const backup = defineTask({
         details: { format, sizeBytes: manifest.sizeBytes, sha256: manifest.sha256, tables: Object.keys(manifest.tables).length, store: store.description },
       },
     ];
+    ctx.applied(actions[0]!);
     const now = new Date();
     const doomed = expired(await listDumps(store, t.pattern), p, now, 0, name);
     let deleted = 0;
@@ -156,6 +157,7 @@ export const backup = defineTask({
       await store.remove(manifestName(d.name));
       deleted++;
       actions.push(deleteAction(d, now, true, Date.now() - began));
+      ctx.applied(actions[actions.length - 1]!);
     }
     const tables = Object.keys(manifest.tables).length;
     return {

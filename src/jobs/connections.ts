@@ -149,6 +149,7 @@ export const connections = defineTask({
         for (const s of eligible) actions.push(terminateAction(s, false));
       } else if (eligible.length > 0) {
         terminated = await terminate(db, eligible, p.terminateRoles, p.idleSeconds, actions);
+        for (const a of actions) if (a.applied) ctx.applied(a);
         ctx.log.info({ terminated, eligible: eligible.length }, 'terminated idle sessions');
       }
     }

@@ -162,6 +162,7 @@ export const queueHealth = defineTask({
               const action = await clean(look, state, age, ctx.dryRun);
               if (!action) continue;
               actions.push(action);
+              if (action.applied) ctx.applied(action);
               const jobs = action.details!.jobs as number;
               if (action.applied) totals.cleaned += jobs;
               else totals.wouldClean += jobs;

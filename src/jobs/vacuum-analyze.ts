@@ -126,6 +126,7 @@ export const vacuumAnalyze = defineTask({
         }
         const result = await vacuumTable(db, c.stats, p.vacuumTimeoutMs, restoreTo);
         done.push({ candidate: c, result });
+        if (result.outcome === 'done') ctx.applied(vacuumAction(c, true, result));
         counts[result.outcome === 'done' ? 'vacuumed' : result.outcome === 'locked' ? 'locked' : 'failed']++;
         await ctx.jobLog(`${subjectOf(c.stats)}: ${result.outcome} in ${formatDuration(result.durationMs)}`);
         await ctx.progress(((i + 1) / selected.length) * 100);

@@ -7,7 +7,7 @@ import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import type { Task, TaskContext } from '../contract/task';
 import type { AnyTarget } from '../config/schema';
-import { statusOf, type TaskResult } from '../contract/result';
+import { statusOf, type Action, type TaskResult } from '../contract/result';
 import { TargetClients } from '../clients/target-clients';
 import { coerceError } from '../errors';
 import { redactSecretsIn } from '../logger';
@@ -33,6 +33,7 @@ export async function runTask(req: RunRequest): Promise<TaskResult> {
   const onOuterAbort = () => controller.abort(req.signal?.reason ?? new Error('aborted'));
   req.signal?.addEventListener('abort', onOuterAbort, { once: true });
   const clients = new TargetClients(target, log, req.state);
+  const appliedSoFar: Action[] = [];
   const ctx: TaskContext = {
     target,
     clients,
@@ -45,6 +46,9 @@ export async function runTask(req: RunRequest): Promise<TaskResult> {
     jobLog: async (line) => {
       log.info(line);
       await req.jobLog?.(line);
+    },
+    applied: (action) => {
+      appliedSoFar.push(action);
     },
   };
 
@@ -77,8 +81,11 @@ export async function runTask(req: RunRequest): Promise<TaskResult> {
     return result;
   } catch (thrown) {
     const reason = redactSecretsIn(coerceError(thrown).message);
-    log.warn({ reason }, 'task could not do its work');
-    return finish({ status: 'error', summary: `${task.name} failed on ${target.name}: ${reason}`, findings: [], actions: [], metrics: {} });
+    // What the task changed before it stopped; a copy: the abandoned run may still be recording.
+    const actions = [...appliedSoFar];
+    log.warn({ reason, applied: actions.length }, 'task could not do its work');
+    const changed = actions.length > 0 ? ` (after ${actions.length} change${actions.length === 1 ? '' : 's'}: see actions)` : '';
+    return finish({ status: 'error', summary: `${task.name} failed on ${target.name}: ${reason}${changed}`, findings: [], actions, metrics: {} });
   } finally {
     clearTimeout(timer);
     req.signal?.removeEventListener('abort', onOuterAbort);

@@ -319,6 +319,24 @@ describe('vacuum-analyze', () => {
     expect((await state(db, 'public', 'some'))!.vacuumCount).toBe(0);
   });
 
+  it('aborted between tables (a worker shutting down): an error result that still lists the tables it vacuumed', async () => {
+    const db = await fresh();
+    await plant(db, 'public', 'some', 400, 100);
+    await plant(db, 'public', 'most', 400, 300);
+    await plant(db, 'public', 'more', 400, 200);
+    const shutdown = new AbortController();
+    // The first table's log line is written once it is vacuumed: the shutdown comes right then.
+    const jobLog = async () => shutdown.abort(new Error('worker shutting down'));
+    const result = await runOnPostgres(vacuumAnalyze, { url: db.url, state: db.pool, target: { allow: { vacuum: true, terminateIdle: false } }, signal: shutdown.signal, jobLog });
+    expect(result.status).toBe('error');
+    expect(result.summary).toBe('vacuum-analyze failed on main: worker shutting down (after 1 change: see actions)');
+    expect(result.actions.map((a) => [a.kind, a.subject, a.applied])).toEqual([['vacuum_analyze', 'public.most', true]]);
+    // The task stopped between tables: the others were left for the next run.
+    await eventually(async () => ((await state(db, 'public', 'most'))!.vacuumCount === 1 ? true : undefined), 10_000, 'the vacuum of public.most to show');
+    expect((await state(db, 'public', 'more'))!.vacuumCount).toBe(0);
+    expect((await state(db, 'public', 'some'))!.vacuumCount).toBe(0);
+  });
+
   it('runs each VACUUM under vacuumTimeoutMs instead of the session\'s statement timeout', async () => {
     const db = await fresh();
     // ANALYZE evaluates an expression index on every sampled row: here 5 rows × 0.3 s of sleep, so at least 1.5 s.

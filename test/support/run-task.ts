@@ -23,6 +23,10 @@ export interface RunOnPostgres {
   /** As `--param`: validated against the task's schema. */
   params?: Record<string, unknown>;
   dryRun?: boolean;
+  /** Aborts the run from outside, as a worker shutting down does. */
+  signal?: AbortSignal;
+  /** Sees each line the task writes to its job log. */
+  jobLog?: (line: string) => Promise<void>;
 }
 
 export async function runOnPostgres(task: Task, opts: RunOnPostgres): Promise<TaskResult> {
@@ -30,5 +34,5 @@ export async function runOnPostgres(task: Task, opts: RunOnPostgres): Promise<Ta
   const target = config.targets.postgres[0]!;
   const params = resolveParams(task, config, target, opts.params ?? {});
   if (!params.ok) throw new Error(params.problems.join('; '));
-  return runTask({ task, target, params: params.params, dryRun: opts.dryRun ?? false, log: testLogger, state: opts.state });
+  return runTask({ task, target, params: params.params, dryRun: opts.dryRun ?? false, log: testLogger, state: opts.state, signal: opts.signal, jobLog: opts.jobLog });
 }
