@@ -8,6 +8,7 @@ import { benchIndexAudit } from './index-audit';
 import { benchPgbenchImpact, MAINTENANCE_TASKS } from './pgbench-impact';
 import { benchBackupVerify } from './backup-verify';
 import { benchRestoreTest } from './restore-test';
+import { benchFleet } from './fleet';
 
 const pgAdminUrl = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -51,6 +52,16 @@ const BENCHES: Record<string, () => Promise<void>> = {
     console.log(`  one night's maintenance took ${r.maintenanceMs.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(', ')}`);
     console.log(`  whole ${env.seconds} s window:    alone ${base.toFixed(0).padStart(6)} tps   with maintenance ${withM.toFixed(0).padStart(6)} tps   ratio ${(withM / base).toFixed(3)} (goal >= 0.95)`);
     console.log(`  while maintenance ran:  alone ${duringBase.toFixed(0).padStart(6)} tps   with maintenance ${duringWith.toFixed(0).padStart(6)} tps   ratio ${(duringWith / duringBase).toFixed(3)}`);
+  },
+  async fleet() {
+    // BENCH_FLEET_SCENARIOS: worker processes x worker.concurrency, in order (caretaker's default concurrency is 2).
+    const scenarios = (process.env.BENCH_FLEET_SCENARIOS ?? '1x2,2x2').split(',').map((s) => {
+      const [workers, concurrency] = s.split('x').map(Number);
+      return { workers: workers!, concurrency: concurrency! };
+    });
+    const env = { pgAdminUrl, redisUrl, databases: 200, queueTargets: 10, scenarios };
+    console.log(`\n== fleet: ${env.databases} postgres + ${env.queueTargets} queues targets, the daily schedule fired once (attempts 1); 1 scheduler + worker processes × worker.concurrency: ${scenarios.map((s) => `${s.workers} × ${s.concurrency}`).join(', then ')}`);
+    await benchFleet(env);
   },
 };
 
