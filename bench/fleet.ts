@@ -483,7 +483,6 @@ async function runScenario(env: FleetEnv, sc: FleetScenario, dbs: string[], trac
     if (one && sc === env.scenarios[0]) {
       console.log(`  fire time checked on every job: e.g. ${one.id} has opts.prevMillis ${one.opts.prevMillis} (the fire time), timestamp ${one.timestamp} (the upsert), processedOn ${one.processedOn}`);
     }
-    await rm(dir, { recursive: true, force: true });
     return {
       ...sc,
       jobs: finished.length,
@@ -516,6 +515,7 @@ async function runScenario(env: FleetEnv, sc: FleetScenario, dbs: string[], trac
     await bareQueue.close();
     await deleteKeys(redis, prefix);
     await withClient(env.pgAdminUrl, (c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(STATE_DB)} WITH (FORCE)`));
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
