@@ -17,7 +17,7 @@ import { ResultStore } from './results/store';
 import { migrate } from './results/migrate';
 import { expandSchedulers, resolveSchedules } from './schedules/resolve';
 import { startScheduler, type SchedulerRole } from './schedules/scheduler';
-import { defaultGraceMs, startMissedRunWatch, type MissedRun } from './schedules/missed-runs';
+import { startMissedRunWatch, type MissedRun } from './schedules/missed-runs';
 import { startWorker, type WorkerRole } from './worker/worker';
 import { startWeb } from './web/server';
 import { coerceError } from './errors';
@@ -125,7 +125,6 @@ export async function startCaretaker(opts: {
         jobOpts: jobOptions(config.worker),
         log: log.child({ role: 'scheduler', component: 'missed-runs' }),
         intervalMs: opts.missedRunIntervalMs,
-        graceFor: (e) => (e.graceSeconds !== undefined ? e.graceSeconds * 1000 : defaultGraceMs(e)),
         catchUpFor: (e) => e.catchUp,
         // A replica whose config a newer one replaced would report the removed schedules as missed.
         active: scheduler.isCurrent,

@@ -113,6 +113,10 @@ it('a scheduler that was down across a fire time reports the missed run at start
   const scheduler = start('scheduler', config);
   const missedLog = await scheduler.waitForLog('scheduled runs missed', 20_000);
   expect(missedLog.missed).toEqual([{ entry: ENTRY, dueAt: expect.any(String) }]);
+  // The run the job scheduler left due is the catch-up: no second one is queued.
+  await scheduler.waitForLog('a due run of this schedule is already queued: it is the catch-up', 10_000);
+  const queued = [...(await queue.getWaiting()), ...(await queue.getDelayed())].map((j) => j.id!);
+  expect(queued.filter((id) => id.startsWith('catchup-'))).toEqual([]);
 
   const { rows: missed } = await db.pool.query<{ schedule: string; task: string; target: string; due_at: Date; detected_at: Date; caught_up: boolean }>(
     `SELECT schedule, task, target, due_at, detected_at, caught_up FROM caretaker.missed_runs`,
@@ -129,11 +133,6 @@ it('a scheduler that was down across a fire time reports the missed run at start
   await eventually(async () => (hooks.some((h) => h.alerts?.some((a) => a.code === 'missed_run')) ? true : undefined), 20_000, 'the missed-run alert');
   const alert = hooks.find((h) => h.alerts?.some((a) => a.code === 'missed_run'))!;
   expect(alert.text).toContain(`connections on main was due at ${miss.due_at.toISOString()}`);
-
-  // The run the job scheduler left due is the catch-up: no second one is queued.
-  await scheduler.waitForLog('a due run of this schedule is already queued: it is the catch-up', 10_000);
-  const queued = [...(await queue.getWaiting()), ...(await queue.getDelayed())].map((j) => j.id!);
-  expect(queued.filter((id) => id.startsWith('catchup-'))).toEqual([]);
 
   // A worker comes back: the due run runs, once, and the schedule goes on.
   const worker = start('worker', config);
