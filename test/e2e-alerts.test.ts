@@ -3,14 +3,13 @@
  * run that ends critical reaches the webhook once (not once per tick), and a
  * schedule nobody works on raises missed_run, also through the webhook.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { startCaretaker, type Caretaker } from '../src/main';
 import { createTestDatabase, type TestDatabase } from './support/db';
 import { deleteKeys, randomPrefix } from './support/redis';
 import { testConfig } from './support/config';
 import { testLogger } from './support/logger';
 import { eventually } from './support/jobs';
+import { startWebhookReceiver, type WebhookReceiver } from './support/webhook';
 
 interface Hook {
   text: string;
@@ -20,24 +19,16 @@ interface Hook {
 }
 
 let db: TestDatabase;
-let receiver: Server;
+let receiver: WebhookReceiver<Hook>;
 let hookUrl: string;
-const received: Hook[] = [];
+let received: Hook[];
 const prefixes: string[] = [];
 let running: Caretaker | undefined;
 
 beforeAll(async () => {
   db = await createTestDatabase('e2e_alerts');
-  receiver = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      received.push(JSON.parse(body) as Hook);
-      res.end('ok');
-    });
-  });
-  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
-  hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+  receiver = await startWebhookReceiver<Hook>();
+  ({ url: hookUrl, received } = receiver);
 });
 
 afterEach(async () => {
@@ -46,7 +37,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  await new Promise((r) => receiver.close(r));
+  await receiver.close();
   await db.drop();
   for (const p of prefixes) await deleteKeys(p);
 });

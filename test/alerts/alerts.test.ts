@@ -3,7 +3,6 @@
  * (smtp-server, parsed back with mailparser) and a local webhook receiver.
  * The alerter's clock is injected: the repeat interval passes without waiting.
  */
-import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Pool } from 'pg';
 import { SMTPServer } from 'smtp-server';
@@ -18,6 +17,7 @@ import { createTestDatabase, type TestDatabase } from '../support/db';
 import { testConfig } from '../support/config';
 import { freePort } from '../support/ports';
 import { testLogger } from '../support/logger';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook';
 
 const SMTP_PASSWORD = 'smtp-Pa55word-never-shown';
 const HOOK_TOKEN = 'T0KEN-in-the-webhook-path';
@@ -29,11 +29,11 @@ const RETRY: RetryPolicy = { attempts: 3, backoffMs: [10, 20], attemptTimeoutMs:
 let db: TestDatabase;
 let smtp: SMTPServer;
 let smtpPort: number;
-let hook: Server;
+let hook: WebhookReceiver<Record<string, unknown>>;
 let hookUrl: string;
 /** What the receiver answers; every request is recorded, whatever the status. */
 let hookStatus = 200;
-let hookRequests: Record<string, unknown>[] = [];
+let hookRequests: Record<string, unknown>[];
 let mails: ParsedMail[] = [];
 let clock: Date;
 
@@ -62,29 +62,20 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
   smtpPort = (smtp.server.address() as AddressInfo).port;
 
-  hook = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      hookRequests.push(JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>);
-      res.statusCode = hookStatus;
-      res.end(hookStatus === 200 ? 'ok' : 'boom');
-    });
-  });
-  await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
-  hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/services/${HOOK_TOKEN}`;
+  hook = await startWebhookReceiver({ path: `/services/${HOOK_TOKEN}`, status: () => hookStatus });
+  ({ url: hookUrl, received: hookRequests } = hook);
 });
 
 afterAll(async () => {
   await new Promise<void>((resolve) => smtp.close(() => resolve()));
-  await new Promise<void>((resolve) => hook.close(() => resolve()));
+  await hook.close();
   await db.drop();
 });
 
 beforeEach(async () => {
   await db.pool.query('TRUNCATE caretaker.alerts, caretaker.notifier_failures');
   hookStatus = 200;
-  hookRequests = [];
+  hookRequests.length = 0;
   mails = [];
   clock = new Date('2026-03-02T10:00:00.000Z');
 });
@@ -305,7 +296,7 @@ describe('alerts', () => {
 
     // Nothing was delivered: the next run sends it, although within the repeat interval.
     hookStatus = 200;
-    hookRequests = [];
+    hookRequests.length = 0;
     later(5);
     await a.onResult(result('critical', [TOO_MANY]), '2');
     expect(hookRequests).toHaveLength(1);

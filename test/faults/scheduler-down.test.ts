@@ -6,8 +6,6 @@
  * run and alerts. The run BullMQ left due in the queue is the catch-up, so
  * no second one is added; when a worker comes back it runs once.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +17,7 @@ import { deleteKeys, randomPrefix } from '../support/redis';
 import { TEST_REDIS_URL } from '../support/env';
 import { eventually } from '../support/jobs';
 import { spawnCaretaker, type CaretakerProcess } from '../support/processes';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook';
 
 const prefix = randomPrefix('schedown');
 const PERIOD_MS = 5_000;
@@ -29,8 +28,7 @@ let db: TestDatabase;
 let dir: string;
 let redis: Redis;
 let queue: Queue<JobData>;
-let receiver: Server;
-const hooks: { kind: string; alerts?: { code: string; message?: string }[]; text: string }[] = [];
+let receiver: WebhookReceiver<{ kind: string; alerts?: { code: string }[]; text: string }>;
 const procs: CaretakerProcess[] = [];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -53,22 +51,14 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ct-schedown-'));
   redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
   queue = createQueue(redis, prefix);
-  receiver = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      hooks.push(JSON.parse(body));
-      res.end('ok');
-    });
-  });
-  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  receiver = await startWebhookReceiver();
 });
 
 afterAll(async () => {
   for (const p of procs) await p.stop(10_000).catch(() => undefined);
   await queue?.close();
   redis?.disconnect();
-  await new Promise((r) => receiver?.close(r));
+  await receiver?.close();
   await db?.drop();
   await deleteKeys(prefix);
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -84,7 +74,7 @@ it('a scheduler that was down across a fire time reports the missed run at start
       'web: { host: 127.0.0.1, port: 0 }',
       `targets: { postgres: [{ name: main, url: "${db.url}" }] }`,
       'worker: { concurrency: 1, attempts: 1, backoffMs: 100, shutdownGraceMs: 5000 }',
-      `notifications: { webhook: { url: "http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook" } }`,
+      `notifications: { webhook: { url: "${receiver.url}" } }`,
       'schedules:',
       '  daily: { enabled: false }',
       '  weekly: { enabled: false }',
@@ -130,8 +120,8 @@ it('a scheduler that was down across a fire time reports the missed run at start
   expect(miss.detected_at.getTime()).toBeGreaterThanOrEqual(startedAt);
   expect(miss.due_at.getTime()).toBeLessThanOrEqual(miss.detected_at.getTime() - GRACE_MS);
 
-  await eventually(async () => (hooks.some((h) => h.alerts?.some((a) => a.code === 'missed_run')) ? true : undefined), 20_000, 'the missed-run alert');
-  const alert = hooks.find((h) => h.alerts?.some((a) => a.code === 'missed_run'))!;
+  await eventually(async () => (receiver.received.some((h) => h.alerts?.some((a) => a.code === 'missed_run')) ? true : undefined), 20_000, 'the missed-run alert');
+  const alert = receiver.received.find((h) => h.alerts?.some((a) => a.code === 'missed_run'))!;
   expect(alert.text).toContain(`connections on main was due at ${miss.due_at.toISOString()}`);
 
   // A worker comes back: the due run runs, once, and the schedule goes on.

@@ -4,8 +4,6 @@
  * the cause, retried with backoff, one alert when the retries are spent, and
  * the worker stays up and serves the next job.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import { TASKS } from '../../src/jobs';
@@ -22,6 +20,7 @@ import { testLogger } from '../support/logger';
 import { TEST_REDIS_URL } from '../support/env';
 import { eventually, waitForJob } from '../support/jobs';
 import { startStallingProxy, type StallingProxy } from '../support/processes';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook';
 
 const prefix = randomPrefix('targetdown');
 let db: TestDatabase;
@@ -29,9 +28,8 @@ let redis: Redis;
 let queue: Queue<JobData>;
 let role: WorkerRole;
 let proxy: StallingProxy;
-let receiver: Server;
+let receiver: WebhookReceiver<{ kind: string; alerts?: { code: string }[]; text: string }>;
 let config: Config;
-const hooks: { kind: string; alerts?: { code: string }[]; text: string }[] = [];
 let alerter: ReturnType<typeof createAlerter>;
 
 beforeAll(async () => {
@@ -40,22 +38,14 @@ beforeAll(async () => {
   redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
   queue = createQueue(redis, prefix);
   proxy = await startStallingProxy(5432);
-  receiver = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      hooks.push(JSON.parse(body));
-      res.end('ok');
-    });
-  });
-  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  receiver = await startWebhookReceiver();
   const proxied = new URL(urlFor(db.name));
   proxied.port = String(proxy.port);
   config = testConfig({
     dbUrl: db.url,
     prefix,
     worker: { concurrency: 1, attempts: 3, backoffMs: 50, shutdownGraceMs: 5_000 },
-    notifications: { webhook: { url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook` } },
+    notifications: { webhook: { url: receiver.url } },
     targets: {
       postgres: [
         { name: 'main', url: db.url },
@@ -85,7 +75,7 @@ afterAll(async () => {
   await queue.close();
   redis.disconnect();
   await proxy?.close();
-  await new Promise((r) => receiver.close(r));
+  await receiver.close();
   await db.drop();
   await deleteKeys(prefix);
 });
@@ -103,7 +93,7 @@ describe('the target database is down or refuses', () => {
     const { rows } = await db.pool.query(`SELECT status, summary FROM caretaker.runs WHERE job_id = $1`, [job.id]);
     expect(rows).toEqual([{ status: 'error', summary: done.failedReason }]);
     await alerter.drain();
-    const alerts = hooks.filter((h) => h.kind === 'alert' && h.alerts?.some((a) => a.code === 'run_error'));
+    const alerts = receiver.received.filter((h) => h.kind === 'alert' && h.alerts?.some((a) => a.code === 'run_error'));
     expect(alerts).toHaveLength(1);
     expect(alerts[0]!.text).toMatch(/ECONNREFUSED/);
 
@@ -144,7 +134,7 @@ describe('the target database is down or refuses', () => {
       const { rows } = await db.pool.query(`SELECT status, summary FROM caretaker.runs WHERE job_id = $1`, [job.id]);
       expect(rows).toEqual([{ status: 'error', summary: done.failedReason }]);
       await alerter.drain();
-      const alerts = hooks.filter((h) => h.kind === 'alert' && h.alerts?.some((a) => a.code === 'run_error') && /statement timeout/.test(h.text));
+      const alerts = receiver.received.filter((h) => h.kind === 'alert' && h.alerts?.some((a) => a.code === 'run_error') && /statement timeout/.test(h.text));
       expect(alerts).toHaveLength(1);
     } finally {
       await holder.query('ROLLBACK');
