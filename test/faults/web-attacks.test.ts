@@ -7,20 +7,15 @@
  * or sent in a path comes back escaped, never as markup.
  */
 import http from 'node:http';
-import { Worker, type Job } from 'bullmq';
 import express from 'express';
 import pino from 'pino';
 import request from 'supertest';
 import { appRoutes } from '@bull-board/api/dist/routes.js';
-import { createRedis } from '../../src/clients/redis';
 import type { TaskResult } from '../../src/contract/result';
-import type { JobData } from '../../src/queue/queue';
 import { lastCompleteWeek } from '../../src/reports/week';
 import { BOARD_PATH } from '../../src/web/board';
 import { createWebApp, startWeb, type WebServer } from '../../src/web/server';
-import { TEST_REDIS_URL } from '../support/env';
-import { testLogger } from '../support/logger';
-import { ADMIN, VIEWER, webFixture, type WebFixture } from '../web/fixture';
+import { ADMIN, VIEWER, runOneFailedOneCompleted, webFixture, type WebFixture } from '../web/fixture';
 
 const QUEUE = 'caretaker';
 const API = `${BOARD_PATH}/api/queues/${QUEUE}`;
@@ -32,34 +27,6 @@ let fx: WebFixture;
 let app: express.Express;
 let failedId: string;
 let completedId: string;
-
-/** Runs one failing and one succeeding job to the end with a real worker, then stops it. */
-async function runJobsToTheEnd(): Promise<void> {
-  const connection = createRedis(TEST_REDIS_URL, testLogger);
-  const worker = new Worker<JobData>(
-    fx.queue.name,
-    async (job: Job<JobData>) => {
-      if (job.data.task === 'boom') throw new Error('boom');
-      return { status: 'ok' };
-    },
-    { connection, prefix: fx.prefix, autorun: false },
-  );
-  try {
-    const done = new Promise<void>((resolve) => {
-      let finished = 0;
-      const note = () => ++finished === 2 && resolve();
-      worker.on('failed', note);
-      worker.on('completed', note);
-    });
-    failedId = (await fx.queue.add('boom', { task: 'boom', target: 'main' }, { attempts: 1 })).id!;
-    completedId = (await fx.queue.add('connections', { task: 'connections', target: 'main' }, { attempts: 1 })).id!;
-    void worker.run();
-    await done;
-  } finally {
-    await worker.close();
-    connection.disconnect();
-  }
-}
 
 /**
  * Everything a board action could change: each job's state, name, data and
@@ -109,7 +76,7 @@ beforeAll(async () => {
   fx = await webFixture('web_attacks');
   app = createWebApp({ ...fx.deps, loginThrottle: { maxFailures: 100_000 } });
   await fx.queue.upsertJobScheduler(SCHEDULER_ID, { pattern: '0 3 * * *', tz: 'UTC' }, { name: 'connections', data: { task: 'connections', target: 'main' } });
-  await runJobsToTheEnd();
+  ({ failedId, completedId } = await runOneFailedOneCompleted(fx));
   await fx.queue.add('disk-check', { task: 'disk-check', target: 'main' }, { timestamp: Date.now() - 60_000 });
   await fx.queue.add('vacuum', { task: 'vacuum', target: 'main' }, { delay: 3_600_000 });
 });

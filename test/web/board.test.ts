@@ -2,18 +2,12 @@
  * Bull Board behind basic auth: who gets in, and that the viewer's board
  * cannot change the queue while the admin's can.
  */
-import { Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import express from 'express';
 import request from 'supertest';
-import { createRedis } from '../../src/clients/redis';
-import type { JobData } from '../../src/queue/queue';
 import { roleOf } from '../../src/web/auth';
 import { BOARD_PATH, createBoards } from '../../src/web/board';
 import { createWebApp } from '../../src/web/server';
-import { TEST_REDIS_URL } from '../support/env';
-import { testLogger } from '../support/logger';
-import { ADMIN, VIEWER, webFixture, type WebFixture } from './fixture';
+import { ADMIN, VIEWER, runOneFailedOneCompleted, webFixture, type WebFixture } from './fixture';
 
 const API = `${BOARD_PATH}/api/queues/caretaker`;
 const SCHEDULER_ID = 'daily:connections:main';
@@ -25,46 +19,14 @@ let completedId: string;
 /** A waiting job created a minute ago: older than the 5 s grace bull-board's "clean" keeps. */
 let oldWaitingId: string;
 
-/** Runs one failing and one succeeding job to the end with a real worker, then stops it. */
-async function runJobsToTheEnd(): Promise<void> {
-  const connection: Redis = createRedis(TEST_REDIS_URL, testLogger);
-  const worker = new Worker<JobData>(
-    fx.queue.name,
-    async (job: Job<JobData>) => {
-      if (job.data.task === 'boom') throw new Error('boom');
-      return { status: 'ok' };
-    },
-    { connection, prefix: fx.prefix, autorun: false },
-  );
-  try {
-    const finished = new Map<string, string>();
-    const bothDone = new Promise<void>((resolve) => {
-      const note = (job: Job | undefined, state: string) => {
-        if (job?.id) finished.set(job.id, state);
-        if (finished.size === 2) resolve();
-      };
-      worker.on('failed', (job) => note(job, 'failed'));
-      worker.on('completed', (job) => note(job, 'completed'));
-    });
-    const failed = await fx.queue.add('boom', { task: 'boom', target: 'main' }, { attempts: 1 });
-    const completed = await fx.queue.add('connections', { task: 'connections', target: 'main' }, { attempts: 1 });
-    void worker.run();
-    await bothDone;
-    failedId = failed.id!;
-    completedId = completed.id!;
-    expect(finished.get(failedId)).toBe('failed');
-    expect(finished.get(completedId)).toBe('completed');
-  } finally {
-    await worker.close();
-    connection.disconnect();
-  }
-}
-
 beforeAll(async () => {
   fx = await webFixture('board');
   app = createWebApp(fx.deps);
   await fx.queue.upsertJobScheduler(SCHEDULER_ID, { pattern: '0 3 * * *', tz: 'UTC' }, { name: 'connections', data: { task: 'connections', target: 'main' } });
-  await runJobsToTheEnd();
+  const ran = await runOneFailedOneCompleted(fx);
+  ({ failedId, completedId } = ran);
+  expect(ran.states.get(failedId)).toBe('failed');
+  expect(ran.states.get(completedId)).toBe('completed');
   oldWaitingId = (await fx.queue.add('disk-check', { task: 'disk-check', target: 'main' }, { timestamp: Date.now() - 60_000 })).id!;
 });
 

@@ -3,7 +3,7 @@
  * BullMQ prefix and queue, caretaker's Redis client, and a cleanup that
  * leaves no handle open.
  */
-import type { Queue } from 'bullmq';
+import { Worker, type Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createRedis } from '../../src/clients/redis';
@@ -78,4 +78,40 @@ export function result(partial: Partial<TaskResult> & Pick<TaskResult, 'task' | 
     metrics: {},
     ...partial,
   };
+}
+
+/**
+ * Runs one failing job (`boom`) and one succeeding job (`connections`) to
+ * the end with a real worker on the fixture's queue, then stops it: the
+ * board then has a failed job to retry and a completed one to show.
+ */
+export async function runOneFailedOneCompleted(fx: WebFixture): Promise<{ failedId: string; completedId: string; states: Map<string, string> }> {
+  const connection = createRedis(TEST_REDIS_URL, testLogger);
+  const worker = new Worker<JobData>(
+    fx.queue.name,
+    async (job: Job<JobData>) => {
+      if (job.data.task === 'boom') throw new Error('boom');
+      return { status: 'ok' };
+    },
+    { connection, prefix: fx.prefix, autorun: false },
+  );
+  try {
+    const states = new Map<string, string>();
+    const bothDone = new Promise<void>((resolve) => {
+      const note = (job: Job | undefined, state: string) => {
+        if (job?.id) states.set(job.id, state);
+        if (states.size === 2) resolve();
+      };
+      worker.on('failed', (job) => note(job, 'failed'));
+      worker.on('completed', (job) => note(job, 'completed'));
+    });
+    const failed = await fx.queue.add('boom', { task: 'boom', target: 'main' }, { attempts: 1 });
+    const completed = await fx.queue.add('connections', { task: 'connections', target: 'main' }, { attempts: 1 });
+    void worker.run();
+    await bothDone;
+    return { failedId: failed.id!, completedId: completed.id!, states };
+  } finally {
+    await worker.close();
+    connection.disconnect();
+  }
 }
