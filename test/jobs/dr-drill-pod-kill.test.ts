@@ -8,13 +8,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { drDrill } from '../../src/jobs/dr-drill';
-import { resolveParams } from '../../src/config/params';
-import { runTask } from '../../src/worker/run-task';
 import type { TaskResult } from '../../src/contract/result';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { makeDump } from '../support/backups';
-import { testConfig } from '../support/config';
-import { testLogger } from '../support/logger';
+import { makeDump, runOnBackups } from '../support/backups';
 import { TEST_PG_ADMIN_URL } from '../support/env';
 import { deployment, startKubeApi, type KubeApi } from '../support/kube-api';
 
@@ -39,30 +35,22 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function drill(opts: { allowedNamespaces: string[]; dryRun?: boolean; params?: Record<string, unknown> }): Promise<TaskResult> {
-  const config = testConfig({
-    dbUrl: source.url,
-    prefix: 'unused',
-    targets: {
-      postgres: [{ name: 'main', url: source.url }],
-      kubernetes: [{ name: 'kube', namespace: 'staging', kubeconfig, allow: { podKillNamespaces: opts.allowedNamespaces } }],
-      backups: [
-        {
-          name: TARGET,
-          database: 'main',
-          store: { kind: 'directory', path: dir },
-          pattern: 'app-*.sql.gz',
-          scratch: { url: TEST_PG_ADMIN_URL },
-          allow: { restore: true },
-          drill: { kubernetes: 'kube', namespace: 'staging', deployment: 'web' },
-        },
-      ],
+function drill(opts: { allowedNamespaces: string[]; dryRun?: boolean; params?: Record<string, unknown> }): Promise<TaskResult> {
+  return runOnBackups(drDrill, {
+    sourceUrl: source.url,
+    state: source.pool,
+    name: TARGET,
+    kubernetes: [{ name: 'kube', namespace: 'staging', kubeconfig, allow: { podKillNamespaces: opts.allowedNamespaces } }],
+    backups: {
+      store: { kind: 'directory', path: dir },
+      pattern: 'app-*.sql.gz',
+      scratch: { url: TEST_PG_ADMIN_URL },
+      allow: { restore: true },
+      drill: { kubernetes: 'kube', namespace: 'staging', deployment: 'web' },
     },
+    params: opts.params,
+    dryRun: opts.dryRun,
   });
-  const target = config.targets.backups[0]!;
-  const params = resolveParams(drDrill, config, target, opts.params ?? {});
-  if (!params.ok) throw new Error(params.problems.join('; '));
-  return runTask({ task: drDrill, target, params: params.params, dryRun: opts.dryRun ?? false, log: testLogger, state: source.pool });
 }
 
 describe('dr-drill pod-kill', () => {
