@@ -17,9 +17,6 @@ import { syncSchedulers, type SyncOutcome } from './sync';
 import { claimGeneration, generationKey, redisNowMs, schedulesDigest, type ConfigGeneration } from './generation';
 import { coerceError } from '../errors';
 
-/** Default re-sync interval (`scheduler.resyncSeconds`): repairs schedulers removed by hand or lost with Redis. */
-export const RESYNC_INTERVAL_MS = 5 * 60_000;
-
 export interface SchedulerRole {
   /** The first sync's outcome. */
   initial: SyncOutcome;
@@ -35,7 +32,8 @@ export async function startScheduler(deps: {
   entries: readonly SchedulerEntry[];
   jobOpts: JobsOptions;
   log: Logger;
-  resyncMs?: number;
+  /** `scheduler.resyncSeconds` in ms: repairs schedulers removed by hand or lost with Redis. */
+  resyncMs: number;
 }): Promise<SchedulerRole> {
   const { queue, entries, jobOpts, log, connection } = deps;
   const mine: ConfigGeneration = { digest: schedulesDigest(entries, jobOpts), startedAt: await redisNowMs(connection) };
@@ -66,7 +64,7 @@ export async function startScheduler(deps: {
   };
   const onReady = () => resync('redis reconnected');
   connection.on('ready', onReady);
-  const timer = setInterval(() => resync('periodic'), deps.resyncMs ?? RESYNC_INTERVAL_MS);
+  const timer = setInterval(() => resync('periodic'), deps.resyncMs);
   timer.unref();
 
   return {

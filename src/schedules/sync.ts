@@ -7,10 +7,12 @@
  * alone: BullMQ's upsert replaces the pending job with one computed from
  * now, so re-upserting at the moment a tick is due but not yet started
  * drops that tick (the replica fault test caught one every few runs with
- * three replicas re-syncing every second). With `mayWrite`, each write first asks whether this
- * replica's config still owns the schedulers (src/schedules/generation.ts),
- * so a replica superseded mid-sync stops at once instead of undoing part of
- * the newer config.
+ * three replicas re-syncing every second).
+ *
+ * With `mayWrite`, each write first asks whether this replica's config
+ * still owns the schedulers (src/schedules/generation.ts), so a replica
+ * superseded mid-sync stops at once instead of undoing part of the newer
+ * config.
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { JobSchedulerJson, JobsOptions, Queue } from 'bullmq';
