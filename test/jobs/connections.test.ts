@@ -1,12 +1,8 @@
 import { Client } from 'pg';
 import { connections } from '../../src/jobs/connections';
-import { runTask } from '../../src/worker/run-task';
-import { resolveParams } from '../../src/config/params';
-import type { PostgresTarget } from '../../src/config/schema';
 import type { TaskResult } from '../../src/contract/result';
 import { createTestDatabase, dropRoles, randomRoleName, urlFor, type TestDatabase } from '../support/db';
-import { testConfig } from '../support/config';
-import { testLogger } from '../support/logger';
+import { runOnPostgres, type RunOnPostgres } from '../support/run-task';
 import { eventually } from '../support/jobs';
 
 const role = randomRoleName('app');
@@ -31,12 +27,8 @@ async function alive(pids: number[]): Promise<number[]> {
   return rows.map((r) => r.pid).sort();
 }
 
-async function run(target: Partial<PostgresTarget>, overrides: Record<string, unknown>, dryRun = false): Promise<TaskResult> {
-  const config = testConfig({ dbUrl: db.url, prefix: 'unused', targets: { postgres: [{ name: 'main', url: db.url, ...target }] } });
-  const resolvedTarget = config.targets.postgres[0]!;
-  const params = resolveParams(connections, config, resolvedTarget, overrides);
-  if (!params.ok) throw new Error(params.problems.join('; '));
-  return runTask({ task: connections, target: resolvedTarget, params: params.params, dryRun, log: testLogger, state: db.pool });
+function run(target: RunOnPostgres['target'], params: Record<string, unknown>, dryRun = false): Promise<TaskResult> {
+  return runOnPostgres(connections, { url: db.url, state: db.pool, target, params, dryRun });
 }
 
 let appIdle: number, appInTx: number, superIdle: number, ownIdle: number;
