@@ -107,14 +107,13 @@ describe('the state database is down when a run finishes', () => {
     );
     const worker = spawnCaretaker(['start', '--role', 'worker', '--config', configPath]);
     const procQueue = createQueue(redis, ownPrefix);
+    // An id of its own: the in-process case above stored a job '1' in this database.
+    const jobId = 'run-while-state-down';
     const stored = async () => (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM caretaker.runs WHERE job_id = $1`, [jobId])).rows[0]!.n;
-    let jobId = '';
     try {
       await worker.waitForLog('caretaker started');
       proxy.refuse();
-      // An id of its own: the in-process case above stored a job '1' in this database.
-      const job = await procQueue.add('connections', { task: 'connections', target: 'main' }, { attempts: 1, jobId: 'run-while-state-down' });
-      jobId = job.id!;
+      await procQueue.add('connections', { task: 'connections', target: 'main' }, { attempts: 1, jobId });
       const done = await waitForJob(procQueue, jobId, 30_000);
       expect(await done.getState()).toBe('completed');
       expect((done.returnvalue as TaskResult).task).toBe('connections');
