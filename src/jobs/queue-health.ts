@@ -23,7 +23,7 @@ import { defineTask } from '../contract/task';
 import type { Action, Finding } from '../contract/result';
 import { createRedis } from '../clients/redis';
 import { ResultStore } from '../results/store';
-import { formatDuration } from '../util/format';
+import { formatDuration, windowText } from '../util/format';
 import { address, recordErrors } from './redis-health';
 
 const NAME = 'queue-health';
@@ -348,7 +348,7 @@ async function failedSince(state: Pool, target: string, windowSeconds: number, w
 
 function sinceText(since: Since, windowSeconds: number): string {
   if (since.window === 'since_last_run') return 'since the last run';
-  return `in the last ${windowSeconds % 3600 === 0 ? `${windowSeconds / 3600} h` : formatDuration(windowSeconds * 1000)}`;
+  return `in the last ${windowText(windowSeconds)}`;
 }
 
 function firstLine(text: string | undefined): string {

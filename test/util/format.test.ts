@@ -1,4 +1,4 @@
-import { formatBytes, formatDuration } from '../../src/util/format';
+import { formatBytes, formatDuration, windowText } from '../../src/util/format';
 
 describe('format', () => {
   it('formats bytes like pg_size_pretty', () => {
@@ -15,5 +15,12 @@ describe('format', () => {
     expect(formatDuration(90_500)).toBe('1 min 31 s');
     expect(formatDuration(3 * 3600_000 + 5 * 60_000)).toBe('3 h 5 min');
     expect(formatDuration(5 * 86_400_000)).toBe('5 days');
+  });
+
+  it('formats look-back windows: whole hours in hours, others as durations', () => {
+    expect(windowText(86_400)).toBe('24 h');
+    expect(windowText(3_600)).toBe('1 h');
+    expect(windowText(5_400)).toBe('1 h 30 min');
+    expect(windowText(90)).toBe('1 min 30 s');
   });
 });
