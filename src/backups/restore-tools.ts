@@ -14,7 +14,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import type { TaskContext } from '../contract/task';
-import { toolConnection } from '../clients/pg-tools';
+import { toolConnection, toolMissing } from '../clients/pg-tools';
 import { redactSecretsIn } from '../logger';
 import { coerceError } from '../errors';
 import { formatDuration } from '../util/format';
@@ -139,7 +139,7 @@ export async function restoreInto(req: RestoreRequest): Promise<ToolError | unde
   throwIfAborted(ctx.signal);
   if (exit.spawnError) {
     const missing = (exit.spawnError as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new Error(missing ? `${tool} is not installed (not on PATH): install the PostgreSQL client tools` : `cannot start ${tool}: ${exit.spawnError.message}`);
+    throw missing ? toolMissing(tool, tool) : new Error(`cannot start ${tool}: ${exit.spawnError.message}`);
   }
   const stderrText = redactSecretsIn(stderr.toString());
   const base = { tool, exitCode: exit.code, stderrTail: stderrText.slice(-4000) };
