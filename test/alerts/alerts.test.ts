@@ -1,12 +1,9 @@
 /**
  * Alerts end to end against a real state database, a real SMTP server
- * (smtp-server, parsed back with mailparser) and a local webhook receiver.
+ * (test/support/smtp.ts) and a local webhook receiver.
  * The alerter's clock is injected: the repeat interval passes without waiting.
  */
-import type { AddressInfo } from 'node:net';
 import { Pool } from 'pg';
-import { SMTPServer } from 'smtp-server';
-import { simpleParser, type ParsedMail } from 'mailparser';
 import { createAlerter, RUN_ERROR_CODE, type Alerter } from '../../src/alerts/alerter';
 import type { RetryPolicy } from '../../src/alerts/notifiers';
 import { AlertState } from '../../src/alerts/alert-state';
@@ -18,6 +15,7 @@ import { testConfig } from '../support/config';
 import { freePort } from '../support/ports';
 import { testLogger } from '../support/logger';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook';
+import { startSmtpSink, type ReceivedMail, type SmtpSink } from '../support/smtp';
 
 const SMTP_PASSWORD = 'smtp-Pa55word-never-shown';
 const HOOK_TOKEN = 'T0KEN-in-the-webhook-path';
@@ -27,47 +25,28 @@ const REPEAT_SECONDS = 60;
 const RETRY: RetryPolicy = { attempts: 3, backoffMs: [10, 20], attemptTimeoutMs: 2_000 };
 
 let db: TestDatabase;
-let smtp: SMTPServer;
-let smtpPort: number;
+let smtp: SmtpSink;
 let hook: WebhookReceiver<Record<string, unknown>>;
 let hookUrl: string;
 /** What the receiver answers; every request is recorded, whatever the status. */
 let hookStatus = 200;
 let hookRequests: Record<string, unknown>[];
-let mails: ParsedMail[] = [];
+let mails: ReceivedMail[];
 let clock: Date;
 
 beforeAll(async () => {
   db = await createTestDatabase('alerts');
   await migrate(db.pool);
 
-  smtp = new SMTPServer({
-    authOptional: true,
-    allowInsecureAuth: true,
-    disabledCommands: ['STARTTLS'],
-    logger: false,
-    onAuth(auth, _session, cb) {
-      cb(null, { user: auth.username });
-    },
-    onData(stream, _session, cb) {
-      // Answer after parsing: when sendMail resolves, the mail is in `mails`.
-      simpleParser(stream)
-        .then((mail) => {
-          mails.push(mail);
-          cb();
-        })
-        .catch((err: Error) => cb(err));
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
-  smtpPort = (smtp.server.address() as AddressInfo).port;
+  smtp = await startSmtpSink();
+  ({ mails } = smtp);
 
   hook = await startWebhookReceiver({ path: `/services/${HOOK_TOKEN}`, status: () => hookStatus });
   ({ url: hookUrl, received: hookRequests } = hook);
 });
 
 afterAll(async () => {
-  await new Promise<void>((resolve) => smtp.close(() => resolve()));
+  await smtp.close();
   await hook.close();
   await db.drop();
 });
@@ -76,7 +55,7 @@ beforeEach(async () => {
   await db.pool.query('TRUNCATE caretaker.alerts, caretaker.notifier_failures');
   hookStatus = 200;
   hookRequests.length = 0;
-  mails = [];
+  mails.length = 0;
   clock = new Date('2026-03-02T10:00:00.000Z');
 });
 
@@ -86,7 +65,7 @@ function notifications(channels: { email?: boolean; webhook?: boolean; smtpPort?
     ...(channels.email
       ? {
           email: {
-            smtp: { host: '127.0.0.1', port: channels.smtpPort ?? smtpPort, secure: false, user: 'caretaker', password: SMTP_PASSWORD },
+            smtp: { host: '127.0.0.1', port: channels.smtpPort ?? smtp.port, secure: false, user: 'caretaker', password: SMTP_PASSWORD },
             from: 'caretaker@example.com',
             to: ['ops@example.com'],
             onCall: ['oncall@example.com'],

@@ -26,8 +26,6 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import { Redis } from 'ioredis';
 import { Queue } from 'bullmq';
-import { SMTPServer } from 'smtp-server';
-import { simpleParser } from 'mailparser';
 import { stringify } from 'yaml';
 import { weekContaining } from '../../src/reports/week';
 import { scratchDatabaseName } from '../../src/backups/scratch';
@@ -41,6 +39,7 @@ import { spawnCaretaker, type CaretakerProcess } from '../support/processes';
 import { startRedisServer, type OwnRedis } from '../support/redis-server';
 import { startS3, type S3TestServer } from '../support/s3';
 import { deployment, secret, startKubeApi, type KubeApi } from '../support/kube-api';
+import { startSmtpSink, type ReceivedMail, type SmtpSink } from '../support/smtp';
 
 /** s3rver's account registry: a key pair of our own makes the S3 secret a distinctive one; an unknown key id is refused. */
 const s3rverAccount = require('s3rver/lib/models/account') as { DUMMY_ACCOUNT: { createKeyPair(id: string, secret: string): void; revokeAccessKey(id: string): void } };
@@ -158,7 +157,7 @@ let redisServer: OwnRedis;
 let inspect: Redis;
 let s3: S3TestServer;
 let kube: KubeApi;
-let smtp: SMTPServer;
+let smtp: SmtpSink;
 let webhook: Server;
 let httpService: Server;
 let prometheus: Server;
@@ -171,7 +170,7 @@ const s3AccessKeyId = `CTTEST${randomBytes(4).toString('hex').toUpperCase()}`;
 
 /** Alerts fail on both channels until this is set (notifier_failures get rows), then they go through. */
 let notifiersUp = false;
-const mails: { raw: string; subject: string; text: string; html: string }[] = [];
+let mails: ReceivedMail[] = [];
 const smtpLogins: { user: string; passwordMatched: boolean }[] = [];
 const hooks: { url: string; body: string }[] = [];
 const httpRequests: { url: string; authorization?: string }[] = [];
@@ -309,40 +308,14 @@ beforeAll(async () => {
   const badKubeconfig = kube.writeKubeconfig(dir, { namespace: 'shop', token: SECRETS.k8sWrongToken, fileName: 'kubeconfig-bad.yaml' });
 
   // SMTP: needs the password; refuses every login until the notifiers are "up".
-  smtp = new SMTPServer({
-    authOptional: false,
-    allowInsecureAuth: true,
-    disabledCommands: ['STARTTLS'],
-    logger: false,
-    // close() otherwise waits up to 30 s for a client connection to go away.
-    closeTimeout: 1_000,
-    onAuth: (auth, _session, cb) => {
-      const matched = auth.password === SECRETS.smtpPassword;
-      smtpLogins.push({ user: auth.username ?? '', passwordMatched: matched });
-      if (!notifiersUp || !matched) {
-        const err = new Error('Authentication refused') as Error & { responseCode: number };
-        err.responseCode = 535;
-        cb(err);
-        return;
-      }
-      cb(null, { user: auth.username });
-    },
-    onData: (stream, _session, cb) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (d: Buffer) => chunks.push(d));
-      stream.on('end', () => {
-        const raw = Buffer.concat(chunks);
-        simpleParser(raw)
-          .then((mail) => {
-            mails.push({ raw: raw.toString('utf8'), subject: mail.subject ?? '', text: mail.text ?? '', html: typeof mail.html === 'string' ? mail.html : '' });
-            cb();
-          })
-          .catch(cb);
-      });
+  smtp = await startSmtpSink({
+    login: (user, password) => {
+      const matched = password === SECRETS.smtpPassword;
+      smtpLogins.push({ user, passwordMatched: matched });
+      return notifiersUp && matched;
     },
   });
-  await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
-  const smtpPort = (smtp.server.address() as AddressInfo).port;
+  ({ mails } = smtp);
 
   // The alert webhook: its path and query are its secret; answers 500 until the notifiers are "up".
   webhook = createServer((req, res) => {
@@ -475,7 +448,7 @@ beforeAll(async () => {
       'dr-drill': { recoveryTimeoutMs: 20_000 },
     },
     notifications: {
-      email: { smtp: { host: '127.0.0.1', port: smtpPort, user: 'caretaker', password: '${SMTP_PASSWORD}' }, from: 'caretaker@example.com', to: ['ops@example.com'] },
+      email: { smtp: { host: '127.0.0.1', port: smtp.port, user: 'caretaker', password: '${SMTP_PASSWORD}' }, from: 'caretaker@example.com', to: ['ops@example.com'] },
       webhook: { url: '${ALERT_WEBHOOK_URL}' },
     },
     report: { title: 'SECRETS' },
@@ -577,7 +550,7 @@ afterAll(async () => {
   await caretaker?.stop(5_000);
   inspect?.disconnect();
   await redisServer?.stop();
-  await new Promise<void>((resolve) => (smtp ? smtp.close(() => resolve()) : resolve()));
+  await smtp?.close();
   await Promise.all([close(webhook), close(httpService), close(prometheus)]);
   await kube?.close();
   if (s3) {
@@ -647,8 +620,8 @@ function messageSinks(): Sink[] {
     ...hooks.map((h, i) => ({ where: `webhook body ${i + 1}`, text: h.body })),
     ...mails.flatMap((m, i) => [
       { where: `email ${i + 1} "${m.subject}" (raw message)`, text: m.raw },
-      { where: `email ${i + 1} "${m.subject}" (text)`, text: `${m.subject}\n${m.text}` },
-      { where: `email ${i + 1} "${m.subject}" (html)`, text: m.html },
+      { where: `email ${i + 1} "${m.subject}" (text)`, text: `${m.subject}\n${m.text ?? ''}` },
+      { where: `email ${i + 1} "${m.subject}" (html)`, text: typeof m.html === 'string' ? m.html : '' },
     ]),
     { where: `report weekly --out (HTML file)`, text: reportHtml },
   ];
@@ -688,10 +661,10 @@ describe('secrets planted in the config', () => {
     const { rows: failures } = await stateDb.pool.query<{ channel: string }>('SELECT channel FROM caretaker.notifier_failures');
     expect(new Set(failures.map((f) => f.channel))).toEqual(new Set(['email', 'webhook']));
     expect(hooks.filter((h) => (JSON.parse(h.body) as { kind?: string }).kind === 'alert').length).toBeGreaterThan(0);
-    expect(mails.filter((m) => !m.subject.includes('SECRETS week')).length).toBeGreaterThan(0);
+    expect(mails.filter((m) => !m.subject?.includes('SECRETS week')).length).toBeGreaterThan(0);
     // The report: the file, the email of this week's and the scheduled task's email of last week.
     expect(reportHtml).toContain('connections');
-    expect(mails.filter((m) => m.subject.includes('SECRETS week')).length).toBeGreaterThanOrEqual(2);
+    expect(mails.filter((m) => m.subject?.includes('SECRETS week')).length).toBeGreaterThanOrEqual(2);
     // The web role answered with data.
     expect(webBodies.find((b) => b.where.startsWith('GET /api/runs?limit=1000 (200)'))?.text).toContain('"runs"');
     expect(webBodies.find((b) => b.where.startsWith('GET /metrics (200)'))?.text).toContain('caretaker_');

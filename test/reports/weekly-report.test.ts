@@ -2,9 +2,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import type { AddressInfo } from 'node:net';
-import { SMTPServer } from 'smtp-server';
-import { simpleParser, type ParsedMail } from 'mailparser';
 import type { TaskResult, Finding, Action } from '../../src/contract/result';
 import type { CaretakerTarget } from '../../src/config/schema';
 import { ResultStore } from '../../src/results/store';
@@ -19,6 +16,7 @@ import { reportSubject } from '../../src/reports/send';
 import type { WeeklyReport } from '../../src/reports/model';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { testLogger } from '../support/logger';
+import { startSmtpSink, type ReceivedMail, type SmtpSink } from '../support/smtp';
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const SMTP_PASSWORD = 'smtp-s3cret-pw';
@@ -93,15 +91,14 @@ function selfTarget(s: ReportSettings): CaretakerTarget & { schedulers: ReportSe
 
 describe('the weekly report from stored runs', () => {
   let db: TestDatabase;
-  let smtp: SMTPServer;
-  let smtpPort = 0;
-  const mails: ParsedMail[] = [];
+  let smtp: SmtpSink;
+  let mails: ReceivedMail[];
   const week = parseWeek('2026-W48', 'UTC');
   const settings = (): ReportSettings => ({
     title: 'AUDITRON',
     timezone: 'UTC',
     publicUrl: 'https://caretaker.example.com',
-    email: { smtp: { host: '127.0.0.1', port: smtpPort, secure: false, user: 'caretaker', password: SMTP_PASSWORD }, from: 'caretaker@example.com', to: ['ops@example.com', 'dba@example.com'] },
+    email: { smtp: { host: '127.0.0.1', port: smtp.port, secure: false, user: 'caretaker', password: SMTP_PASSWORD }, from: 'caretaker@example.com', to: ['ops@example.com', 'dba@example.com'] },
     // Weekly on Mondays: index-audit was due on 2026-11-23 (in 2026-W48, in the past) and never ran.
     schedulers: [
       { task: 'connections', target: 'main', cron: '0 3 * * *', timezone: 'UTC' },
@@ -132,26 +129,11 @@ describe('the weekly report from stored runs', () => {
     ]);
     await db.pool.query(`INSERT INTO caretaker.missed_runs (schedule, task, target, due_at) VALUES ('weekly', 'index-audit', 'main', '2026-11-29T04:00:00Z')`);
 
-    smtp = new SMTPServer({
-      authOptional: true,
-      allowInsecureAuth: true,
-      disabledCommands: ['STARTTLS'],
-      logger: false,
-      onAuth: (auth, _session, cb) => cb(null, { user: auth.username }),
-      onData: (stream, _session, cb) => {
-        simpleParser(stream, { keepCidLinks: true })
-          .then((mail) => {
-            mails.push(mail);
-            cb();
-          })
-          .catch(cb);
-      },
-    });
-    await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
-    smtpPort = (smtp.server.address() as AddressInfo).port;
+    smtp = await startSmtpSink();
+    ({ mails } = smtp);
   });
   afterAll(async () => {
-    await new Promise<void>((resolve) => smtp.close(() => resolve()));
+    await smtp.close();
     await db.drop();
   });
 
