@@ -1,14 +1,28 @@
 /**
  * PostgreSQL connections to a target or to the state database. Every
  * session carries a statement timeout and a lock timeout (DESIGN.md,
- * "Safety") and the application name `caretaker`, which is how the
- * connections task recognises caretaker's own sessions.
+ * "Safety") and the application name `caretaker`, which is how tasks
+ * recognise caretaker's own sessions (`otherSessions`).
  */
 import { Client, Pool, type ClientConfig } from 'pg';
 import type { Logger } from 'pino';
 import { redactSecretsIn } from '../logger';
 
 export const APPLICATION_NAME = 'caretaker';
+
+/**
+ * SQL condition on pg_stat_activity (as `alias`): the client sessions of the
+ * current database that are not caretaker's own, neither this session nor
+ * another whose application name starts with `caretaker` (another run, a
+ * pg_dump caretaker started). The tasks that report or end other sessions
+ * share it, so they agree on what is ours.
+ */
+export function otherSessions(alias: string): string {
+  return `${alias}.datname = current_database()
+      AND ${alias}.backend_type = 'client backend'
+      AND ${alias}.pid <> pg_backend_pid()
+      AND ${alias}.application_name NOT LIKE '${APPLICATION_NAME}%'`;
+}
 
 export interface SessionLimits {
   statementTimeoutMs: number;

@@ -9,10 +9,19 @@ import { z } from 'zod';
 import type { Client } from 'pg';
 import { defineTask } from '../contract/task';
 import type { Action, Finding } from '../contract/result';
-import { APPLICATION_NAME } from '../clients/postgres';
+import { otherSessions } from '../clients/postgres';
 
 /** States of a session that holds a connection without doing anything. */
 const IDLE_STATES = ['idle', 'idle in transaction', 'idle in transaction (aborted)'];
+
+/**
+ * Others' client sessions of this database in one of the states `$states`
+ * for more than `$seconds` seconds (placeholders): the listing and the
+ * termination test the same.
+ */
+const idleOthers = (seconds: string, states: string) => `${otherSessions('a')}
+      AND a.state = ANY(${states}::text[])
+      AND a.state_change < now() - make_interval(secs => ${seconds})`;
 
 export const SQL = {
   usage: `
@@ -26,13 +35,8 @@ export const SQL = {
     SELECT pid, usename AS "user", application_name AS application, state,
            client_addr::text AS "clientAddr",
            floor(extract(epoch FROM now() - state_change))::int AS "idleSeconds"
-    FROM pg_stat_activity
-    WHERE datname = current_database()
-      AND backend_type = 'client backend'
-      AND pid <> pg_backend_pid()
-      AND application_name NOT LIKE '${APPLICATION_NAME}%'
-      AND state = ANY($2::text[])
-      AND state_change < now() - make_interval(secs => $1)
+    FROM pg_stat_activity a
+    WHERE ${idleOthers('$1', '$2')}
     ORDER BY state_change`,
   /**
    * Terminates the listed pids, re-checking every condition at that moment:
@@ -40,15 +44,10 @@ export const SQL = {
    */
   terminate: `
     SELECT pid, pg_terminate_backend(pid) AS terminated
-    FROM pg_stat_activity
+    FROM pg_stat_activity a
     WHERE pid = ANY($1::int[])
       AND usename = ANY($2::text[])
-      AND datname = current_database()
-      AND backend_type = 'client backend'
-      AND pid <> pg_backend_pid()
-      AND application_name NOT LIKE '${APPLICATION_NAME}%'
-      AND state = ANY($4::text[])
-      AND state_change < now() - make_interval(secs => $3)`,
+      AND ${idleOthers('$3', '$4')}`,
 } as const;
 
 interface IdleSession {

@@ -4,20 +4,13 @@
  * transactions are those of the target's database only; caretaker's own
  * sessions are never reported.
  */
-import { APPLICATION_NAME } from '../clients/postgres';
+import { otherSessions } from '../clients/postgres';
 
 /** The oldest server the queries run on (pg_replication_slots.wal_status). */
 export const MIN_SERVER_VERSION = 130000;
 
 /** Since 14, pg_locks.waitstart says when a wait began; before, the statement start is the best guess. */
 const WAITSTART_VERSION = 140000;
-
-/** Client sessions of this database that are not caretaker's own (an alias `a` on pg_stat_activity). */
-const OTHERS = `
-      a.datname = current_database()
-      AND a.backend_type = 'client backend'
-      AND a.pid <> pg_backend_pid()
-      AND a.application_name NOT LIKE '${APPLICATION_NAME}%'`;
 
 /** The LSN lag is measured against: the primary's insert position, or a standby's replay position. */
 const REFERENCE_LSN = `(SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn)`;
@@ -43,7 +36,7 @@ export const SQL = {
              CASE WHEN a.state = 'active' THEN extract(epoch FROM now() - a.query_start)::float8 END AS "queryAgeSeconds",
              ${queryText('a.query', '$3')} AS query
       FROM pg_stat_activity a
-      WHERE ${OTHERS}
+      WHERE ${otherSessions('a')}
         AND a.xact_start IS NOT NULL
     )
     SELECT coalesce((SELECT max("ageSeconds") FROM tx), 0)::float8 AS longest,
@@ -69,7 +62,7 @@ export const SQL = {
              ${queryText('a.query', '$3')} AS query
       FROM pg_stat_activity a
       LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted
-      WHERE ${OTHERS}
+      WHERE ${otherSessions('a')}
         AND a.wait_event_type = 'Lock'
     )
     SELECT (SELECT count(*) FROM w)::int AS total,
