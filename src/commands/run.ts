@@ -14,7 +14,7 @@ import { createPool } from '../clients/postgres';
 import { createRedis } from '../clients/redis';
 import { ResultStore } from '../results/store';
 import { migrate } from '../results/migrate';
-import { acquireTargetLock, lockKey, type TargetLock } from '../worker/target-lock';
+import { acquireTargetLock, lockKey, runLockTtlMs, type TargetLock } from '../worker/target-lock';
 import { runTask, skippedResult } from '../worker/run-task';
 import { UsageError, coerceError } from '../errors';
 import type { Logger } from '../logger';
@@ -46,7 +46,7 @@ export async function runCommand(io: CliIO, taskName: string, opts: RunOptions):
     const lock = await tryLock(redis, config, task.name, target.name, task.timeoutMs, log);
     let result: TaskResult;
     if (lock && 'heldBy' in lock) {
-      result = skippedResult(task.name, target.name, dryRun, `another run of ${task.name} on ${target.name} is in progress (${lock.heldBy})`);
+      result = skippedResult(task.name, target.name, dryRun, lock.heldBy);
     } else {
       try {
         result = await runTask({ task, target, params: params.params, dryRun, log, state });
@@ -80,7 +80,7 @@ function pickTarget(config: Config, kind: Parameters<typeof targetsOf>[1], taskN
 async function tryLock(redis: Redis, config: Config, task: string, target: string, timeoutMs: number, log: Logger): Promise<{ lock: TargetLock } | { heldBy: string } | undefined> {
   try {
     await redis.connect();
-    return await acquireTargetLock(redis, lockKey(config.redis.prefix, task, target), `cli ${randomUUID().slice(0, 8)}`, timeoutMs + 60_000);
+    return await acquireTargetLock(redis, lockKey(config.redis.prefix, task, target), `cli ${randomUUID().slice(0, 8)}`, runLockTtlMs(timeoutMs));
   } catch (err) {
     log.warn({ err: coerceError(err).message }, 'redis unreachable: running without the per-target lock');
     return undefined;

@@ -16,7 +16,7 @@ import { jobDataSchema, type JobData } from '../queue/queue';
 import { findTarget } from '../config/targets';
 import { resolveParams } from '../config/params';
 import { formatIssues } from '../config/format-issues';
-import { acquireTargetLock, lockKey } from './target-lock';
+import { acquireTargetLock, lockKey, runLockTtlMs } from './target-lock';
 import { rejectedResult, runTask, skippedResult } from './run-task';
 import { coerceError } from '../errors';
 
@@ -36,9 +36,6 @@ export interface ProcessorDeps {
 
 /** Longest reason a rejected job records (in failedReason and the history). */
 const MAX_REASON = 1_000;
-
-/** Lock expiry beyond the task's timeout: covers result storage after the run. */
-const LOCK_MARGIN_MS = 60_000;
 
 export function createProcessor(deps: ProcessorDeps) {
   return async function process(job: Job<JobData>, _token?: string, signal?: AbortSignal): Promise<TaskResult> {
@@ -84,10 +81,10 @@ export function createProcessor(deps: ProcessorDeps) {
     if (!params.ok) return reject(task.name, target.name, `invalid params: ${params.problems.join('; ')}`);
 
     const runLog = log.child({ target: target.name });
-    const held = await acquireTargetLock(deps.redis, lockKey(deps.config.redis.prefix, task.name, target.name), `job ${job.id}`, task.timeoutMs + LOCK_MARGIN_MS);
+    const held = await acquireTargetLock(deps.redis, lockKey(deps.config.redis.prefix, task.name, target.name), `job ${job.id}`, runLockTtlMs(task.timeoutMs));
     if ('heldBy' in held) {
       runLog.info({ heldBy: held.heldBy }, 'target busy: run skipped');
-      return store(skippedResult(task.name, target.name, data.dryRun ?? false, `another run of ${task.name} on ${target.name} is in progress (${held.heldBy})`));
+      return store(skippedResult(task.name, target.name, data.dryRun ?? false, held.heldBy));
     }
 
     let result: TaskResult;

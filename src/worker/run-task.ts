@@ -95,9 +95,10 @@ export async function runTask(req: RunRequest): Promise<TaskResult> {
   }
 }
 
-/** The result of a run that did not execute because another run holds the target. */
-export function skippedResult(taskName: string, targetName: string, dryRun: boolean, reason: string): TaskResult {
+/** The result of a run that did not execute because another run (`heldBy`) holds the target. */
+export function skippedResult(taskName: string, targetName: string, dryRun: boolean, heldBy: string): TaskResult {
   const now = new Date().toISOString();
+  const reason = `another run of ${taskName} on ${targetName} is in progress (${heldBy})`;
   return {
     task: taskName,
     target: targetName,

@@ -18,6 +18,14 @@ export interface TargetLock {
   release(): Promise<void>;
 }
 
+/** Lock expiry beyond the task's timeout: covers storing the result after the run. */
+const LOCK_MARGIN_MS = 60_000;
+
+/** How long a run's lock lives when its holder dies without releasing it. */
+export function runLockTtlMs(taskTimeoutMs: number): number {
+  return taskTimeoutMs + LOCK_MARGIN_MS;
+}
+
 export function lockKey(prefix: string, task: string, target: string): string {
   return `${prefix}:caretaker:lock:${task}:${target}`;
 }
