@@ -1,6 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { redactSecretsIn } from '../logger';
+import { coerceError } from '../errors';
 
 /**
  * A Redis connection as BullMQ wants it (`maxRetriesPerRequest: null`:
@@ -51,4 +52,50 @@ export function oneShotRedis(url: string, timeoutMs: number): Redis {
   // Failures surface from connect() and the commands; the event would otherwise be unhandled.
   redis.on('error', () => undefined);
   return redis;
+}
+
+/** host:port of a Redis URL, never its credentials. */
+export function redisAddress(url: string): string {
+  const u = new URL(url);
+  return `${u.hostname}:${u.port || '6379'}`;
+}
+
+/** The client's latest connection error, which says more than "max retries per request". */
+export function recordErrors(redis: Redis): () => string | undefined {
+  let last: string | undefined;
+  redis.on('error', (err: Error) => {
+    last = err.message;
+  });
+  return () => last;
+}
+
+export type AuthProbe = { state: 'open' } | { state: 'protected' } | { state: 'unknown'; reason: string };
+
+/**
+ * Opens a second connection to the same host and port (and TLS) WITHOUT the
+ * URL's credentials and sends PING: PONG means anyone who reaches the port can
+ * use the instance; NOAUTH means a password is required. For redis-health
+ * and security-audit.
+ */
+export async function probeAuth(url: string, timeoutMs = 5_000): Promise<AuthProbe> {
+  const bare = new URL(url);
+  bare.username = '';
+  bare.password = '';
+  bare.pathname = '';
+  const probe = oneShotRedis(bare.toString(), timeoutMs);
+  let connectError: string | undefined;
+  probe.on('error', (err: Error) => {
+    connectError = err.message;
+  });
+  try {
+    await probe.connect();
+    const reply = await probe.ping();
+    return reply === 'PONG' ? { state: 'open' } : { state: 'unknown', reason: `PING answered ${JSON.stringify(reply)}` };
+  } catch (err) {
+    const reason = coerceError(err).message;
+    if (/^NOAUTH\b/.test(reason)) return { state: 'protected' };
+    return { state: 'unknown', reason: connectError ?? reason };
+  } finally {
+    probe.disconnect();
+  }
 }

@@ -21,10 +21,9 @@ import type { Redis } from 'ioredis';
 import type { Pool } from 'pg';
 import { defineTask } from '../contract/task';
 import type { Action, Finding } from '../contract/result';
-import { createRedis } from '../clients/redis';
+import { createRedis, recordErrors, redisAddress } from '../clients/redis';
 import { ResultStore } from '../results/store';
 import { formatDuration, windowText } from '../util/format';
-import { address, recordErrors } from './redis-health';
 
 const NAME = 'queue-health';
 const DAY_S = 86_400;
@@ -91,7 +90,7 @@ export const queueHealth = defineTask({
   params,
   async run(ctx, p) {
     const { target } = ctx;
-    const where = address(target.redisTarget.url);
+    const where = redisAddress(target.redisTarget.url);
     const redis = createRedis(target.redisTarget.url, ctx.log, { maxRetriesPerRequest: 1, connectTimeout: 5_000 });
     const lastError = recordErrors(redis);
     const opened: Queue[] = [];

@@ -15,7 +15,8 @@ import { defineTask } from '../contract/task';
 import type { Finding, TaskResult } from '../contract/result';
 import { ResultStore } from '../results/store';
 import { formatBytes } from '../util/format';
-import { oneShotRedis } from '../clients/redis';
+import { coerceError } from '../errors';
+import { probeAuth, recordErrors, redisAddress } from '../clients/redis';
 
 const NAME = 'redis-health';
 
@@ -69,14 +70,14 @@ export const redisHealth = defineTask({
   async run(ctx, p) {
     const redis = ctx.clients.redis();
     const lastError = recordErrors(redis);
-    const where = address(ctx.target.url);
+    const where = redisAddress(ctx.target.url);
     let info: Map<string, string>;
     let keys: number;
     try {
       info = parseInfo(await redis.info());
       keys = await redis.dbsize();
     } catch (err) {
-      throw new Error(`cannot reach redis at ${where}: ${lastError() ?? message(err)}`, { cause: err });
+      throw new Error(`cannot reach redis at ${where}: ${lastError() ?? coerceError(err).message}`, { cause: err });
     }
     const f = await figures(info, redis, (field, reason) => ctx.log.warn({ field, reason }, 'CONFIG GET unavailable: figure skipped'));
     const previous = await previousResult(ctx.clients.state, ctx.target.name, (err) => ctx.log.warn({ err }, 'cannot read the previous redis-health result'));
@@ -240,7 +241,7 @@ export async function configValue(redis: Redis, name: string): Promise<{ value?:
     const i = reply.indexOf(name);
     return i >= 0 && i + 1 < reply.length ? { value: reply[i + 1] } : { reason: `CONFIG GET ${name} returned nothing` };
   } catch (err) {
-    return { reason: message(err) };
+    return { reason: coerceError(err).message };
   }
 }
 
@@ -289,59 +290,9 @@ async function previousResult(state: Pool, target: string, warn: (err: string) =
     return await new ResultStore(state).lastCompleted(NAME, target);
   } catch (err) {
     // The history is caretaker's own database: its trouble must not cost the check.
-    warn(message(err));
+    warn(coerceError(err).message);
     return undefined;
   }
-}
-
-export type AuthProbe = { state: 'open' } | { state: 'protected' } | { state: 'unknown'; reason: string };
-
-/**
- * Opens a second connection to the same host and port (and TLS) WITHOUT the
- * URL's credentials and sends PING: PONG means anyone who reaches the port can
- * use the instance; NOAUTH means a password is required. Also for
- * security-audit.
- */
-export async function probeAuth(url: string, timeoutMs = 5_000): Promise<AuthProbe> {
-  const bare = new URL(url);
-  bare.username = '';
-  bare.password = '';
-  bare.pathname = '';
-  const probe = oneShotRedis(bare.toString(), timeoutMs);
-  let connectError: string | undefined;
-  probe.on('error', (err: Error) => {
-    connectError = err.message;
-  });
-  try {
-    await probe.connect();
-    const reply = await probe.ping();
-    return reply === 'PONG' ? { state: 'open' } : { state: 'unknown', reason: `PING answered ${JSON.stringify(reply)}` };
-  } catch (err) {
-    const reason = message(err);
-    if (/^NOAUTH\b/.test(reason)) return { state: 'protected' };
-    return { state: 'unknown', reason: connectError ?? reason };
-  } finally {
-    probe.disconnect();
-  }
-}
-
-/** The client's latest connection error, which says more than "max retries per request". */
-export function recordErrors(redis: Redis): () => string | undefined {
-  let last: string | undefined;
-  redis.on('error', (err: Error) => {
-    last = err.message;
-  });
-  return () => last;
-}
-
-/** host:port of a Redis URL, never its credentials. */
-export function address(url: string): string {
-  const u = new URL(url);
-  return `${u.hostname}:${u.port || '6379'}`;
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function pct(ratio: number): string {

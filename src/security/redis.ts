@@ -1,16 +1,15 @@
 /**
  * security-audit on a Redis target: does it answer without credentials
- * (`redis_no_auth`, through redis-health's `probeAuth`: a PING on a
+ * (`redis_no_auth`, through `probeAuth`, as redis-health: a PING on a
  * connection without the URL's credentials), and is protected mode off
  * (`redis_protected_mode_off`, CONFIG GET on a connection as configured)?
  * PING and CONFIG GET only; the URL's password is never put in a finding,
  * a message or an error.
  */
 import type { Finding } from '../contract/result';
-import { probeAuth } from '../jobs/redis-health';
 import { redactSecretsIn } from '../logger';
 import { AUDIT_INCOMPLETE, countsByCode, type AuditResult } from './audit';
-import { oneShotRedis } from '../clients/redis';
+import { oneShotRedis, probeAuth, redisAddress } from '../clients/redis';
 
 export const REDIS_CODES = ['redis_no_auth', 'redis_protected_mode_off', AUDIT_INCOMPLETE] as const;
 
@@ -26,7 +25,7 @@ export interface RedisAuditOptions {
  */
 export async function auditRedis(url: string, opts: RedisAuditOptions, signal: AbortSignal): Promise<AuditResult> {
   const parsed = new URL(url);
-  const endpoint = `${parsed.hostname}:${parsed.port || 6379}`;
+  const endpoint = redisAddress(url);
   const hasCredentials = parsed.username !== '' || parsed.password !== '';
   if (signal.aborted) throw signal.reason;
   const findings: Finding[] = [];
