@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import type { Readable } from 'node:stream';
-import { MANIFEST_SUFFIX, type BackupStore } from './store';
+import { MANIFEST_SUFFIX, type BackupStore, type StoredObject } from './store';
 
 export const DUMP_FORMATS = ['plain-gzip', 'custom'] as const;
 export type DumpFormat = (typeof DUMP_FORMATS)[number];
@@ -27,6 +27,15 @@ export type BackupManifest = z.infer<typeof manifestSchema>;
 
 export function manifestName(dumpName: string): string {
   return `${dumpName}${MANIFEST_SUFFIX}`;
+}
+
+/**
+ * When a dump was taken: its manifest's finishedAt, else the file's time.
+ * backup-verify's age and dr-drill's RPO both measure from it.
+ */
+export function backupTime(dump: StoredObject, manifest: BackupManifest | undefined): { at: Date; fromManifest: boolean } {
+  const finished = manifest ? Date.parse(manifest.finishedAt) : NaN;
+  return Number.isFinite(finished) ? { at: new Date(finished), fromManifest: true } : { at: dump.modifiedAt, fromManifest: false };
 }
 
 /** The dump's format from its name, else from its first bytes (gzip magic, or pg_dump's "PGDMP"). */

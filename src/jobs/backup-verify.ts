@@ -11,7 +11,7 @@ import { defineTask } from '../contract/task';
 import type { Finding } from '../contract/result';
 import { createStore } from '../backups/create-store';
 import { listDumps, type StoredObject } from '../backups/store';
-import { manifestName, readManifest, type BackupManifest } from '../backups/manifest';
+import { backupTime, manifestName, readManifest, type BackupManifest } from '../backups/manifest';
 import { median, scanDump, type ScanResult } from '../backups/verify';
 import { formatBytes, formatDuration } from '../util/format';
 
@@ -85,10 +85,9 @@ export const backupVerify = defineTask({
     }
 
     const now = Date.now();
-    const finishedAt = manifest ? Date.parse(manifest.finishedAt) : NaN;
-    const madeAt = Number.isFinite(finishedAt) ? new Date(finishedAt) : newest.modifiedAt;
-    const ageMs = Math.max(0, now - madeAt.getTime());
-    const stale = staleFinding(newest, madeAt, ageMs, manifest !== undefined && Number.isFinite(finishedAt), p);
+    const made = backupTime(newest, manifest);
+    const ageMs = Math.max(0, now - made.at.getTime());
+    const stale = staleFinding(newest, made.at, ageMs, made.fromManifest, p);
     if (stale) findings.push(stale);
     const small = sizeFinding(newest, dumps.slice(1, 1 + p.sizeWindow), p);
     if (small) findings.push(small);

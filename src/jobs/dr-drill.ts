@@ -14,7 +14,7 @@ import type { Action, Finding } from '../contract/result';
 import { RESTORE_TASK_TIMEOUT_MS, restoreParamFields, runRestore, type RestoreRun, type RestoreStep } from '../backups/restore';
 import { createStore } from '../backups/create-store';
 import { listDumps, type StoredObject } from '../backups/store';
-import { readManifest, type BackupManifest } from '../backups/manifest';
+import { backupTime, readManifest, type BackupManifest } from '../backups/manifest';
 import { measurePodRecovery, type PodRecoveryResult } from '../kubernetes/pod-recovery';
 import { formatDuration } from '../util/format';
 
@@ -54,7 +54,7 @@ export const drDrill = defineTask({
     const newest = restore.dump ? { dump: restore.dump, manifest: restore.manifest } : restore.status === 'not_allowed' ? await newestDump(ctx) : undefined;
     let rpoSeconds: number | undefined;
     if (newest) {
-      const backupAt = backupTime(newest.dump, newest.manifest);
+      const backupAt = backupTime(newest.dump, newest.manifest).at;
       rpoSeconds = Math.max(0, (drillAt.getTime() - backupAt.getTime()) / 1000);
       metrics.rpo_seconds = rpoSeconds;
       parts.push(`RPO ${formatDuration(rpoSeconds * 1000)} (objective ${formatDuration(p.rpoSeconds * 1000)})`);
@@ -118,12 +118,6 @@ export const drDrill = defineTask({
     return { summary: `DR drill: ${[...parts, restore.summary].join('; ')}`, findings, actions, metrics };
   },
 });
-
-/** When the backup was taken: the manifest's finish time, else the file's. */
-function backupTime(dump: StoredObject, manifest: BackupManifest | undefined): Date {
-  const finished = manifest ? new Date(manifest.finishedAt) : undefined;
-  return finished && !Number.isNaN(finished.getTime()) ? finished : dump.modifiedAt;
-}
 
 /** The newest dump and its manifest, for the RPO when no restore ran. */
 async function newestDump(ctx: TaskContext<'backups'>): Promise<{ dump: StoredObject; manifest?: BackupManifest } | undefined> {
