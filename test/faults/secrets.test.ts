@@ -19,11 +19,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client } from 'pg';
+import { Client, escapeIdentifier } from 'pg';
 import { Redis } from 'ioredis';
 import { Queue } from 'bullmq';
 import { stringify } from 'yaml';
@@ -40,6 +39,7 @@ import { startRedisServer, type OwnRedis } from '../support/redis-server';
 import { startS3, type S3TestServer } from '../support/s3';
 import { deployment, secret, startKubeApi, type KubeApi } from '../support/kube-api';
 import { startSmtpSink, type ReceivedMail, type SmtpSink } from '../support/smtp';
+import { startServer, type TestServer } from '../support/prometheus';
 
 /** s3rver's account registry: a key pair of our own makes the S3 secret a distinctive one; an unknown key id is refused. */
 const s3rverAccount = require('s3rver/lib/models/account') as { DUMMY_ACCOUNT: { createKeyPair(id: string, secret: string): void; revokeAccessKey(id: string): void } };
@@ -158,9 +158,9 @@ let inspect: Redis;
 let s3: S3TestServer;
 let kube: KubeApi;
 let smtp: SmtpSink;
-let webhook: Server;
-let httpService: Server;
-let prometheus: Server;
+let webhook: TestServer;
+let httpService: TestServer;
+let prometheus: TestServer;
 let caretaker: CaretakerProcess | undefined;
 let caretakerStdout = '';
 let webUrl = '';
@@ -182,8 +182,6 @@ let enqueuedJobs: string[] = [];
 
 /** A role's password as PostgreSQL stores it (md5 of password + name): no statement text ever holds the secret. */
 const md5Password = (role: string, password: string) => `md5${createHash('md5').update(password + role).digest('hex')}`;
-/** A quoted identifier (the names here are ours, plain: this is belt and braces). */
-const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
 const pgUrl = (user: string, password: string, database: string, port = 5432) =>
   `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
 
@@ -197,14 +195,6 @@ async function admin<T>(work: (c: Client) => Promise<T>): Promise<T> {
   }
 }
 
-function listen(server: Server): Promise<number> {
-  return new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
-}
-function close(server: Server | undefined): Promise<void> {
-  if (!server) return Promise.resolve();
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(() => resolve()));
-}
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve) => {
     let body = '';
@@ -269,14 +259,14 @@ beforeAll(async () => {
     await c.query(`ALTER DATABASE ${c.escapeIdentifier(appDb.name)} OWNER TO ${c.escapeIdentifier(roles.app)}`);
   });
   await appDb.pool.query(`
-    CREATE SCHEMA app AUTHORIZATION ${ident(roles.app)};
+    CREATE SCHEMA app AUTHORIZATION ${escapeIdentifier(roles.app)};
     CREATE TABLE app.orders (id serial PRIMARY KEY, customer int NOT NULL, note text);
     CREATE INDEX orders_customer_idx ON app.orders (customer);
     INSERT INTO app.orders (customer, note) SELECT g % 50, 'order ' || g FROM generate_series(1, 500) g;
     CREATE TABLE app.customers (id int PRIMARY KEY, name text);
     INSERT INTO app.customers SELECT g, 'customer ' || g FROM generate_series(1, 50) g;
-    ALTER TABLE app.orders OWNER TO ${ident(roles.app)};
-    ALTER TABLE app.customers OWNER TO ${ident(roles.app)};
+    ALTER TABLE app.orders OWNER TO ${escapeIdentifier(roles.app)};
+    ALTER TABLE app.customers OWNER TO ${escapeIdentifier(roles.app)};
   `);
 
   // Redis: caretaker's own, with a password (its queue and the redis targets live there).
@@ -318,16 +308,15 @@ beforeAll(async () => {
   ({ mails } = smtp);
 
   // The alert webhook: its path and query are its secret; answers 500 until the notifiers are "up".
-  webhook = createServer((req, res) => {
+  webhook = await startServer((req, res) => {
     void readBody(req).then((body) => {
       hooks.push({ url: req.url ?? '', body });
       res.writeHead(notifiersUp ? 200 : 500).end(notifiersUp ? 'ok' : `no: ${req.url}`);
     });
   });
-  const webhookPort = await listen(webhook);
 
   // The http service: /health is up; /health/detailed wants the token and echoes what it was sent.
-  httpService = createServer((req: IncomingMessage, res: ServerResponse) => {
+  httpService = await startServer((req, res) => {
     httpRequests.push({ url: req.url ?? '', authorization: req.headers.authorization });
     const path = (req.url ?? '').split('?')[0];
     if (path === '/health') return void res.writeHead(200, { 'content-type': 'text/plain' }).end(`ok ${req.url}`);
@@ -342,10 +331,9 @@ beforeAll(async () => {
     }
     res.writeHead(404).end(`not found: ${req.url}`);
   });
-  const httpPort = await listen(httpService);
 
   // Prometheus: the token (or the basic login) gets answers that breach; anything else gets a 401 quoting the header.
-  prometheus = createServer((req, res) => {
+  prometheus = await startServer((req, res) => {
     const auth = req.headers.authorization;
     promRequests.push({ authorization: auth });
     const basic = `Basic ${Buffer.from(`prom:${SECRETS.promBasicPassword}`).toString('base64')}`;
@@ -360,11 +348,10 @@ beforeAll(async () => {
     }
     res.end(JSON.stringify({ status: 'success', data: { resultType: 'vector', result: [{ metric: { pod: 'web-1' }, value: [Date.now() / 1000, '950'] }] } }));
   });
-  const promPort = await listen(prometheus);
 
   const webPort = await freePort();
   webUrl = `http://127.0.0.1:${webPort}`;
-  const webhookUrl = `http://127.0.0.1:${webhookPort}/hooks/${SECRETS.webhookPathKey}?key=${SECRETS.webhookQueryKey}`;
+  const webhookUrl = `${webhook.url}/hooks/${SECRETS.webhookPathKey}?key=${SECRETS.webhookQueryKey}`;
   const redisUrl = (password: string, port = redisServer.port) => `redis://:${encodeURIComponent(password)}@127.0.0.1:${port}`;
   const s3Store = (accessKeyId: string, secretAccessKey: string) => ({
     kind: 's3',
@@ -413,19 +400,19 @@ beforeAll(async () => {
         { name: 'prod-badtoken', namespace: 'shop', deployments: ['web', 'worker'], kubeconfig: badKubeconfig },
       ],
       http: [
-        { name: 'api', url: `http://127.0.0.1:${httpPort}/health`, detailedUrl: `http://127.0.0.1:${httpPort}/health/detailed`, token: '${HTTP_TOKEN}' },
+        { name: 'api', url: `${httpService.url}/health`, detailedUrl: `${httpService.url}/health/detailed`, token: '${HTTP_TOKEN}' },
         {
           name: 'api-keyed',
-          url: `http://127.0.0.1:${httpPort}/health?token=${SECRETS.httpUrlKey}`,
-          detailedUrl: `http://127.0.0.1:${httpPort}/health/detailed?api_key=${SECRETS.httpUrlKey}`,
+          url: `${httpService.url}/health?token=${SECRETS.httpUrlKey}`,
+          detailedUrl: `${httpService.url}/health/detailed?api_key=${SECRETS.httpUrlKey}`,
           token: SECRETS.httpWrongToken,
         },
         { name: 'api-down', url: `http://127.0.0.1:1/health?token=${SECRETS.httpUrlKey}`, detailedUrl: `http://127.0.0.1:1/health/detailed`, token: '${HTTP_TOKEN}' },
       ],
       prometheus: [
-        { name: 'prom', url: `http://127.0.0.1:${promPort}`, token: '${PROM_TOKEN}' },
-        { name: 'prom-badtoken', url: `http://127.0.0.1:${promPort}/?token=${SECRETS.httpUrlKey}`, token: SECRETS.promWrongToken },
-        { name: 'prom-basic', url: `http://prom:${SECRETS.promBasicPassword}@127.0.0.1:${promPort}/` },
+        { name: 'prom', url: prometheus.url, token: '${PROM_TOKEN}' },
+        { name: 'prom-badtoken', url: `${prometheus.url}/?token=${SECRETS.httpUrlKey}`, token: SECRETS.promWrongToken },
+        { name: 'prom-basic', url: `http://prom:${SECRETS.promBasicPassword}@127.0.0.1:${prometheus.port}/` },
         { name: 'prom-down', url: 'http://127.0.0.1:1', token: '${PROM_TOKEN}' },
       ],
       backups: [
@@ -436,7 +423,7 @@ beforeAll(async () => {
           pattern: 'app-*.sql.gz',
           scratch: { url: pgUrl(roles.scratch, SECRETS.scratchDbPassword, 'postgres') },
           allow: { restore: true, backup: true },
-          drill: { kubernetes: 'prod', namespace: 'shop', deployment: 'web', healthUrl: `http://127.0.0.1:${httpPort}/health?token=${SECRETS.httpUrlKey}` },
+          drill: { kubernetes: 'prod', namespace: 'shop', deployment: 'web', healthUrl: `${httpService.url}/health?token=${SECRETS.httpUrlKey}` },
         },
         { name: 'broken', database: 'app', store: s3Store(`${s3AccessKeyId}X`, SECRETS.s3WrongSecretKey), pattern: 'app-*.sql.gz', allow: { backup: true } },
       ],
@@ -551,7 +538,7 @@ afterAll(async () => {
   inspect?.disconnect();
   await redisServer?.stop();
   await smtp?.close();
-  await Promise.all([close(webhook), close(httpService), close(prometheus)]);
+  await Promise.all([webhook?.close(), httpService?.close(), prometheus?.close()]);
   await kube?.close();
   if (s3) {
     s3rverAccount.DUMMY_ACCOUNT.revokeAccessKey(s3AccessKeyId);
@@ -598,7 +585,7 @@ async function stateSinks(): Promise<Sink[]> {
   );
   const sinks: Sink[] = [];
   for (const { table_name } of tables) {
-    const { rows } = await stateDb.pool.query<{ row: string }>(`SELECT row_to_json(t)::text AS row FROM caretaker.${ident(table_name)} t`);
+    const { rows } = await stateDb.pool.query<{ row: string }>(`SELECT row_to_json(t)::text AS row FROM caretaker.${escapeIdentifier(table_name)} t`);
     rows.forEach((r, i) => sinks.push({ where: `caretaker.${table_name} row ${i + 1}`, text: r.row }));
   }
   return sinks;
