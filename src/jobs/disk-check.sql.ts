@@ -4,12 +4,7 @@
  * relation files and take AccessShareLock, bounded by the session's
  * lock_timeout); the bloat figure is an estimate from pg_class and pg_stats.
  */
-
-/** Relations caretaker reports on: user tables and materialized views, not catalogs, toast or temp tables. */
-const USER_RELATION = `
-      n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname !~ '^pg_toast'
-      AND c.relpersistence <> 't'`;
+import { userRelation } from '../util/catalog-sql';
 
 export const SQL = {
   /**
@@ -51,7 +46,7 @@ export const SQL = {
                pg_total_relation_size(c.oid)::float8 AS total_bytes
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'm') AND ${USER_RELATION}
+        WHERE c.relkind IN ('r', 'm') AND ${userRelation('n', 'c')}
         ORDER BY total_bytes DESC NULLS LAST, n.nspname, c.relname
         LIMIT $1
       ) top
@@ -67,7 +62,7 @@ export const SQL = {
     JOIN pg_class c ON c.oid = i.indexrelid
     JOIN pg_class t ON t.oid = i.indrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind = 'i' AND ${USER_RELATION}
+    WHERE c.relkind = 'i' AND ${userRelation('n', 'c')}
     ORDER BY bytes DESC NULLS LAST, n.nspname, c.relname
     LIMIT $1`,
 
@@ -105,7 +100,7 @@ export const SQL = {
       LEFT JOIN pg_stats s
         ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = a.attname AND NOT s.inherited
       LEFT JOIN pg_class toast ON toast.oid = c.reltoastrelid
-      WHERE c.relkind IN ('r', 'm') AND ${USER_RELATION}
+      WHERE c.relkind IN ('r', 'm') AND ${userRelation('n', 'c')}
         AND c.reltuples >= 0
       GROUP BY c.oid, n.nspname, c.relname, c.reltuples, c.relpages, c.reloptions, toast.relpages, toast.reltuples
     ),

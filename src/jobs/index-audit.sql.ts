@@ -5,12 +5,7 @@
  * the few rows that survive every other filter (MATERIALIZED CTEs make sure
  * of that), and the bloat estimate uses `pg_class.relpages`, which needs none.
  */
-
-/** Relations caretaker audits: user schemas, no temporary tables (of this or other sessions). */
-const USER_RELATION = (ns: string, rel: string) => `
-      ${ns}.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND ${ns}.nspname !~ '^pg_toast'
-      AND ${rel}.relpersistence <> 't'`;
+import { userRelation } from '../util/catalog-sql';
 
 /**
  * Indexes that back a constraint (primary key, unique, exclusion) or that a
@@ -31,7 +26,7 @@ export const SQL = {
               FROM pg_catalog.pg_index i
               JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             WHERE ${USER_RELATION('n', 'c')})::int AS "indexesTotal"
+             WHERE ${userRelation('n', 'c')})::int AS "indexesTotal"
     FROM pg_catalog.pg_stat_database d
     WHERE d.datname = current_database()`,
 
@@ -49,7 +44,7 @@ export const SQL = {
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE s.idx_scan = 0
         AND i.indisvalid AND NOT i.indisunique AND NOT i.indisprimary
-        AND ${USER_RELATION('n', 'c')}
+        AND ${userRelation('n', 'c')}
         AND NOT ${BACKS_CONSTRAINT('i.indexrelid')}
         AND NOT (i.indexrelid IN (SELECT h.inhrelid FROM pg_catalog.pg_inherits h))
     ), sized AS MATERIALIZED (
@@ -97,7 +92,7 @@ export const SQL = {
         ) col
       ) cols
       WHERE i.indisvalid
-        AND ${USER_RELATION('n', 't')}
+        AND ${userRelation('n', 't')}
         AND EXISTS (SELECT 1 FROM pg_catalog.pg_index o WHERE o.indrelid = i.indrelid AND o.indexrelid <> i.indexrelid)
     ), pairs AS MATERIALIZED (
       SELECT DISTINCT ON (x.indexrelid)
@@ -143,7 +138,7 @@ export const SQL = {
       JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
       JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
       WHERE NOT i.indisvalid
-        AND ${USER_RELATION('n', 't')}
+        AND ${userRelation('n', 't')}
         AND NOT EXISTS (
           SELECT 1 FROM pg_catalog.pg_stat_progress_create_index p
           WHERE p.index_relid = i.indexrelid
@@ -187,7 +182,7 @@ export const SQL = {
       JOIN pg_catalog.pg_class c ON c.oid = s.relid
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relkind IN ('r', 'm')
-        AND ${USER_RELATION('n', 'c')}
+        AND ${userRelation('n', 'c')}
         AND (
           (s.idx_scan > 0 AND s.n_live_tup >= $1 AND 100.0 * s.idx_scan / (s.seq_scan + s.idx_scan) < $2)
           OR (coalesce(s.idx_scan, 0) = 0 AND s.seq_scan >= $3 AND s.seq_tup_read::float8 / s.seq_scan >= $4)
@@ -229,7 +224,7 @@ export const SQL = {
       JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
       WHERE c.relam = (SELECT oid FROM pg_catalog.pg_am WHERE amname = 'btree')
         AND c.relkind = 'i' AND i.indisvalid AND c.relpages > 0 AND c.reltuples >= 0
-        AND ${USER_RELATION('n', 't')}
+        AND ${userRelation('n', 't')}
     ), cols AS (
       -- the statistics of a plain column are the table's; an expression's are the index's own
       SELECT x.indexrelid,
