@@ -99,13 +99,7 @@ export const drDrill = defineTask({
         steps.push({ step: 'pod_recovery', seconds: (Date.now() - started) / 1000 });
         actions.push({ kind: 'delete_pod', subject: podRecovery.podDeleted ?? subject, applied: podRecovery.podDeleted !== undefined, durationMs: Date.now() - started });
         findings.push(
-          ...recoveryFindings({
-            subject,
-            namespace: drill.namespace,
-            result: podRecovery,
-            objectiveSeconds: p.recoveryObjectiveSeconds,
-            allowedNamespaces: ctx.target.drillKubernetes?.allow.podKillNamespaces ?? [],
-          }),
+          ...recoveryFindings({ subject, result: podRecovery, objectiveSeconds: p.recoveryObjectiveSeconds }),
         );
         if (podRecovery.recoverySeconds !== undefined) {
           metrics.recovery_seconds = podRecovery.recoverySeconds;
@@ -165,15 +159,12 @@ function record(
 export function recoveryFindings(req: {
   /** `namespace/deployment`. */
   subject: string;
-  namespace: string;
   result: PodRecoveryResult;
   objectiveSeconds: number;
-  /** The kubernetes target's allow.podKillNamespaces. */
-  allowedNamespaces: readonly string[];
 }): Finding[] {
-  const { subject, namespace, result: r, objectiveSeconds, allowedNamespaces } = req;
+  const { subject, result: r, objectiveSeconds } = req;
   const details = { ...r, objectiveSeconds };
-  if (r.refused && !allowedNamespaces.includes(namespace)) {
+  if (r.notAllowed) {
     return [
       {
         severity: 'info',

@@ -33,6 +33,8 @@ export interface PodRecoveryResult {
   steps: string[];
   error?: string;
   refused?: string;
+  /** Refused because the namespace is not in allow.podKillNamespaces: the safe default, no API call made. */
+  notAllowed?: true;
 }
 
 /** Polling interval while the replacement comes up: short at first, then gentler on the API server. */
@@ -68,7 +70,7 @@ export async function measurePodRecovery(req: PodRecoveryRequest): Promise<PodRe
     const refused = `namespace ${namespace} is not in allow.podKillNamespaces of kubernetes target ${req.kubernetes.name} (${allowed.length ? allowed.join(', ') : 'none allowed'})`;
     steps.push(`refused: ${refused}`);
     log.warn({ namespace, deployment: name }, 'pod-kill refused: namespace not allowed');
-    return { healthy: false, refused, steps };
+    return { healthy: false, refused, notAllowed: true, steps };
   }
 
   const deadline = Date.now() + req.timeoutMs;

@@ -151,21 +151,21 @@ describe('dr-drill', () => {
 });
 
 describe('recoveryFindings', () => {
-  const base = { subject: 'shop/api', namespace: 'shop', objectiveSeconds: 60 };
+  const base = { subject: 'shop/api', objectiveSeconds: 60 };
   const codes = (f: Finding[]) => f.map((x) => `${x.code}:${x.severity}`);
 
   it('maps a refusal in a namespace that is not allowed to pod_kill_not_allowed (info), other refusals to recovery_failed (warning)', () => {
-    expect(codes(recoveryFindings({ ...base, allowedNamespaces: [], result: { healthy: false, steps: [], refused: 'namespace shop is not in allow.podKillNamespaces' } }))).toEqual([
+    expect(codes(recoveryFindings({ ...base, result: { healthy: false, steps: [], refused: 'namespace shop is not in allow.podKillNamespaces', notAllowed: true } }))).toEqual([
       'pod_kill_not_allowed:info',
     ]);
-    expect(codes(recoveryFindings({ ...base, allowedNamespaces: ['shop'], result: { healthy: false, steps: [], refused: 'deployment shop/api is not fully available before the drill' } }))).toEqual([
+    expect(codes(recoveryFindings({ ...base, result: { healthy: false, steps: [], refused: 'deployment shop/api is not fully available before the drill' } }))).toEqual([
       'recovery_failed:warning',
     ]);
   });
 
   it('is critical when a deleted pod was not replaced, recovery_slow past the objective, nothing when on time', () => {
-    expect(codes(recoveryFindings({ ...base, allowedNamespaces: ['shop'], result: { podDeleted: 'api-1', healthy: false, steps: [], error: 'timed out' } }))).toEqual(['recovery_failed:critical']);
-    expect(codes(recoveryFindings({ ...base, allowedNamespaces: ['shop'], result: { podDeleted: 'api-1', recoverySeconds: 61, healthy: true, steps: [] } }))).toEqual(['recovery_slow:warning']);
-    expect(recoveryFindings({ ...base, allowedNamespaces: ['shop'], result: { podDeleted: 'api-1', recoverySeconds: 59, healthy: true, steps: [] } })).toEqual([]);
+    expect(codes(recoveryFindings({ ...base, result: { podDeleted: 'api-1', healthy: false, steps: [], error: 'timed out' } }))).toEqual(['recovery_failed:critical']);
+    expect(codes(recoveryFindings({ ...base, result: { podDeleted: 'api-1', recoverySeconds: 61, healthy: true, steps: [] } }))).toEqual(['recovery_slow:warning']);
+    expect(recoveryFindings({ ...base, result: { podDeleted: 'api-1', recoverySeconds: 59, healthy: true, steps: [] } })).toEqual([]);
   });
 });

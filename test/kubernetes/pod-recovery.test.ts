@@ -113,7 +113,7 @@ describe('measurePodRecovery', () => {
     const none = await measurePodRecovery(request({ kubernetes: target([]) }));
     const other = await measurePodRecovery(request({ kubernetes: target(['staging']) }));
 
-    expect(none).toMatchObject({ healthy: false, refused: expect.stringContaining('namespace shop is not in allow.podKillNamespaces of kubernetes target test-cluster (none allowed)') });
+    expect(none).toMatchObject({ healthy: false, notAllowed: true, refused: expect.stringContaining('namespace shop is not in allow.podKillNamespaces of kubernetes target test-cluster (none allowed)') });
     expect(none.podDeleted).toBeUndefined();
     expect(other.refused).toContain('(staging)');
     expect(api.requests).toEqual([]);
@@ -128,6 +128,7 @@ describe('measurePodRecovery', () => {
     const unobserved = await measurePodRecovery(request({ deployment: 'api' }));
 
     expect(degraded.healthy).toBe(false);
+    expect(degraded.notAllowed).toBeUndefined();
     expect(degraded.refused).toBe('deployment shop/web is not fully available before the drill (2/3 available, 3 updated): a pod-kill would make a degraded service worse');
     expect(unobserved.refused).toContain('status not yet observed for the current generation');
     expect(api.requestsOf('DELETE')).toEqual([]);
