@@ -171,6 +171,8 @@ interface Row {
   metrics: Record<string, number> | null;
 }
 
+const runsKey = (task: string, target: string) => `${task}\u0000${target}`;
+
 /** `main`, `database_size` → `database_size_main` (a metric name). */
 const metricKey = (series: string, target: string) => `days_to_exhaustion_${series}_${target.toLowerCase().replace(/[^a-z0-9]+/g, '_')}`;
 
@@ -194,6 +196,14 @@ export const capacityPlan = defineTask({
     const tasks = [...new Set(wanted.map((w) => w.spec.task))];
     const targets = [...new Set(wanted.map((w) => w.target))];
     const { rows } = await ctx.clients.state.query<Row>(SQL.history, [tasks, targets, new Date(now.getTime() - p.days * DAY_MS), now]);
+    // Each series reads its task's runs on its target: grouped once (oldest first still), not filtered out of every row per series.
+    const runsOf = new Map<string, { at: Date; metrics: Record<string, number> }[]>();
+    for (const r of rows) {
+      if (!r.metrics) continue;
+      const key = runsKey(r.task, r.target);
+      if (!runsOf.has(key)) runsOf.set(key, []);
+      runsOf.get(key)!.push({ at: new Date(r.finished_at), metrics: r.metrics });
+    }
 
     const findings: Finding[] = [];
     const metrics: Record<string, number> = {};
@@ -206,13 +216,13 @@ export const capacityPlan = defineTask({
 
     for (const { target, spec } of wanted) {
       const subject = `${target}/${spec.series}`;
-      const runs = rows.filter((r) => r.task === spec.task && r.target === target && r.metrics);
+      const runs = runsOf.get(runsKey(spec.task, target)) ?? [];
       const raw = runs.flatMap((r) => {
-        const v = r.metrics![spec.metric];
-        return typeof v === 'number' && Number.isFinite(v) ? [{ at: new Date(r.finished_at), value: v }] : [];
+        const v = r.metrics[spec.metric];
+        return typeof v === 'number' && Number.isFinite(v) ? [{ at: r.at, value: v }] : [];
       });
       const points = dailyPeaks(raw);
-      const latest = [...runs].reverse().find((r) => spec.limit(r.metrics ?? undefined, p) !== undefined)?.metrics ?? undefined;
+      const latest = runs.findLast((r) => spec.limit(r.metrics, p) !== undefined)?.metrics;
       const limit = spec.limit(latest, p);
 
       const span = points.length > 1 ? (points[points.length - 1]!.at.getTime() - points[0]!.at.getTime()) / DAY_MS : 0;
