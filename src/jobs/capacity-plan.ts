@@ -173,7 +173,7 @@ interface Row {
 
 const runsKey = (task: string, target: string) => `${task}\u0000${target}`;
 
-/** `main`, `database_size` → `database_size_main` (a metric name). */
+/** `database_size`, `Main-DB` → `days_to_exhaustion_database_size_main_db` (a metric name). */
 const metricKey = (series: string, target: string) => `days_to_exhaustion_${series}_${target.toLowerCase().replace(/[^a-z0-9]+/g, '_')}`;
 
 export const capacityPlan = defineTask({
