@@ -9,6 +9,7 @@ import nodemailer from 'nodemailer';
 import type { Config } from '../config/schema';
 import { coerceError } from '../errors';
 import { redactSecretsIn } from '../logger';
+import { withTimeout } from '../util/timeout';
 
 /** What one notification says, channel-neutral. */
 export interface AlertMessage {
@@ -45,21 +46,6 @@ class PermanentError extends Error {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
-
-/** Rejects after `ms` (the attempt itself is left to its own timeouts); the timer never holds the process. */
-async function withTimeout(work: Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    timer.unref();
-  });
-  work.catch(() => undefined);
-  try {
-    await Promise.race([work, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Runs `attempt` up to policy.attempts times; throws the last error, message redacted. */
 export async function withRetry(policy: RetryPolicy, attempt: () => Promise<void>): Promise<void> {

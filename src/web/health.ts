@@ -9,6 +9,7 @@ import type { Pool } from 'pg';
 import { coerceError } from '../errors';
 import { redactSecretsIn } from '../logger';
 import { AlertState } from '../alerts/alert-state';
+import { withTimeout } from '../util/timeout';
 
 export const HEALTH_SQL = {
   ping: 'SELECT 1',
@@ -27,20 +28,6 @@ export interface HealthReport {
   checks: { redis: CheckResult; state: CheckResult };
   /** The newest failure of each alert channel (SMTP, webhook): it does not make caretaker down, but silence is not "all clear". */
   notifiers?: Record<string, { at: string; error: string }>;
-}
-
-/** Rejects after `ms`; the timer never keeps the process alive. */
-async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-    timer.unref();
-  });
-  try {
-    return await Promise.race([work, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /*
