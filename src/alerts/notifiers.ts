@@ -5,8 +5,8 @@
  * throws one error whose message carries no secret (no SMTP password, no
  * webhook path or token).
  */
-import nodemailer from 'nodemailer';
 import type { Config } from '../config/schema';
+import { createSmtpTransport, type EmailSettings } from '../clients/smtp';
 import { coerceError } from '../errors';
 import { redactSecretsIn } from '../logger';
 import { withTimeout } from '../util/timeout';
@@ -115,9 +115,7 @@ export function createWebhookNotifier(opts: { url: string; retry?: RetryPolicy }
   };
 }
 
-type EmailConfig = NonNullable<Config['notifications']['email']>;
-
-export function createEmailNotifier(opts: { email: EmailConfig; retry?: RetryPolicy }): Notifier {
+export function createEmailNotifier(opts: { email: EmailSettings; retry?: RetryPolicy }): Notifier {
   const retry = opts.retry ?? DEFAULT_RETRY;
   const { smtp, from } = opts.email;
   const to = opts.email.onCall ?? opts.email.to;
@@ -127,15 +125,7 @@ export function createEmailNotifier(opts: { email: EmailConfig; retry?: RetryPol
     async send(message) {
       await withRetry(retry, async () => {
         // A transport per attempt: no pooled connection outlives a failed attempt.
-        const transport = nodemailer.createTransport({
-          host: smtp.host,
-          port: smtp.port,
-          secure: smtp.secure,
-          auth: smtp.user ? { user: smtp.user, pass: smtp.password ?? '' } : undefined,
-          connectionTimeout: retry.attemptTimeoutMs,
-          greetingTimeout: retry.attemptTimeoutMs,
-          socketTimeout: retry.attemptTimeoutMs,
-        });
+        const transport = createSmtpTransport(smtp, { connectMs: retry.attemptTimeoutMs, socketMs: retry.attemptTimeoutMs });
         try {
           await transport.sendMail({ from, to, subject: message.title, text: message.text });
         } catch (err) {

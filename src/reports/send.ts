@@ -3,15 +3,12 @@
  * attachments (referenced by `cid:`), a plain-text part saying the same,
  * to `notifications.email.to` through the configured SMTP server.
  */
-import nodemailer from 'nodemailer';
-import type { Config } from '../config/schema';
+import { createSmtpTransport, type EmailSettings } from '../clients/smtp';
 import type { WeeklyReport } from './model';
 import { renderCharts, type Chart } from './charts';
 import { cidSource, renderHtml } from './render-html';
 import { renderText } from './render-text';
 import { weekNumber } from './week';
-
-export type EmailSettings = NonNullable<Config['notifications']['email']>;
 
 /** `[caretaker] AUDITRON week 48: 2 critical, 5 warnings`. */
 export function reportSubject(report: Pick<WeeklyReport, 'title' | 'week' | 'headline'>): string {
@@ -38,15 +35,7 @@ export async function sendWeeklyReport(
   const { email } = opts;
   const charts = opts.charts ?? (await renderCharts(report.trends));
   const link = reportLink(opts.publicUrl, report);
-  const transport = nodemailer.createTransport({
-    host: email.smtp.host,
-    port: email.smtp.port,
-    secure: email.smtp.secure,
-    ...(email.smtp.user ? { auth: { user: email.smtp.user, pass: email.smtp.password ?? '' } } : {}),
-    connectionTimeout: 15_000,
-    greetingTimeout: 15_000,
-    socketTimeout: 60_000,
-  });
+  const transport = createSmtpTransport(email.smtp, { connectMs: 15_000, socketMs: 60_000 });
   try {
     const info = await transport.sendMail({
       from: email.from,

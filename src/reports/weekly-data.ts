@@ -11,6 +11,7 @@ import { weeksBefore } from './week';
 import { nextFireTimes } from '../schedules/cron';
 import { redactSecretsIn } from '../logger';
 import type { Config } from '../config/schema';
+import type { EmailSettings } from '../clients/smtp';
 
 /** How many weeks the trend charts cover, the report's week included. */
 export const TREND_WEEKS = 12;
@@ -51,7 +52,7 @@ export interface ReportSettings {
   timezone: string;
   /** The web role's public URL: the email links to `${publicUrl}/reports/<week>`. */
   publicUrl?: string;
-  email?: NonNullable<Config['notifications']['email']>;
+  email?: EmailSettings;
   /** Every enabled scheduler (task, target, cron), to tell which runs were due in a week. */
   schedulers: { task: string; target: string; cron: string; timezone: string }[];
 }
