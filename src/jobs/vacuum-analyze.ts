@@ -168,6 +168,15 @@ export function vacuumStatement(db: Pick<Client, 'escapeIdentifier'>, schema: st
   return `VACUUM (ANALYZE, SKIP_LOCKED) ${db.escapeIdentifier(schema)}.${db.escapeIdentifier(table)}`;
 }
 
+/**
+ * autovacuum's rule: dead tuples over this need a VACUUM. The run's choice
+ * and `autovacuum_stale` use the same one. reltuples is -1 until the table is
+ * first vacuumed or analyzed: no rows then.
+ */
+function vacuumLimit(t: TableStats, p: VacuumParams): number {
+  return p.vacuumThreshold + p.vacuumScaleFactor * Math.max(t.reltuples, 0);
+}
+
 function subjectOf(t: Pick<TableStats, 'schema' | 'table'>): string {
   return `${t.schema}.${t.table}`;
 }
@@ -183,10 +192,10 @@ export function pickTables(tables: readonly TableStats[], p: VacuumParams): Cand
       reasons.push('wraparound');
       why.push(`xid age ${fmt(t.xidAge)} ≥ ${fmt(p.wraparoundWarning)}`);
     }
-    const vacuumLimit = p.vacuumThreshold + p.vacuumScaleFactor * rows;
-    if (t.deadTuples > vacuumLimit) {
+    const deadLimit = vacuumLimit(t, p);
+    if (t.deadTuples > deadLimit) {
       reasons.push('dead_tuples');
-      why.push(`${fmt(t.deadTuples)} dead tuples > ${fmt(vacuumLimit)} (${p.vacuumThreshold} + ${p.vacuumScaleFactor} × ${fmt(rows)} rows)`);
+      why.push(`${fmt(t.deadTuples)} dead tuples > ${fmt(deadLimit)} (${p.vacuumThreshold} + ${p.vacuumScaleFactor} × ${fmt(rows)} rows)`);
     }
     const analyzeLimit = p.analyzeThreshold + p.analyzeScaleFactor * rows;
     if (t.modsSinceAnalyze > analyzeLimit) {
@@ -246,7 +255,7 @@ export function autovacuumStaleFindings(tables: readonly TableStats[], p: Vacuum
   const out: Finding[] = [];
   const maxAgeSeconds = p.autovacuumMaxAgeHours * 3600;
   for (const t of tables) {
-    const limit = p.vacuumThreshold + p.vacuumScaleFactor * Math.max(t.reltuples, 0);
+    const limit = vacuumLimit(t, p);
     if (t.deadTuples <= limit) continue;
     if (t.autovacuumSecondsAgo !== null && t.autovacuumSecondsAgo <= maxAgeSeconds) continue;
     const disabledOnTable = t.autovacuumOption !== null && OFF.has(t.autovacuumOption);
