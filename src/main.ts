@@ -15,7 +15,6 @@ import { createRedis } from './clients/redis';
 import { createQueue, jobOptions, type JobData } from './queue/queue';
 import { ResultStore } from './results/store';
 import { migrate } from './results/migrate';
-import { expandSchedulers, resolveSchedules } from './schedules/resolve';
 import { startScheduler, type SchedulerRole } from './schedules/scheduler';
 import { startMissedRunWatch, type MissedRun } from './schedules/missed-runs';
 import { startWorker, type WorkerRole } from './worker/worker';
@@ -107,7 +106,7 @@ export async function startCaretaker(opts: {
       stops.unshift(() => worker.close(config.worker.shutdownGraceMs));
     }
     if (roles.includes('scheduler')) {
-      const entries = expandSchedulers(resolveSchedules(config, registry).schedules, config, registry);
+      const entries = config.schedulers;
       const scheduler: SchedulerRole = await startScheduler({
         queue,
         connection: redis,

@@ -60,12 +60,13 @@ export function validateConfig(raw: unknown, source: string, registry: TaskRegis
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(source, formatIssues(parsed.error));
   const config = parsed.data;
-  const problems = [...checkReferences(config, registry), ...resolveSchedules(config, registry).problems];
+  const schedules = resolveSchedules(config, registry);
+  const problems = [...checkReferences(config, registry), ...schedules.problems];
   const stateUrl = config.state.url ?? config.targets.postgres[0]?.url;
   if (!stateUrl) problems.push('state.url: required when no postgres target is configured');
   if (problems.length > 0) throw new ConfigError(source, problems);
   const resolved: Config = { ...config, targets: { ...config.targets, backups: resolveBackups(config), queues: resolveQueues(config) }, state: { ...config.state, url: stateUrl! }, source, schedulers: [] };
-  resolved.schedulers = expandSchedulers(resolveSchedules(resolved, registry).schedules, resolved, registry).map(({ task, target, cron, timezone }) => ({ task, target, cron, timezone }));
+  resolved.schedulers = expandSchedulers(schedules.schedules, resolved, registry);
   return resolved;
 }
 

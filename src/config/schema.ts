@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { isValidTimezone } from '../schedules/cron';
+import type { SchedulerEntry } from '../schedules/resolve';
 
 /** Names end up in scheduler ids, Redis keys and metric labels: keep them plain. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
@@ -319,6 +320,6 @@ export interface Config extends Omit<ParsedConfig, 'targets'> {
   state: ParsedConfig['state'] & { url: string };
   /** Where the config came from, for messages: a file path or "environment defaults". */
   source: string;
-  /** Every enabled (task, target) with its cron, resolved at load. */
-  schedulers: CaretakerTarget['schedulers'];
+  /** Every job scheduler the config declares (enabled schedules × tasks × targets), resolved once at load. */
+  schedulers: SchedulerEntry[];
 }
