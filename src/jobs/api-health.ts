@@ -77,14 +77,14 @@ export const apiHealth = defineTask({
     const secrets = [token, ...secretsOfUrl(target.url), ...secretsOfUrl(target.detailedUrl)];
     const scrub = (text: string) => scrubSecrets(text, secrets);
     const extraCa = p.caFile ? readFileSync(p.caFile, 'utf8') : undefined;
-    const tls: TlsOptions = { insecure: p.insecureSkipVerify, ca: extraCa ? [...rootCertificates, extraCa] : undefined };
+    const requester: Requester = { signal, tls: { insecure: p.insecureSkipVerify, ca: extraCa ? [...rootCertificates, extraCa] : undefined }, scrub };
     const findings: Finding[] = [];
     const metrics: Record<string, number> = {};
     const summary: string[] = [];
 
     // 1. The health URL, as a client (or a load balancer) calls it.
     const healthUrl = new URL(target.url);
-    const health = await attempt(() => get(healthUrl, { timeoutMs: p.timeoutMs, signal, tls }));
+    const health = await attempt(healthUrl, requester, { timeoutMs: p.timeoutMs });
     const up = health.answer !== undefined && isSuccess(health.answer.status);
     metrics.health_up = up ? 1 : 0;
     if (health.answer) {
@@ -94,7 +94,7 @@ export const apiHealth = defineTask({
     if (up) {
       summary.push(`up (${health.answer!.status} in ${Math.round(health.answer!.ms)} ms)`);
     } else {
-      const finding = healthDownFinding(healthUrl, health, scrub);
+      const finding = healthDownFinding(healthUrl, health);
       summary.push(`DOWN: ${finding.details!.reason}`);
       findings.push(finding);
     }
@@ -129,7 +129,7 @@ export const apiHealth = defineTask({
         summary.push('detailed: not tried');
       } else {
         const headers = token ? { authorization: `Bearer ${token}` } : undefined;
-        const detailed = await attempt(() => get(detailedUrl, { timeoutMs: p.timeoutMs, signal, tls, headers }));
+        const detailed = await attempt(detailedUrl, requester, { timeoutMs: p.timeoutMs, headers });
         const finding = detailedFinding(detailedUrl, detailed, !!token, scrub);
         metrics.health_detailed_up = detailed.answer && isSuccess(detailed.answer.status) ? 1 : 0;
         summary.push(finding ? `detailed: ${finding.code === 'health_detailed_failed' ? 'FAILED' : finding.details!.status}` : 'detailed: ok');
@@ -139,8 +139,8 @@ export const apiHealth = defineTask({
 
     // 4. The latency sample, over one kept-alive connection.
     if (up && p.samples > 0) {
-      const sample = await sampleLatency(healthUrl, p, signal, tls);
-      findings.push(...latencyFindings(healthUrl, sample, p, scrub));
+      const sample = await sampleLatency(healthUrl, p, requester);
+      findings.push(...latencyFindings(healthUrl, sample, p));
       metrics.latency_samples = sample.times.length;
       metrics.latency_sample_errors = sample.errors.length;
       if (sample.times.length > 0) {
@@ -160,9 +160,9 @@ export const apiHealth = defineTask({
 
 // --- findings ---------------------------------------------------------------
 
-function healthDownFinding(url: URL, health: Attempt, scrub: (s: string) => string): Finding {
+function healthDownFinding(url: URL, health: Attempt): Finding {
   const { answer } = health;
-  const reason = answer ? `answered ${statusLine(answer)}` : `no answer (${scrub(health.failure!)})`;
+  const reason = answer ? `answered ${statusLine(answer)}` : `no answer (${health.failure!})`;
   let suggestion = 'Check that the service runs and that caretaker can reach it (DNS, network policy, firewall)';
   if (answer?.location) suggestion = "caretaker does not follow redirects: set the target's url to where this one points";
   else if (answer) suggestion = 'Look at the service: its pods (k8s-health), its error logs (error-logs) and what its health check depends on (the detailed health URL)';
@@ -181,7 +181,7 @@ function healthDownFinding(url: URL, health: Attempt, scrub: (s: string) => stri
       status: answer?.status,
       responseMs: answer ? round(answer.ms) : undefined,
       location: answer?.location ? redirectTarget(url, answer.location) : undefined,
-      body: answer ? excerpt(scrub(answer.body)) : undefined,
+      body: answer ? excerpt(answer.body) : undefined,
     },
   };
 }
@@ -196,17 +196,20 @@ function tlsFindings(cert: PeerCertificate, p: Params): Finding[] {
   });
 }
 
+/** What a GET got, through the run's scrub. */
 interface Attempt {
   answer?: Answer;
+  /** Why there was no answer. */
   failure?: string;
 }
 
+/** `scrub` again on what is read from the JSON: it may escape a secret's characters (`\/`, `\u00e9`), which the scrub of the raw text misses. */
 function detailedFinding(url: URL, detailed: Attempt, withToken: boolean, scrub: (s: string) => string): Finding | undefined {
   const health = detailed.answer ? readDetailedHealth(detailed.answer.body) : undefined;
   const unhealthy = health?.components.filter((c) => classify(c.status) !== 'ok') ?? [];
   const named = unhealthy.map((c) => `${c.name} ${c.status}`).join(', ');
   if (!detailed.answer || !isSuccess(detailed.answer.status)) {
-    const reason = detailed.answer ? `answered ${statusLine(detailed.answer)}` : `no answer (${scrub(detailed.failure!)})`;
+    const reason = detailed.answer ? `answered ${statusLine(detailed.answer)}` : `no answer (${detailed.failure!})`;
     const denied = detailed.answer?.status === 401 || detailed.answer?.status === 403;
     return {
       severity: 'warning',
@@ -221,10 +224,10 @@ function detailedFinding(url: URL, detailed: Attempt, withToken: boolean, scrub:
       details: {
         url: display(url),
         status: detailed.answer?.status,
-        reason: detailed.answer ? undefined : scrub(detailed.failure!),
+        reason: detailed.failure,
         tokenSent: withToken,
         components: scrubComponents(unhealthy, scrub),
-        body: health || !detailed.answer ? undefined : excerpt(scrub(detailed.answer.body)),
+        body: health || !detailed.answer ? undefined : excerpt(detailed.answer.body),
       },
     };
   }
@@ -243,7 +246,7 @@ function detailedFinding(url: URL, detailed: Attempt, withToken: boolean, scrub:
   };
 }
 
-function latencyFindings(url: URL, sample: Sample, p: Params, scrub: (s: string) => string): Finding[] {
+function latencyFindings(url: URL, sample: Sample, p: Params): Finding[] {
   const findings: Finding[] = [];
   const requested = sample.times.length + sample.errors.length;
   if (sample.times.length > 0) {
@@ -273,9 +276,9 @@ function latencyFindings(url: URL, sample: Sample, p: Params, scrub: (s: string)
       severity: 'warning',
       code: 'health_intermittent',
       subject: display(url),
-      message: `${sample.errors.length} of ${requested} sample requests to ${display(url)} failed (${scrub(sample.errors[0]!)}), though the first answered`,
+      message: `${sample.errors.length} of ${requested} sample requests to ${display(url)} failed (${sample.errors[0]!}), though the first answered`,
       suggestion: 'Some instances or requests fail: look at the pods behind the service (k8s-health) and its error logs',
-      details: { failed: sample.errors.length, requested, reasons: [...new Set(sample.errors.map(scrub))].slice(0, 10) },
+      details: { failed: sample.errors.length, requested, reasons: [...new Set(sample.errors)].slice(0, 10) },
     });
   }
   return findings;
@@ -291,21 +294,21 @@ interface Sample {
   cutShort: boolean;
 }
 
-async function sampleLatency(url: URL, p: Params, signal: AbortSignal, tls: TlsOptions): Promise<Sample> {
+async function sampleLatency(url: URL, p: Params, requester: Requester): Promise<Sample> {
   const Agent = url.protocol === 'https:' ? HttpsAgent : HttpAgent;
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const deadline = performance.now() + p.sampleBudgetMs;
   const sample: Sample = { times: [], errors: [], cutShort: false };
   try {
     for (let i = 0; i < p.samples; i++) {
-      if (signal.aborted) throw signal.reason;
+      if (requester.signal.aborted) throw requester.signal.reason;
       const remaining = deadline - performance.now();
       if (remaining <= 0) {
         sample.cutShort = true;
         break;
       }
       const timeoutMs = Math.max(1, Math.floor(Math.min(p.timeoutMs, remaining)));
-      const r = await attempt(() => get(url, { timeoutMs, signal, tls, agent }));
+      const r = await attempt(url, requester, { timeoutMs, agent });
       if (r.answer && isSuccess(r.answer.status)) sample.times.push(r.answer.ms);
       else if (r.answer) sample.errors.push(`answered ${statusLine(r.answer)}`);
       else if (timeoutMs < p.timeoutMs) sample.cutShort = true; // the budget, not the service, ran out
@@ -337,6 +340,14 @@ interface TlsOptions {
   insecure: boolean;
   /** The trusted CAs when a caFile adds one; undefined: Node's defaults. */
   ca?: string[];
+}
+
+/** What every GET of a run shares. */
+interface Requester {
+  signal: AbortSignal;
+  tls: TlsOptions;
+  /** Applied to all an answer carries (status text, Location, body) and to the reason there was none. */
+  scrub: (text: string) => string;
 }
 
 interface Answer {
@@ -405,12 +416,16 @@ function get(url: URL, o: { timeoutMs: number; signal: AbortSignal; tls: TlsOpti
   });
 }
 
-/** Runs a GET; a request without an answer becomes `failure`, anything else (an abort) throws. */
-async function attempt(fn: () => Promise<Answer>): Promise<Attempt> {
+/**
+ * GETs the URL and scrubs what came back, so that no finding has to: a
+ * request without an answer becomes `failure`, anything else (an abort) throws.
+ */
+async function attempt(url: URL, r: Requester, o: { timeoutMs: number; headers?: Record<string, string>; agent?: HttpAgent }): Promise<Attempt> {
   try {
-    return { answer: await fn() };
+    const a = await get(url, { ...o, signal: r.signal, tls: r.tls });
+    return { answer: { ...a, statusText: r.scrub(a.statusText), location: a.location === undefined ? undefined : r.scrub(a.location), body: r.scrub(a.body) } };
   } catch (err) {
-    if (err instanceof NoAnswer) return { failure: err.message };
+    if (err instanceof NoAnswer) return { failure: r.scrub(err.message) };
     throw err;
   }
 }

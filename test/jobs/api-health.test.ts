@@ -159,6 +159,17 @@ describe('health_down', () => {
     expect(result.summary).toBe('api: DOWN: answered 503 Service Unavailable');
   });
 
+  it('what the server sends back, its status line too, never shows a key from the URL\'s query', async () => {
+    const key = `key-${randomBytes(12).toString('hex')}`;
+    const server = await serve({ '/health': { status: 403, statusText: `Forbidden for api_key=${key}`, body: `no access with ${key}` } });
+    const result = await run({ url: `${server.url('/health')}?api_key=${key}` });
+
+    const f = one(result, 'health_down');
+    expect(f.message).toBe(`${server.url('/health')} answered 403 Forbidden for api_key=***`);
+    expect(f.details).toMatchObject({ reason: 'answered 403 Forbidden for api_key=***', body: 'no access with ***' });
+    expect(JSON.stringify(result)).not.toContain(key);
+  });
+
   it('a redirect is not followed: down, with where it points', async () => {
     const server = await serve({ '/health': { status: 301, headers: { location: '/v2/health?key=secret' }, body: '' } });
     const result = await run({ url: server.url('/health') });

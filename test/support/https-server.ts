@@ -88,6 +88,8 @@ export interface RouteSpec {
   status?: number;
   /** Statuses of successive requests to this path, cycling (overrides `status`): [200, 503] fails every other one. */
   statuses?: number[];
+  /** The status line's reason phrase; default: the standard one for the status. */
+  statusText?: string;
   /** Extra response headers (a redirect's Location). */
   headers?: Record<string, string>;
   /** Waits this long before answering. */
@@ -137,7 +139,7 @@ export async function startTestServer(opts: { tls?: TestCertificate; routes?: Re
       const n = served.get(path) ?? 0;
       served.set(path, n + 1);
       const status = spec.statuses?.length ? spec.statuses[n % spec.statuses.length]! : (spec.status ?? 200);
-      send(res, status, spec.body ?? { status: status < 400 ? 'ok' : 'down' }, spec.headers);
+      send(res, status, spec.body ?? { status: status < 400 ? 'ok' : 'down' }, spec.headers, spec.statusText);
     };
     if (!spec?.delayMs) return answer();
     const timer = setTimeout(() => {
@@ -181,8 +183,9 @@ export async function closedPort(): Promise<number> {
   return port;
 }
 
-function send(res: ServerResponse, status: number, body: string | Record<string, unknown>, headers: Record<string, string> = {}): void {
+function send(res: ServerResponse, status: number, body: string | Record<string, unknown>, headers: Record<string, string> = {}, statusText?: string): void {
   const json = typeof body !== 'string';
+  if (statusText !== undefined) res.statusMessage = statusText;
   res.writeHead(status, { 'content-type': json ? 'application/json' : 'text/plain', ...headers });
   res.end(json ? JSON.stringify(body) : body);
 }
