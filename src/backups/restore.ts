@@ -28,7 +28,7 @@ import { formatBytes, formatDuration } from '../util/format';
 import { createStore } from './create-store';
 import { listDumps, type BackupStore, type StoredObject } from './store';
 import { formatOf, readManifest, type BackupManifest, type DumpFormat } from './manifest';
-import { isScratchName, scratchCreatedAt, scratchDatabaseName } from './scratch';
+import { isScratchName, scratchCreatedAt, scratchDatabaseName, scratchNamePrefix } from './scratch';
 import { kill, restoreInto, throwIfAborted, type ToolError } from './restore-tools';
 import { oneLine, verify } from './restore-verify';
 import { SQL } from '../jobs/restore-test.sql';
@@ -245,7 +245,7 @@ async function manifestOf(run: RestoreRun, store: BackupStore, dump: string): Pr
  * scratch prefix, this target's part and a timestamp only, never anything else.
  */
 async function sweep(admin: Client, targetName: string, dryRun: boolean, actions: Action[], log: Logger): Promise<void> {
-  const ours = scratchDatabaseName(targetName, new Date(0)).slice(0, -14);
+  const ours = scratchNamePrefix(targetName);
   const { rows } = await admin.query<{ datname: string }>(SQL.scratchDatabases, [ours]);
   const cutoff = Date.now() - SWEEP_AFTER_MS;
   for (const { datname } of rows) {

@@ -9,12 +9,19 @@ export const SCRATCH_PREFIX = 'caretaker_scratch_';
 /** PostgreSQL's limit on identifiers (NAMEDATALEN - 1). */
 const MAX_NAME = 63;
 
+/** The `yyyymmddhhmmss` stamp that ends a scratch database's name. */
+const STAMP_CHARS = 14;
+
+/** `caretaker_scratch_<target>_`: how every scratch database of `target` starts (the sweep's and tests' filter). */
+export function scratchNamePrefix(target: string): string {
+  const safeTarget = target.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+  const room = MAX_NAME - SCRATCH_PREFIX.length - STAMP_CHARS - 1;
+  return `${SCRATCH_PREFIX}${safeTarget.slice(0, room)}_`;
+}
+
 /** `caretaker_scratch_<target>_<yyyymmddhhmmss>`: sortable, and its age is in its name. */
 export function scratchDatabaseName(target: string, at: Date = new Date()): string {
-  const stamp = at.toISOString().replace(/[-:T]/g, '').slice(0, 14);
-  const safeTarget = target.toLowerCase().replace(/[^a-z0-9_]/g, '_');
-  const room = MAX_NAME - SCRATCH_PREFIX.length - stamp.length - 1;
-  return `${SCRATCH_PREFIX}${safeTarget.slice(0, room)}_${stamp}`;
+  return scratchNamePrefix(target) + at.toISOString().replace(/[-:T]/g, '').slice(0, STAMP_CHARS);
 }
 
 /** When a scratch database was created, from its name; undefined for any other name. */

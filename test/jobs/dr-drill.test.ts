@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { Client } from 'pg';
 import { drDrill, recoveryFindings } from '../../src/jobs/dr-drill';
-import { scratchDatabaseName } from '../../src/backups/scratch';
+import { scratchNamePrefix } from '../../src/backups/scratch';
 import { manifestName, type BackupManifest } from '../../src/backups/manifest';
 import type { Finding, TaskResult } from '../../src/contract/result';
 import { createTestDatabase, type TestDatabase } from '../support/db';
@@ -14,7 +14,7 @@ import { TEST_PG_ADMIN_URL } from '../support/env';
 
 /** This file's own target: scratch names and the sweep are per target, and test files run in parallel. */
 const TARGET = `dr-${randomBytes(3).toString('hex')}`;
-const OURS = scratchDatabaseName(TARGET, new Date(0)).slice(0, -14);
+const OURS = scratchNamePrefix(TARGET);
 const HOUR = 3600;
 
 let source: TestDatabase;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { Client } from 'pg';
 import { restoreTest } from '../../src/jobs/restore-test';
-import { scratchDatabaseName } from '../../src/backups/scratch';
+import { scratchDatabaseName, scratchNamePrefix } from '../../src/backups/scratch';
 import { manifestName, type BackupManifest } from '../../src/backups/manifest';
 import { parseToolError } from '../../src/backups/restore';
 import type { Task } from '../../src/contract/task';
@@ -18,7 +18,7 @@ import { TEST_PG_ADMIN_URL } from '../support/env';
 /** A target name of this file only: scratch names (and the sweep) are per target, and test files run in parallel. */
 const TARGET = `rt-${randomBytes(3).toString('hex')}`;
 /** `caretaker_scratch_<target>_`: every scratch database of TARGET starts with it. */
-const OURS = scratchDatabaseName(TARGET, new Date(0)).slice(0, -14);
+const OURS = scratchNamePrefix(TARGET);
 const COUNTS = { 'public.accounts': 1000, 'public.Order Items': 50, 'sales.events': 200, 'public.empty_log': 0 };
 
 let source: TestDatabase;
