@@ -234,6 +234,11 @@ describe('metrics-review when Prometheus cannot answer', () => {
   it('a 5xx, a 401 and a server that does not answer in time are errors; a query timeout is that query\'s failure', async () => {
     const answers = await startServer((req, res) => {
       if (req.url?.startsWith('/slow/')) return; // never answers
+      if (req.url?.startsWith('/echo/')) {
+        // A proxy's 401 that quotes the credentials it was sent.
+        res.writeHead(401, { 'content-type': 'application/json' });
+        return res.end(JSON.stringify({ status: 'error', errorType: 'unauthorized', error: `invalid credentials: ${req.headers.authorization}` }));
+      }
       if (req.url?.startsWith('/heavy/')) {
         // What Prometheus itself answers when a query runs past its `timeout`.
         res.writeHead(503, { 'content-type': 'application/json' });
@@ -248,6 +253,10 @@ describe('metrics-review when Prometheus cannot answer', () => {
     const denied = await run({ url: `${answers.url}/denied`, token: 'wrong-token-5b1f' });
     expect(denied).toMatchObject({ status: 'error', summary: expect.stringContaining('answered HTTP 401 (check the target token)') });
     expect(JSON.stringify(denied)).not.toContain('wrong-token-5b1f');
+    // A server that quotes the token back: its words are shown, the token is not.
+    const echoed = await run({ url: `${answers.url}/echo`, token: 'wrong-token-5b1f' });
+    expect(echoed.summary).toContain('answered HTTP 401: invalid credentials: Bearer *** (check the target token)');
+    expect(JSON.stringify(echoed)).not.toContain('wrong-token-5b1f');
     // A query Prometheus gave up on is that query's failure, not an unreachable server.
     const heavy = await run({ url: `${answers.url}/heavy`, params: { queries: [q({ name: 'heavy', query: 'up', max: 1 })] } });
     expect(heavy.status).toBe('warning');
