@@ -8,18 +8,17 @@
 import type { Finding, TaskResult } from '../contract/result';
 import { QUEUE_NAME } from '../queue/queue';
 import { redactSecretsIn } from '../logger';
+import { BOARD_PATH, publicLink } from '../web/paths';
 import type { AlertRow } from './alert-state';
 import type { AlertMessage } from './notifiers';
 
-/** Where Bull Board is mounted (src/web/board.ts BOARD_PATH; not imported, to keep Bull Board out of workers). */
-const BOARD_PATH = '/admin/queues';
 /** Email subjects longer than this are cut: mail clients show ~80 characters anyway. */
 const TITLE_MAX = 200;
 
 /** The job's page in Bull Board, when the web role's public URL is configured. */
 export function jobLink(publicUrl: string | undefined, jobId: string | undefined): string | undefined {
-  if (!publicUrl || !jobId) return undefined;
-  return `${publicUrl.replace(/\/+$/, '')}${BOARD_PATH}/queue/${QUEUE_NAME}/${encodeURIComponent(jobId)}`;
+  if (!jobId) return undefined;
+  return publicLink(publicUrl, `${BOARD_PATH}/queue/${QUEUE_NAME}/${encodeURIComponent(jobId)}`);
 }
 
 const clean = (s: string) => redactSecretsIn(s);

@@ -9,6 +9,7 @@ import { renderCharts, type Chart } from './charts';
 import { cidSource, renderHtml } from './render-html';
 import { renderText } from './render-text';
 import { weekNumber } from './week';
+import { publicLink, REPORTS_PATH } from '../web/paths';
 
 /** `[caretaker] AUDITRON week 48: 2 critical, 5 warnings`. */
 export function reportSubject(report: Pick<WeeklyReport, 'title' | 'week' | 'headline'>): string {
@@ -17,8 +18,7 @@ export function reportSubject(report: Pick<WeeklyReport, 'title' | 'week' | 'hea
 
 /** `${publicUrl}/reports/2026-W48`, or undefined without a public URL. */
 export function reportLink(publicUrl: string | undefined, report: Pick<WeeklyReport, 'week'>): string | undefined {
-  if (!publicUrl) return undefined;
-  return `${publicUrl.replace(/\/+$/, '')}/reports/${encodeURIComponent(report.week.id)}`;
+  return publicLink(publicUrl, `${REPORTS_PATH}/${encodeURIComponent(report.week.id)}`);
 }
 
 export interface SendOutcome {

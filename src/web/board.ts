@@ -12,9 +12,7 @@ import express from 'express';
 import { z } from 'zod';
 import { jobDataSchema, type JobData } from '../queue/queue';
 import { roleOf, type Role } from './auth';
-
-/** Where the board lives; `/` redirects here. */
-export const BOARD_PATH = '/admin/queues';
+import { BOARD_PATH } from './paths';
 
 const BOARD_TITLE = 'caretaker';
 

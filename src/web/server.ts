@@ -19,12 +19,13 @@ import type { ResultStore } from '../results/store';
 import { apiRouter } from './api-runs';
 import { reportsRouter } from './reports';
 import { authEnabled, authenticate, viewersReadOnly } from './auth';
-import { BOARD_PATH, createBoards } from './board';
+import { createBoards } from './board';
 import { healthHandler } from './health';
 import { errorHandler, notFound } from './http-errors';
 import { LoginThrottle, type LoginThrottleOptions } from './login-throttle';
 import { createMetricsRegistry, metricsHandler } from './metrics';
 import { sameOriginOnly } from './same-origin';
+import { BOARD_PATH, REPORTS_PATH } from './paths';
 
 export interface WebDeps {
   config: Config;
@@ -67,7 +68,7 @@ export function createWebApp(deps: WebDeps): express.Express {
   app.get('/health', healthHandler(deps));
   app.get('/metrics', metricsHandler(createMetricsRegistry(deps.state)));
   app.use('/api', login, apiRouter(deps.store));
-  app.use('/reports', login, reportsRouter({ config: deps.config, state: deps.state }));
+  app.use(REPORTS_PATH, login, reportsRouter({ config: deps.config, state: deps.state }));
   app.use(BOARD_PATH, login, viewersReadOnly(), ...createBoards(deps.queue));
 
   app.use(notFound());

@@ -13,7 +13,7 @@ import request from 'supertest';
 import { appRoutes } from '@bull-board/api/dist/routes.js';
 import type { TaskResult } from '../../src/contract/result';
 import { lastCompleteWeek } from '../../src/reports/week';
-import { BOARD_PATH } from '../../src/web/board';
+import { BOARD_PATH } from '../../src/web/paths';
 import { createWebApp, startWeb, type WebServer } from '../../src/web/server';
 import { ADMIN, VIEWER, runOneFailedOneCompleted, webFixture, type WebFixture } from '../web/fixture';
 

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type BrowserContext } from 'playwright-core';
-import { BOARD_PATH } from '../../src/web/board';
+import { BOARD_PATH } from '../../src/web/paths';
 import { startWeb, type WebServer } from '../../src/web/server';
 import { ADMIN, webFixture, type WebFixture } from './fixture';
 

@@ -5,7 +5,8 @@
 import express from 'express';
 import request from 'supertest';
 import { roleOf } from '../../src/web/auth';
-import { BOARD_PATH, createBoards } from '../../src/web/board';
+import { createBoards } from '../../src/web/board';
+import { BOARD_PATH } from '../../src/web/paths';
 import { createWebApp } from '../../src/web/server';
 import { ADMIN, VIEWER, runOneFailedOneCompleted, webFixture, type WebFixture } from './fixture';
 
