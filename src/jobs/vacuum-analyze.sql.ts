@@ -45,7 +45,7 @@ export const SQL = {
     FROM pg_stat_user_tables s
     WHERE s.relid = ANY($1::oid[])`,
 
-  /** The session's statement timeout, to put back after each VACUUM. */
+  /** The session's statement timeout, to put back after the VACUUMs. */
   statementTimeout: `SELECT current_setting('statement_timeout') AS value`,
 
   /** Sets the statement timeout for the session (a value, so a parameter). */

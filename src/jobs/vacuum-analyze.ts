@@ -118,18 +118,24 @@ export const vacuumAnalyze = defineTask({
       const restoreTo = (await db.query<{ value: string }>(SQL.statementTimeout)).rows[0]!.value;
       await checkClientConnection(db);
       const done: { candidate: Candidate; result: VacuumResult }[] = [];
-      for (const [i, c] of selected.entries()) {
-        if (ctx.signal.aborted) {
-          counts.notReached = selected.length - i;
-          ctx.log.warn({ notReached: counts.notReached }, 'run aborted: stopping between tables');
-          break;
+      // The session runs nothing but the VACUUMs in between: their timeout is set once, the session's put back after the last.
+      await db.query(SQL.setStatementTimeout, [`${p.vacuumTimeoutMs}ms`]);
+      try {
+        for (const [i, c] of selected.entries()) {
+          if (ctx.signal.aborted) {
+            counts.notReached = selected.length - i;
+            ctx.log.warn({ notReached: counts.notReached }, 'run aborted: stopping between tables');
+            break;
+          }
+          const result = await vacuumTable(db, c.stats);
+          done.push({ candidate: c, result });
+          if (result.outcome === 'done') ctx.applied(vacuumAction(c, true, result));
+          counts[result.outcome === 'done' ? 'vacuumed' : result.outcome === 'locked' ? 'locked' : 'failed']++;
+          await ctx.jobLog(`${subjectOf(c.stats)}: ${result.outcome} in ${formatDuration(result.durationMs)}`);
+          await ctx.progress(((i + 1) / selected.length) * 100);
         }
-        const result = await vacuumTable(db, c.stats, p.vacuumTimeoutMs, restoreTo);
-        done.push({ candidate: c, result });
-        if (result.outcome === 'done') ctx.applied(vacuumAction(c, true, result));
-        counts[result.outcome === 'done' ? 'vacuumed' : result.outcome === 'locked' ? 'locked' : 'failed']++;
-        await ctx.jobLog(`${subjectOf(c.stats)}: ${result.outcome} in ${formatDuration(result.durationMs)}`);
-        await ctx.progress(((i + 1) / selected.length) * 100);
+      } finally {
+        await db.query(SQL.setStatementTimeout, [restoreTo]);
       }
       const after = await statsAfter(db, done.filter((d) => d.result.outcome === 'done').map((d) => d.candidate.stats.relid));
       for (const { candidate, result } of done) {
@@ -301,11 +307,11 @@ interface VacuumResult {
 }
 
 /**
- * One VACUUM under its own statement timeout, then the session's timeout
- * put back. SKIP_LOCKED makes the server skip a table it cannot lock at once
- * with a WARNING notice (55P03), not an error: the notices tell what happened.
+ * One VACUUM, under the statement timeout the run set for them. SKIP_LOCKED
+ * makes the server skip a table it cannot lock at once with a WARNING notice
+ * (55P03), not an error: the notices tell what happened.
  */
-async function vacuumTable(db: Client, t: TableStats, timeoutMs: number, restoreTo: string): Promise<VacuumResult> {
+async function vacuumTable(db: Client, t: TableStats): Promise<VacuumResult> {
   const warnings: Notice[] = [];
   const onNotice = (n: Notice) => {
     if (n.severity === 'WARNING') warnings.push(n);
@@ -313,7 +319,6 @@ async function vacuumTable(db: Client, t: TableStats, timeoutMs: number, restore
   const started = Date.now();
   db.on('notice', onNotice);
   try {
-    await db.query(SQL.setStatementTimeout, [`${timeoutMs}ms`]);
     await db.query(vacuumStatement(db, t.schema, t.table));
     const durationMs = Date.now() - started;
     const messages = warnings.map((w) => w.message ?? '');
@@ -328,7 +333,6 @@ async function vacuumTable(db: Client, t: TableStats, timeoutMs: number, restore
     return { outcome, durationMs: Date.now() - started, messages: [...warnings.map((w) => w.message ?? ''), e.message], errorCode: e.code };
   } finally {
     db.removeListener('notice', onNotice);
-    await db.query(SQL.setStatementTimeout, [restoreTo]);
   }
 }
 

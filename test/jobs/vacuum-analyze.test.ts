@@ -364,6 +364,26 @@ describe('vacuum-analyze', () => {
     expect((await state(db, 'public', 'slow'))!.analyzeCount).toBe(1);
   });
 
+  it('sends one statement per table beyond a fixed few: the VACUUM timeout is set once per run, not around each table', async () => {
+    const one = await fresh();
+    await plant(one, 'public', 't1', 300, 100);
+    const three = await fresh();
+    for (const t of ['t1', 't2', 't3']) await plant(three, 'public', t, 300, 100);
+    const spy = jest.spyOn(Client.prototype, 'query');
+    try {
+      spy.mockClear();
+      const forOne = await run(one);
+      const queriesForOne = spy.mock.calls.length;
+      spy.mockClear();
+      const forThree = await run(three);
+      const queriesForThree = spy.mock.calls.length;
+      expect([forOne.metrics.tables_vacuumed, forThree.metrics.tables_vacuumed]).toEqual([1, 3]);
+      expect(queriesForThree - queriesForOne).toBe(2);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('reports vacuum_failed when the role it connects as may not vacuum the table', async () => {
     const db = await fresh();
     await plant(db, 'public', 'owned', 300, 200);
