@@ -23,6 +23,9 @@ export interface AlertKey {
   subject: string;
 }
 
+/** The code of the problem "the task could not do its work" (an `error` run; its subject is the target). */
+export const RUN_ERROR_CODE = 'run_error';
+
 /** One problem of a run, to claim. */
 export interface AlertProblem {
   code: string;

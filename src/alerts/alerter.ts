@@ -17,12 +17,9 @@ import type { Config } from '../config/schema';
 import type { TaskResult } from '../contract/result';
 import { coerceError } from '../errors';
 import { redactSecretsIn } from '../logger';
-import { AlertState, type AlertProblem, type AlertRow } from './alert-state';
+import { AlertState, RUN_ERROR_CODE, type AlertProblem, type AlertRow } from './alert-state';
 import { alertMessage, jobLink, resolvedMessage } from './messages';
 import { createNotifiers, type AlertMessage, type Notifier, type RetryPolicy } from './notifiers';
-
-/** The code of the problem "the task could not do its work". */
-export const RUN_ERROR_CODE = 'run_error';
 
 export interface ChannelFailure {
   at: string;

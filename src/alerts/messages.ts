@@ -9,7 +9,7 @@ import type { Finding, TaskResult } from '../contract/result';
 import { QUEUE_NAME } from '../queue/queue';
 import { redactSecretsIn } from '../logger';
 import { BOARD_PATH, publicLink } from '../web/paths';
-import type { AlertRow } from './alert-state';
+import { RUN_ERROR_CODE, type AlertRow } from './alert-state';
 import type { AlertMessage } from './notifiers';
 
 /** Email subjects longer than this are cut: mail clients show ~80 characters anyway. */
@@ -88,7 +88,7 @@ export function alertMessage(result: TaskResult, claimed: readonly AlertRow[], l
 
 /** The "resolved" message: problems a later run of the same (task, target) no longer has. */
 export function resolvedMessage(result: TaskResult, resolved: readonly AlertRow[], link: string | undefined, jobId: string | undefined): AlertMessage {
-  const what = resolved.map((a) => (a.code === 'run_error' ? 'run error' : `${a.code} ${a.subject}`)).join(', ');
+  const what = resolved.map((a) => (a.code === RUN_ERROR_CODE ? 'run error' : `${a.code} ${a.subject}`)).join(', ');
   const lines = [`RESOLVED: ${result.task} on ${result.target}`, `Latest run (${result.status}): ${clean(result.summary)}`, '', 'No longer present:'];
   for (const a of resolved) lines.push(`- [${a.code}] ${clean(a.subject)}: ${clean(a.message)} (open since ${a.openedAt.toISOString()})`);
   if (link) lines.push('', `Job: ${link}`);

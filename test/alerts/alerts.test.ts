@@ -4,7 +4,7 @@
  * The alerter's clock is injected: the repeat interval passes without waiting.
  */
 import { Pool } from 'pg';
-import { createAlerter, RUN_ERROR_CODE, type Alerter } from '../../src/alerts/alerter';
+import { createAlerter, type Alerter } from '../../src/alerts/alerter';
 import type { RetryPolicy } from '../../src/alerts/notifiers';
 import { AlertState } from '../../src/alerts/alert-state';
 import type { Finding, TaskResult } from '../../src/contract/result';
@@ -237,7 +237,7 @@ describe('alerts', () => {
     expect(hookRequests[0]).toMatchObject({
       kind: 'alert',
       status: 'error',
-      alerts: [{ code: RUN_ERROR_CODE, subject: 'nightly', message: 'cannot connect to postgres://backup:***@db.internal/auditron: ECONNREFUSED' }],
+      alerts: [{ code: 'run_error', subject: 'nightly', message: 'cannot connect to postgres://backup:***@db.internal/auditron: ECONNREFUSED' }],
     });
     expect(mails[0]!.subject).toBe('[caretaker] ERROR backup-verify on nightly: cannot connect to postgres://backup:***@db.internal/auditron: ECONNREFUSED');
     expect(mails[0]!.text).toContain('The task could not do its work: cannot connect to postgres://backup:***@db.internal/auditron');
@@ -246,7 +246,8 @@ describe('alerts', () => {
     later(5);
     await a.onResult(result('ok', [], { task: 'backup-verify', target: 'nightly', summary: 'newest backup 3 h old' }), '9');
     expect(hookRequests).toHaveLength(2);
-    expect(hookRequests[1]).toMatchObject({ kind: 'resolved', resolved: [{ code: RUN_ERROR_CODE, subject: 'nightly' }] });
+    expect(hookRequests[1]).toMatchObject({ kind: 'resolved', resolved: [{ code: 'run_error', subject: 'nightly' }] });
+    expect(mails[1]!.subject).toBe('[caretaker] RESOLVED backup-verify on nightly: run error');
   });
 
   it('does not resolve findings on an error run (the run said nothing about them)', async () => {
