@@ -4,8 +4,6 @@
  * in production, and its controller replaces deleted pods.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KubernetesTarget } from '../../src/config/schema';
@@ -13,6 +11,8 @@ import { apiErrorMessage, callOptions, createKubernetesClients, loadKubeConfig }
 import { measurePodRecovery, type PodRecoveryRequest } from '../../src/kubernetes/pod-recovery';
 import { deployment, hpa, pod, startKubeApi, type KubeApi } from '../support/kube-api';
 import { testLogger } from '../support/logger';
+import { startServer } from '../support/prometheus';
+import { eventually } from '../support/jobs';
 
 let dir: string;
 let api: KubeApi;
@@ -87,14 +87,14 @@ describe('measurePodRecovery', () => {
     api.addDeployment(deployment({ name: 'web', namespace: 'shop', replicas: 2 }), { replaceAfterMs: 200 });
     // The service answers 503 for 1.2 s after the pod is deleted (say, a cold cache), 200 otherwise.
     let unavailable = 0;
-    const health = await serve((res) => {
+    const health = await startServer((_req, res) => {
       const deleted = api.requestsOf('DELETE')[0];
       const down = deleted !== undefined && Date.now() - deleted.at < 1_200;
       if (down) unavailable++;
       res.writeHead(down ? 503 : 200).end(down ? 'warming up' : 'ok');
     });
     try {
-      const result = await measurePodRecovery(request({ healthUrl: health.url }));
+      const result = await measurePodRecovery(request({ healthUrl: `${health.url}/health` }));
 
       expect(result.error).toBeUndefined();
       expect(result.healthy).toBe(true);
@@ -137,9 +137,9 @@ describe('measurePodRecovery', () => {
 
   it('refuses when the health URL does not answer 2xx before the drill, and deletes nothing', async () => {
     api.addDeployment(deployment({ name: 'web', namespace: 'shop', replicas: 2 }));
-    const health = await serve((res) => res.writeHead(503).end());
+    const health = await startServer((_req, res) => res.writeHead(503).end());
     try {
-      const result = await measurePodRecovery(request({ healthUrl: health.url }));
+      const result = await measurePodRecovery(request({ healthUrl: `${health.url}/health` }));
 
       expect(result.refused).toBe('health URL answered 503 before the drill: a pod-kill would make a degraded service worse');
       expect(api.requestsOf('DELETE')).toEqual([]);
@@ -202,10 +202,10 @@ describe('measurePodRecovery', () => {
     const started = Date.now();
     const waiting = measurePodRecovery(request({ signal: late.signal, timeoutMs: 60_000 }));
     // Abort once the delete has been answered: the first poll after it shows the client moved on.
-    await until(() => {
+    await eventually(async () => {
       const deleteAt = api.requests.findIndex((r) => r.method === 'DELETE');
-      return deleteAt >= 0 && api.requests.length > deleteAt + 1;
-    });
+      return deleteAt >= 0 && api.requests.length > deleteAt + 1 ? true : undefined;
+    }, API_SLACK_MS, 'a poll after the delete');
     late.abort();
     const result = await waiting;
 
@@ -304,26 +304,6 @@ describe('the Kubernetes API test server', () => {
 
 /** Room for a slow machine on top of the bound being tested (an upper bound only, never a measurement). */
 const API_SLACK_MS = 10_000;
-
-async function serve(handler: (res: import('node:http').ServerResponse) => void): Promise<{ url: string; close: () => Promise<void> }> {
-  const server: Server = createServer((_req, res) => handler(res));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/health`,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-async function until(condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + API_SLACK_MS;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function restoreEnv(name: string, value: string | undefined): void {
   if (value === undefined) delete process.env[name];
