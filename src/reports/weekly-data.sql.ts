@@ -82,17 +82,18 @@ export const WEEKLY_SQL = {
     ORDER BY task, target, finished_at DESC, id DESC`,
 
   /**
-   * Per trend metric, target and ISO week (in the report's zone $3): the
-   * week's maximum of the metric in the runs' results. $4/$5 pair each task
-   * with its metric.
+   * Per trend metric, target and week: the week's maximum of the metric in
+   * the runs' results. The weeks come cut (src/reports/week.ts): $3 ids,
+   * $4 starts, $5 ends, from $1 (the first start) to $2 (the last end).
+   * $6/$7 pair each task with its metric.
    */
   trends: `
-    SELECT w.metric, r.target,
-           to_char(date_trunc('week', r.finished_at AT TIME ZONE $3), 'IYYY-"W"IW') AS week,
-           max((r.result->'metrics'->>w.metric)::float8) AS value
-    FROM unnest($4::text[], $5::text[]) AS w(task, metric)
-    JOIN caretaker.runs r ON r.task = w.task AND r.finished_at >= $1 AND r.finished_at < $2
-    WHERE NOT r.skipped AND jsonb_typeof(r.result->'metrics'->w.metric) = 'number'
+    SELECT m.metric, r.target, w.id AS week, max((r.result->'metrics'->>m.metric)::float8) AS value
+    FROM unnest($6::text[], $7::text[]) AS m(task, metric)
+    JOIN caretaker.runs r ON r.task = m.task AND r.finished_at >= $1 AND r.finished_at < $2
+    JOIN unnest($3::text[], $4::timestamptz[], $5::timestamptz[]) AS w(id, starts, ends)
+      ON r.finished_at >= w.starts AND r.finished_at < w.ends
+    WHERE NOT r.skipped AND jsonb_typeof(r.result->'metrics'->m.metric) = 'number'
     GROUP BY 1, 2, 3`,
 
   notifierFailures: `

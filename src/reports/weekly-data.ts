@@ -127,7 +127,7 @@ export function headlineText(critical: number, warning: number): string {
 export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise<WeeklyReport> {
   const { week } = opts;
   const previous = weeksBefore(week, 1);
-  const trendStart = weeksBefore(week, TREND_WEEKS - 1);
+  const trendWeeks = Array.from({ length: TREND_WEEKS }, (_, i) => weeksBefore(week, TREND_WEEKS - 1 - i));
   const start = new Date(week.start);
   const end = new Date(week.end);
 
@@ -137,9 +137,11 @@ export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise
     pool.query<{ kind: string; count: number }>(WEEKLY_SQL.maintenance, [start, end]),
     pool.query(WEEKLY_SQL.backups, [end]),
     pool.query(WEEKLY_SQL.trends, [
-      new Date(trendStart.start),
+      new Date(trendWeeks[0]!.start),
       end,
-      week.timezone,
+      trendWeeks.map((w) => w.id),
+      trendWeeks.map((w) => w.start),
+      trendWeeks.map((w) => w.end),
       TREND_METRICS.map((t) => t.task),
       TREND_METRICS.map((t) => t.source),
     ]),
@@ -220,7 +222,6 @@ export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise
   }
 
   // Trends: one point per week (undefined where nothing ran), one series per target.
-  const weekIds = Array.from({ length: TREND_WEEKS }, (_, i) => weeksBefore(week, TREND_WEEKS - 1 - i).id);
   const values = new Map<string, Map<string, Map<string, number>>>();
   for (const r of trends.rows) {
     const byTarget = values.get(r.metric) ?? new Map<string, Map<string, number>>();
@@ -235,7 +236,7 @@ export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise
     unit: t.unit,
     series: [...(values.get(t.source)?.entries() ?? [])]
       .sort(([a], [b]) => a.localeCompare(b))
-      .map(([target, byWeek]) => ({ target, points: weekIds.map((id) => ({ week: id, ...(byWeek.has(id) ? { value: byWeek.get(id) } : {}) })) })),
+      .map(([target, byWeek]) => ({ target, points: trendWeeks.map(({ id }) => ({ week: id, ...(byWeek.has(id) ? { value: byWeek.get(id) } : {}) })) })),
   }));
 
   return {

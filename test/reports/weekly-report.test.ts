@@ -313,7 +313,14 @@ describe('a year of history', () => {
     expect(report.tasks[0]!.runs).toBe(7);
     expect(report.open.filter((f) => f.severity === 'critical')).toHaveLength(17);
     expect(report.maintenance.actions).toEqual([{ kind: 'vacuum_analyze', count: 17 * 7 }]);
-    expect(report.trends.find((t) => t.metric === 'database_size_bytes')!.series[0]!.points.filter((p) => p.value !== undefined)).toHaveLength(12);
+    const sizes = report.trends.find((t) => t.metric === 'database_size_bytes')!.series[0]!.points;
+    expect(sizes.filter((p) => p.value !== undefined)).toHaveLength(12);
+    // Daily at 03:00 UTC, size = 1000 x days before 30 November: W48's largest is Monday the 23rd's.
+    expect(sizes.at(-1)).toEqual({ week: '2026-W48', value: 7_000 });
+    // In Los Angeles that Monday run is still Sunday evening of W47, and W48 takes the run of Monday the 30th.
+    const inLosAngeles = await buildWeeklyReport(db.pool, { week: parseWeek('2026-W48', 'America/Los_Angeles'), title: 't', expected: [], now: new Date('2026-11-30T16:00:00Z') });
+    const laSizes = inLosAngeles.trends.find((t) => t.metric === 'database_size_bytes')!.series[0]!.points;
+    expect(laSizes.slice(-2)).toEqual([{ week: '2026-W47', value: 13_000 }, { week: '2026-W48', value: 6_000 }]);
 
     const plan = await db.pool.query(`EXPLAIN (FORMAT JSON) ${WEEKLY_SQL.openFindings}`, [week.end, weeksBefore(week).end]);
     const text = JSON.stringify(plan.rows[0]);
