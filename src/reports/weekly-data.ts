@@ -69,6 +69,11 @@ export function reportSettingsOf(config: Config): ReportSettings {
   };
 }
 
+/** The key of a (task, target) pair in maps and sets. */
+function pairKey(p: { task: string; target: string }): string {
+  return `${p.task}\u0000${p.target}`;
+}
+
 /** The scheduled (task, target) pairs whose cron fires inside the week (and before `now`). */
 export function expectedInWeek(
   entries: readonly { task: string; target: string; cron: string; timezone: string }[],
@@ -79,7 +84,7 @@ export function expectedInWeek(
   const seen = new Set<string>();
   const out: ExpectedRun[] = [];
   for (const e of entries) {
-    const key = `${e.task}\u0000${e.target}`;
+    const key = pairKey(e);
     if (seen.has(key)) continue;
     const [next] = nextFireTimes(e.cron, e.timezone, 1, new Date(new Date(week.start).getTime() - 1));
     if (next && next.getTime() < until) {
@@ -179,12 +184,13 @@ export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise
   const warning = current.length - critical;
 
   // Runs per (task, target): every pair that ran this week, and every pair that was due.
+  const expected = new Set(opts.expected.map(pairKey));
   const byPair = new Map<string, TaskRuns>();
   for (const r of runs.rows) {
     const ran = Number(r.runs);
-    const known = opts.expected.some((e) => e.task === r.task && e.target === r.target);
-    if (ran === 0 && !known) continue;
-    byPair.set(`${r.task}\u0000${r.target}`, {
+    const key = pairKey(r);
+    if (ran === 0 && !expected.has(key)) continue;
+    byPair.set(key, {
       task: r.task,
       target: r.target,
       runs: ran,
@@ -195,7 +201,7 @@ export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise
     });
   }
   for (const e of opts.expected) {
-    const key = `${e.task}\u0000${e.target}`;
+    const key = pairKey(e);
     if (!byPair.has(key)) byPair.set(key, { task: e.task, target: e.target, runs: 0, failures: 0, neverRan: true });
   }
   const tasks = [...byPair.values()].sort(
