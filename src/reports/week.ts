@@ -108,6 +108,11 @@ export function lastCompleteWeek(now: Date, timezone: string): ReportWeek {
   return weeksBefore(weekContaining(now, timezone), 1);
 }
 
+/** The week a report covers: the one `id` names ("2026-W48"), else the last complete week at `now`. */
+export function reportWeek(id: string | undefined, timezone: string, now: Date): ReportWeek {
+  return id ? parseWeek(id, timezone) : lastCompleteWeek(now, timezone);
+}
+
 /** "2026-W48" → 48, for the subject line. */
 export function weekNumber(week: Pick<ReportWeek, 'id'>): number {
   return Number(week.id.slice(6));

@@ -6,8 +6,10 @@
 import { Router, type RequestHandler } from 'express';
 import type { Pool } from 'pg';
 import type { Config } from '../config/schema';
+import { UsageError } from '../errors';
+import type { ReportWeek } from '../reports/model';
 import { buildWeeklyReport, expectedInWeek, reportSettingsOf } from '../reports/weekly-data';
-import { lastCompleteWeek, parseWeek } from '../reports/week';
+import { reportWeek } from '../reports/week';
 import { renderCharts } from '../reports/charts';
 import { dataUriSource, renderHtml } from '../reports/render-html';
 
@@ -15,13 +17,15 @@ export function reportsRouter(deps: { config: Config; state: Pool }): Router {
   const router = Router();
   const settings = reportSettingsOf(deps.config);
 
-  const page = (weekId: string | undefined): RequestHandler => async (_req, res) => {
+  const page: RequestHandler<{ week?: string }> = async (req, res) => {
     const now = new Date();
-    let week;
+    let week: ReportWeek;
     try {
-      week = weekId ? parseWeek(weekId, settings.timezone) : lastCompleteWeek(now, settings.timezone);
+      week = reportWeek(req.params.week, settings.timezone, now);
     } catch (err) {
-      res.status(404).json({ error: (err as Error).message });
+      // A malformed week, or one its year does not have: no such page.
+      if (!(err instanceof UsageError)) throw err;
+      res.status(404).json({ error: err.message });
       return;
     }
     const report = await buildWeeklyReport(deps.state, { week, title: settings.title, expected: expectedInWeek(settings.schedulers, week, now), now });
@@ -29,7 +33,7 @@ export function reportsRouter(deps: { config: Config; state: Pool }): Router {
     res.set('Cache-Control', 'no-store').type('html').send(renderHtml(report, { imageSrc: dataUriSource(charts) }));
   };
 
-  router.get('/', page(undefined));
-  router.get('/:week', (req, res, next) => page(String(req.params.week))(req, res, next));
+  router.get('/', page);
+  router.get('/:week', page);
   return router;
 }
