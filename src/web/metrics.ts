@@ -129,14 +129,13 @@ export function createMetricsRegistry(state: Pool): Registry {
     },
   });
   const durationName = 'caretaker_run_duration_seconds';
+  const durationQuery = durationHistogramQuery(DURATION_BUCKETS_SECONDS);
   register(registry, {
     name: durationName,
     help: 'Duration of stored runs (skipped runs excluded), by task.',
     type: 'histogram',
     async collect() {
-      const { rows } = await state.query<{ task: string; count: number; sum_seconds: number; buckets: number[] }>(
-        durationHistogramQuery(DURATION_BUCKETS_SECONDS),
-      );
+      const { rows } = await state.query<{ task: string; count: number; sum_seconds: number; buckets: number[] }>(durationQuery);
       return histogramSamples(durationName, rows);
     },
   });
