@@ -4,9 +4,7 @@
  * migration 1 (runs (task, target, finished_at), runs (finished_at),
  * findings (run_id), findings (task, target, code, subject, found_at)).
  */
-
-/** Runs that did their work: they are what says whether a finding is still there. */
-const COMPLETED = `status <> 'error' AND NOT skipped`;
+import { didItsWork } from '../results/store';
 
 export const WEEKLY_SQL = {
   /**
@@ -26,7 +24,7 @@ export const WEEKLY_SQL = {
       FROM ends e CROSS JOIN pairs p
       CROSS JOIN LATERAL (
         SELECT id FROM caretaker.runs
-        WHERE task = p.task AND target = p.target AND finished_at < e.at AND ${COMPLETED}
+        WHERE task = p.task AND target = p.target AND finished_at < e.at AND ${didItsWork()}
         ORDER BY finished_at DESC, id DESC
         LIMIT 1
       ) r
@@ -42,7 +40,7 @@ export const WEEKLY_SQL = {
         AND f3.task = f.task AND f3.target = f.target AND f3.code = f.code AND f3.subject = f.subject
         AND f3.found_at > COALESCE((
           SELECT r2.finished_at FROM caretaker.runs r2
-          WHERE r2.task = f.task AND r2.target = f.target AND r2.finished_at < f.found_at AND r2.${COMPLETED}
+          WHERE r2.task = f.task AND r2.target = f.target AND r2.finished_at < f.found_at AND ${didItsWork('r2')}
             AND NOT EXISTS (
               SELECT 1 FROM caretaker.findings f2
               WHERE f2.run_id = r2.id AND f2.code = f.code AND f2.subject = f.subject)
@@ -59,7 +57,7 @@ export const WEEKLY_SQL = {
            count(*) FILTER (WHERE finished_at >= $1 AND status = 'error') AS failures,
            max(CASE status WHEN 'ok' THEN 0 WHEN 'warning' THEN 1 WHEN 'critical' THEN 2 ELSE 3 END)
              FILTER (WHERE finished_at >= $1 AND NOT skipped) AS worst,
-           max(finished_at) FILTER (WHERE ${COMPLETED}) AS last_success
+           max(finished_at) FILTER (WHERE ${didItsWork()}) AS last_success
     FROM caretaker.runs
     WHERE finished_at < $2
     GROUP BY task, target`,

@@ -43,6 +43,17 @@ export interface RunQuery {
   limit?: number;
 }
 
+/**
+ * SQL: the run did its work (any status but `error`, not skipped because
+ * another run held the target), so it knows the target's state: what
+ * "last success", "latest findings" and "still open" are read from.
+ * `alias` qualifies the columns (`r2` → `r2.status ...`).
+ */
+export function didItsWork(alias?: string): string {
+  const c = alias ? `${alias}.` : '';
+  return `${c}status <> 'error' AND NOT ${c}skipped`;
+}
+
 export const SQL = {
   insertRun: `
     INSERT INTO caretaker.runs
@@ -69,7 +80,7 @@ export const SQL = {
   lastCompleted: `
     SELECT result
     FROM caretaker.runs
-    WHERE task = $1 AND target = $2 AND status <> 'error' AND NOT skipped
+    WHERE task = $1 AND target = $2 AND ${didItsWork()}
     ORDER BY finished_at DESC, id DESC
     LIMIT 1`,
   /** Deletes in batches: a year of history must not become one long lock. */

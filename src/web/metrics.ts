@@ -7,6 +7,7 @@ import type { RequestHandler } from 'express';
 import type { Pool } from 'pg';
 import { Registry, type Metric } from 'prom-client';
 import type { Severity } from '../contract/result';
+import { didItsWork } from '../results/store';
 
 /** Upper bounds of the run-duration histogram, in seconds: from a quick check to an hour-long restore test. */
 export const DURATION_BUCKETS_SECONDS: readonly number[] = [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600];
@@ -14,10 +15,7 @@ export const DURATION_BUCKETS_SECONDS: readonly number[] = [0.1, 0.5, 1, 5, 15, 
 /** Always reported, at 0 when there are none, so alert rules never see a missing series. */
 const SEVERITIES: readonly Severity[] = ['info', 'warning', 'critical'];
 
-/*
- * "Did its work" is any stored status but `error`, and not skipped (another
- * run held the target): such a run knows the target's current state.
- */
+/* The findings and last-success gauges read runs that did their work (didItsWork): they know the target's state. */
 export const METRICS_SQL = {
   /** The runs table is small (a row per run, pruned by retention): one aggregate pass. */
   runsTotal: `
@@ -34,7 +32,7 @@ export const METRICS_SQL = {
     WITH latest AS (
       SELECT DISTINCT ON (task, target) id
       FROM caretaker.runs
-      WHERE status <> 'error' AND NOT skipped
+      WHERE ${didItsWork()}
       ORDER BY task, target, finished_at DESC, id DESC
     )
     SELECT f.severity, count(*)::int AS n
@@ -43,7 +41,7 @@ export const METRICS_SQL = {
   lastSuccess: `
     SELECT task, target, extract(epoch FROM max(finished_at))::float8 AS ts
     FROM caretaker.runs
-    WHERE status <> 'error' AND NOT skipped
+    WHERE ${didItsWork()}
     GROUP BY task, target
     ORDER BY task, target`,
 } as const;
