@@ -99,6 +99,11 @@ export const SQL = {
 
 const PRUNE_BATCH = 5_000;
 
+/** The most runs one `list` returns: a larger limit is cut to it (/api/runs refuses one). */
+export const MAX_PAGE = 1_000;
+/** The runs `list` returns when no limit is given. */
+const DEFAULT_PAGE = 100;
+
 /**
  * PostgreSQL text and jsonb cannot hold a NUL character; a hand-added job can
  * carry one (a task named "de\0frag"). Replaced, so its run is still stored.
@@ -153,7 +158,7 @@ export class ResultStore {
       query.target ?? null,
       query.status ?? null,
       query.since ?? null,
-      Math.min(Math.max(query.limit ?? 100, 1), 1000),
+      Math.min(Math.max(query.limit ?? DEFAULT_PAGE, 1), MAX_PAGE),
     ]);
     return rows.map((r) => ({
       id: Number(r.id),

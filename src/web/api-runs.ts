@@ -5,14 +5,12 @@
 import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { formatIssues } from '../config/format-issues';
-import type { ResultStore } from '../results/store';
-
-/** The store caps a page at this too; saying it here makes a larger ask a 400, not a surprise. */
-export const MAX_LIMIT = 1000;
+import { MAX_PAGE, type ResultStore } from '../results/store';
 
 /*
  * Strict: a misspelt filter (`?state=error`) must fail, not silently return
- * everything. `since` is an ISO 8601 date or date-time with a zone.
+ * everything. `since` is an ISO 8601 date or date-time with a zone. A limit
+ * above the store's page is a 400, not a shorter answer than asked.
  */
 export const runsQuerySchema = z.strictObject({
   task: z.string().min(1).optional(),
@@ -24,7 +22,7 @@ export const runsQuerySchema = z.strictObject({
     })
     .transform((s) => new Date(s))
     .optional(),
-  limit: z.coerce.number().int().min(1).max(MAX_LIMIT).optional(),
+  limit: z.coerce.number().int().min(1).max(MAX_PAGE).optional(),
 });
 
 export type RunsQuery = z.output<typeof runsQuerySchema>;
