@@ -8,7 +8,6 @@
  */
 import http from 'node:http';
 import express from 'express';
-import pino from 'pino';
 import request from 'supertest';
 import { appRoutes } from '@bull-board/api/dist/routes.js';
 import type { TaskResult } from '../../src/contract/result';
@@ -16,6 +15,7 @@ import { lastCompleteWeek } from '../../src/reports/week';
 import { BOARD_PATH } from '../../src/web/paths';
 import { createWebApp, startWeb, type WebServer } from '../../src/web/server';
 import { ADMIN, VIEWER, runOneFailedOneCompleted, webFixture, type WebFixture } from '../web/fixture';
+import { captureLog } from '../support/log-capture';
 
 const QUEUE = 'caretaker';
 const API = `${BOARD_PATH}/api/queues/${QUEUE}`;
@@ -242,15 +242,14 @@ function fromAddress(url: string, localAddress: string, auth?: string): Promise<
 describe('failed logins from one address', () => {
   let web: WebServer;
   let now = Date.parse('2026-11-12T03:00:00Z');
-  const lines: string[] = [];
+  const captured = captureLog();
   const WRONG = `${ADMIN.user}:guess-${ADMIN.password}`;
   const RIGHT = `${ADMIN.user}:${ADMIN.password}`;
 
   beforeAll(async () => {
-    const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
     web = await startWeb({
       ...fx.deps,
-      log,
+      log: captured.log,
       config: { ...fx.config, web: { ...fx.config.web, host: '127.0.0.1', port: 0 } },
       loginThrottle: { now: () => now },
     });
@@ -294,12 +293,12 @@ describe('failed logins from one address', () => {
   });
 
   it('are logged once per lockout, with the address and never the credential', () => {
-    const warnings = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'web: too many failed logins, client locked out');
+    const warnings = captured.lines().filter((l) => l.msg === 'web: too many failed logins, client locked out');
     expect(warnings.map((w) => [w.level, w.client, w.failures])).toEqual([
       [40, '127.0.0.2', 10],
       [40, '127.0.0.4', 10],
     ]);
-    const everything = lines.join('\n');
+    const everything = captured.text();
     for (const secret of [ADMIN.password, VIEWER.password, Buffer.from(WRONG).toString('base64'), Buffer.from(RIGHT).toString('base64'), 'Basic ']) {
       expect(everything).not.toContain(secret);
     }

@@ -3,19 +3,18 @@
  * budget, the lockout and its end, one warning per lockout, the bound on
  * memory, and the key an address is counted under.
  */
-import pino from 'pino';
+import { captureLog } from '../support/log-capture';
 import { clientKey, LOCKOUT_MS, LoginThrottle, MAX_FAILURES, MAX_TRACKED, WINDOW_MS, type LoginThrottleOptions } from '../../src/web/login-throttle';
 
 /** A throttle on a hand-moved clock, and the lines it logged. */
 function throttle(options: Partial<LoginThrottleOptions> = {}) {
   let now = Date.parse('2026-11-12T03:00:00Z');
-  const out: string[] = [];
-  const log = pino({ level: 'debug' }, { write: (line: string) => void out.push(line) });
+  const { log, lines } = captureLog();
   const t = new LoginThrottle(log, { now: () => now, ...options });
   return {
     t,
     advance: (ms: number) => void (now += ms),
-    warnings: () => out.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.level === 40),
+    warnings: () => lines().filter((l) => l.level === 40),
   };
 }
 

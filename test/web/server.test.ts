@@ -2,20 +2,13 @@
  * startWeb: refuses to expose an unauthenticated board, listens where
  * asked, closes cleanly; and the app's 500s carry no stack trace.
  */
-import pino from 'pino';
 import request from 'supertest';
 import type { Config } from '../../src/config/schema';
 import { UsageError } from '../../src/errors';
 import { createWebApp, isLoopbackHost, startWeb, type WebDeps } from '../../src/web/server';
 import { createTestDatabase } from '../support/db';
+import { captureLog } from '../support/log-capture';
 import { ADMIN, WITH_AUTH, webFixture, type WebFixture } from './fixture';
-
-/** A logger whose lines the test can read. */
-function capturingLogger(): { log: pino.Logger; lines: () => Record<string, unknown>[] } {
-  const out: string[] = [];
-  const log = pino({ level: 'debug' }, { write: (line: string) => void out.push(line) });
-  return { log, lines: () => out.map((l) => JSON.parse(l) as Record<string, unknown>) };
-}
 
 function withWeb(deps: WebDeps, web: Partial<Config['web']>, log = deps.log): WebDeps {
   return { ...deps, log, config: { ...deps.config, web: { ...deps.config.web, ...web } } };
@@ -54,7 +47,7 @@ describe('without credentials', () => {
   });
 
   it('serves on 127.0.0.1 port 0, warns that auth is off, and closes', async () => {
-    const { log, lines } = capturingLogger();
+    const { log, lines } = captureLog();
     const web = await startWeb(withWeb(open.deps, { host: '127.0.0.1', port: 0 }, log));
     try {
       expect(web.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
@@ -109,7 +102,7 @@ describe('errors', () => {
   it('answers 500 with a fixed JSON body and logs the cause', async () => {
     // A state database without caretaker's schema: every metrics query fails.
     const bare = await createTestDatabase('web_unmigrated');
-    const { log, lines } = capturingLogger();
+    const { log, lines } = captureLog();
     try {
       const res = await request(createWebApp({ ...secured.deps, state: bare.pool, log })).get('/metrics');
       expect(res.status).toBe(500);
