@@ -4,22 +4,19 @@
  * change the queue, and a page on another site that submits a form to the
  * board is refused before anything changes.
  */
-import { existsSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import type { Browser, BrowserContext } from 'playwright-core';
 import { BOARD_PATH } from '../../src/web/paths';
 import { startWeb, type WebServer } from '../../src/web/server';
+import { startServer, type TestServer } from '../support/prometheus';
+import { launchChromium } from './browser';
 import { ADMIN, webFixture, type WebFixture } from './fixture';
 
-const CHROMIUM = '/usr/bin/chromium';
 /** A host name the browser resolves to loopback: a site other than 127.0.0.1. */
 const ATTACKER_HOST = 'attacker.test';
 
 let fx: WebFixture;
 let web: WebServer;
-let attacker: http.Server;
-let attackerPort: number;
+let attacker: TestServer;
 let browser: Browser;
 let context: BrowserContext;
 
@@ -30,19 +27,13 @@ function attackPage(action: string): string {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: .ci/run installs Debian's chromium (apt-get install -y chromium)`);
   fx = await webFixture('board_browser');
   web = await startWeb({ ...fx.deps, config: { ...fx.config, web: { ...fx.config.web, host: '127.0.0.1', port: 0 } } });
-  attacker = http.createServer((req, res) => {
+  attacker = await startServer((_req, res) => {
     res.setHeader('Content-Type', 'text/html');
     res.end(attackPage(`${web.url}${BOARD_PATH}/api/queues/caretaker/add`));
   });
-  await new Promise<void>((resolve) => attacker.listen(0, '127.0.0.1', resolve));
-  attackerPort = (attacker.address() as AddressInfo).port;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', `--host-resolver-rules=MAP ${ATTACKER_HOST} 127.0.0.1`],
-  });
+  browser = await launchChromium([`--host-resolver-rules=MAP ${ATTACKER_HOST} 127.0.0.1`]);
   // The browser answers every login prompt with the admin's password, as a logged-in operator's would.
   context = await browser.newContext({ httpCredentials: { username: ADMIN.user, password: ADMIN.password } });
 });
@@ -50,7 +41,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await context?.close();
   await browser?.close();
-  await new Promise((resolve) => attacker?.close(resolve));
+  await attacker?.close();
   await web?.close();
   await fx?.close();
 });
@@ -75,7 +66,7 @@ describe('Bull Board in a browser, behind the cross-site guard', () => {
     const before = await fx.queue.getJobCounts();
     const page = await context.newPage();
     const answer = page.waitForResponse((r) => r.url().endsWith('/api/queues/caretaker/add'));
-    await page.goto(`${origin}:${attackerPort}/`);
+    await page.goto(`${origin}:${attacker.port}/`);
     const res = await answer;
     expect(res.status()).toBe(403);
     expect(await res.json()).toEqual({ error: 'forbidden: cross-site request refused (Sec-Fetch-Site is not same-origin)' });

@@ -3,50 +3,32 @@
  * behind the login, the headline and the open findings on the page, and the
  * trend charts as images the browser actually decodes.
  */
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
-import type { TaskResult } from '../../src/contract/result';
+import type { Browser } from 'playwright-core';
 import { startWeb, type WebServer } from '../../src/web/server';
-import { ADMIN, webFixture, type WebFixture } from './fixture';
+import { launchChromium } from './browser';
+import { ADMIN, result, webFixture, type WebFixture } from './fixture';
 
-const CHROMIUM = '/usr/bin/chromium';
 let fx: WebFixture;
 let web: WebServer;
 let browser: Browser;
 
-function run(finishedAt: string, task: string, metrics: Record<string, number>, findings: TaskResult['findings'] = []): TaskResult {
-  return {
-    task,
-    target: 'main',
-    status: findings.some((f) => f.severity === 'critical') ? 'critical' : findings.length ? 'warning' : 'ok',
-    startedAt: finishedAt,
-    finishedAt,
-    durationMs: 10,
-    dryRun: false,
-    summary: `${task} run`,
-    findings,
-    actions: [],
-    metrics,
-  };
-}
-
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: .ci/run installs Debian's chromium (apt-get install -y chromium)`);
   fx = await webFixture('reports');
   // Three weeks of disk-check history (a trend), and a critical finding open at the end of 2026-W46.
-  await fx.store.save(run('2026-11-03T03:00:00Z', 'disk-check', { database_size_bytes: 1_000_000 }));
-  await fx.store.save(run('2026-11-10T03:00:00Z', 'disk-check', { database_size_bytes: 2_000_000 }));
-  await fx.store.save(run('2026-11-12T03:00:00Z', 'disk-check', { database_size_bytes: 3_000_000 }));
+  for (const [finishedAt, size] of [['2026-11-03T03:00:00Z', 1_000_000], ['2026-11-10T03:00:00Z', 2_000_000], ['2026-11-12T03:00:00Z', 3_000_000]] as const) {
+    await fx.store.save(result({ task: 'disk-check', status: 'ok', finishedAt, metrics: { database_size_bytes: size } }));
+  }
   await fx.store.save(
-    run('2026-11-12T03:00:00Z', 'connections', { connections_used: 95 }, [
-      { severity: 'critical', code: 'connections_high', subject: 'max_connections', message: '95 of 100 connections in use', suggestion: 'Put a pooler in front' },
-    ]),
+    result({
+      task: 'connections',
+      status: 'critical',
+      finishedAt: '2026-11-12T03:00:00Z',
+      metrics: { connections_used: 95 },
+      findings: [{ severity: 'critical', code: 'connections_high', subject: 'max_connections', message: '95 of 100 connections in use', suggestion: 'Put a pooler in front' }],
+    }),
   );
   web = await startWeb({ ...fx.deps, config: { ...fx.deps.config, web: { ...fx.deps.config.web, port: 0 } } });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {
