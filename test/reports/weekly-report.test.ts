@@ -1,14 +1,12 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import type { TaskResult, Finding, Action } from '../../src/contract/result';
 import type { CaretakerTarget } from '../../src/config/schema';
 import { ResultStore } from '../../src/results/store';
 import { migrate } from '../../src/results/migrate';
 import { runTask } from '../../src/worker/run-task';
 import { weeklyReport } from '../../src/jobs/weekly-report';
-import { reportCommand } from '../../src/commands/report';
 import { buildWeeklyReport, type ReportSettings } from '../../src/reports/weekly-data';
 import { WEEKLY_SQL } from '../../src/reports/weekly-data.sql';
 import { isoWeeksInYear, lastCompleteWeek, parseWeek, weekContaining, weeksBefore } from '../../src/reports/week';
@@ -16,6 +14,7 @@ import { reportSubject } from '../../src/reports/send';
 import type { WeeklyReport } from '../../src/reports/model';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { testLogger } from '../support/logger';
+import { runCli } from '../support/cli';
 import { startSmtpSink, type ReceivedMail, type SmtpSink } from '../support/smtp';
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -224,11 +223,7 @@ describe('the weekly report from stored runs', () => {
     });
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-    function io() {
-      const out = { stdout: '', stderr: '' };
-      const sink = (key: 'stdout' | 'stderr') => new Writable({ write: (c, _e, done) => ((out[key] += c.toString()), done()) });
-      return { out, io: { stdout: sink('stdout'), stderr: sink('stderr'), env: { CARETAKER_LOG_LEVEL: 'silent' } } };
-    }
+    const report = (config: string, ...args: string[]) => runCli(['--config', config, 'report', 'weekly', '--week', '2026-W48', ...args]);
     function writeConfig(withEmail: boolean): string {
       const path = join(dir, `config-${withEmail}.json`);
       writeFileSync(
@@ -246,8 +241,8 @@ describe('the weekly report from stored runs', () => {
 
     it('--out writes the HTML with the headline and decodable PNG data URIs', async () => {
       const file = join(dir, 'report.html');
-      const { io: cliIo, out } = io();
-      expect(await reportCommand(cliIo, { config: writeConfig(false), week: '2026-W48', out: file })).toBe(0);
+      const out = await report(writeConfig(false), '--out', file);
+      expect(out.code).toBe(0);
       expect(out.stdout).toBe('');
       const html = readFileSync(file, 'utf8');
       expect(html).toContain('AUDITRON: week 2026-W48');
@@ -259,9 +254,9 @@ describe('the weekly report from stored runs', () => {
     });
 
     it('without --out prints the text; --send delivers it', async () => {
-      const { io: cliIo, out } = io();
       const before = mails.length;
-      expect(await reportCommand(cliIo, { config: writeConfig(true), week: '2026-W48', send: true })).toBe(0);
+      const out = await report(writeConfig(true), '--send');
+      expect(out.code).toBe(0);
       expect(out.stdout).toContain('AUDITRON: weekly report 2026-W48');
       expect(out.stdout).toContain('1 CRITICAL, 1 WARNING');
       expect(out.stderr).toContain('sent 2026-W48 to ops@example.com, dba@example.com');
@@ -270,7 +265,9 @@ describe('the weekly report from stored runs', () => {
     });
 
     it('--send without email configured is a usage error', async () => {
-      await expect(reportCommand(io().io, { config: writeConfig(false), week: '2026-W48', send: true })).rejects.toThrow('notifications.email');
+      const out = await report(writeConfig(false), '--send');
+      expect(out.code).toBe(3);
+      expect(out.stderr).toBe('caretaker: --send needs notifications.email in the config\n');
     });
   });
 });
