@@ -27,7 +27,7 @@ import { Redis } from 'ioredis';
 import { Queue } from 'bullmq';
 import { stringify } from 'yaml';
 import { weekContaining } from '../../src/reports/week';
-import { scratchDatabaseName } from '../../src/backups/scratch';
+import { scratchNamePrefix } from '../../src/backups/scratch';
 import { createTestDatabase, randomRoleName, dropRoles, type TestDatabase } from '../support/db';
 import { randomPrefix } from '../support/redis';
 import { TEST_PG_ADMIN_URL } from '../support/env';
@@ -546,7 +546,7 @@ afterAll(async () => {
   }
   // restore-test and dr-drill drop their scratch databases; a run cut short may leave one.
   await admin(async (c) => {
-    const { rows } = await c.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE $1`, [`${scratchDatabaseName(BACKUPS, new Date(0)).slice(0, -14)}%`]);
+    const { rows } = await c.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, [scratchNamePrefix(BACKUPS)]);
     for (const r of rows) await c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(r.datname)} WITH (FORCE)`);
   }).catch(() => undefined);
   await stateDb?.drop();
