@@ -36,7 +36,6 @@
  * database once), so vacuum-analyze has the same work. Everything is dropped
  * at the end, also on failure and on Ctrl-C.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -49,7 +48,7 @@ import { stringify } from 'yaml';
 import { validateConfig } from '../src/config/load';
 import { TASKS } from '../src/jobs';
 import { QUEUE_NAME } from '../src/queue/queue';
-import { expandSchedulers, resolveSchedules } from '../src/schedules/resolve';
+import { spawnCaretaker, type CaretakerProcess, type LogLine } from '../test/support/processes';
 
 /** One scenario: this many worker processes, each with this `worker.concurrency`. */
 export interface FleetScenario {
@@ -66,7 +65,6 @@ export interface FleetEnv {
   scenarios: FleetScenario[];
 }
 
-const BIN = join(__dirname, '../../bin/caretaker.js');
 const DB_PREFIX = 'caretaker_bench_fleet_';
 const TEMPLATE_DB = `${DB_PREFIX}tpl`;
 const STATE_DB = `${DB_PREFIX}state`;
@@ -118,47 +116,18 @@ async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promis
 
 // ---- processes: spawn, logs, RSS, CPU ---------------------------------------
 
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  pid: number;
-  logs(): Record<string, unknown>[];
-  exited: Promise<void>;
+/** A caretaker process of the bench's, named in the figures (`scheduler`, `worker1`...). */
+type Proc = CaretakerProcess & { name: string };
+
+function startProc(name: string, configPath: string, role: string): Proc {
+  return { name, ...spawnCaretaker(['--config', configPath, 'start', '--role', role]) };
 }
 
-function spawnCaretaker(name: string, configPath: string, role: string): Proc {
-  const child = spawn(process.execPath, [BIN, '--config', configPath, 'start', '--role', role], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const logs = () => err.split('\n').flatMap((l) => {
-    try {
-      return l.startsWith('{') ? [JSON.parse(l) as Record<string, unknown>] : [];
-    } catch {
-      return [];
-    }
+/** Waits for the process's log line until `deadline` (ms since the epoch). */
+async function waitForLog(p: Proc, msg: string, deadline: number): Promise<LogLine> {
+  return p.waitForLog(msg, Math.max(0, deadline - Date.now())).catch((err: Error) => {
+    throw new Error(`${p.name}: ${err.message} (raise LEAD_MS?)`);
   });
-  return { name, child, pid: child.pid!, logs, exited };
-}
-
-async function waitForLog(p: Proc, msg: string, deadline: number): Promise<Record<string, unknown>> {
-  for (;;) {
-    const line = p.logs().find((l) => l.msg === msg);
-    if (line) return line;
-    if (p.child.exitCode !== null) throw new Error(`${p.name} exited before "${msg}": ${JSON.stringify(p.logs().slice(-3))}`);
-    if (Date.now() > deadline) throw new Error(`${p.name} did not log "${msg}" in time (raise LEAD_MS?)`);
-    await sleep(50);
-  }
-}
-
-async function stopProc(p: Proc): Promise<void> {
-  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
-  p.child.kill('SIGTERM');
-  const late = await Promise.race([p.exited.then(() => false), sleep(15_000).then(() => true)]);
-  if (late) {
-    p.child.kill('SIGKILL');
-    await p.exited;
-  }
 }
 
 function statusKiB(pid: number, field: 'VmHWM' | 'VmRSS'): number {
@@ -390,7 +359,7 @@ async function runScenario(env: FleetEnv, sc: FleetScenario, dbs: string[], trac
   await writeFile(configPath, stringify(times(3600_000).raw));
   const redisPid = Number(/process_id:(\d+)/.exec(await redis.info('server'))![1]);
   const spawnedAt = Date.now();
-  const ws = Array.from({ length: sc.workers }, (_, i) => spawnCaretaker(`worker${i + 1}`, configPath, 'worker'));
+  const ws = Array.from({ length: sc.workers }, (_, i) => startProc(`worker${i + 1}`, configPath, 'worker'));
   track.procs.push(...ws);
   const queue = new Queue(QUEUE_NAME, { connection: redis, prefix });
   // The idle-lag baseline: a bare BullMQ scheduler and worker, same Redis, same seconds.
@@ -400,12 +369,11 @@ async function runScenario(env: FleetEnv, sc: FleetScenario, dbs: string[], trac
   try {
     for (const w of ws) await waitForLog(w, 'worker started', Date.now() + 60_000);
     const { probeStart, fireAt, probeCron, raw } = times(LEAD_MS);
-    const config = validateConfig(raw, 'bench fleet', TASKS);
-    const entries = expandSchedulers(resolveSchedules(config, TASKS).schedules, config, TASKS);
+    const entries = validateConfig(raw, 'bench fleet', TASKS).schedulers;
     const daily = entries.filter((e) => e.schedule === 'daily');
     await writeFile(configPath, stringify(raw));
     const memBefore = await usedMemory(redis);
-    const sched = spawnCaretaker('scheduler', configPath, 'scheduler');
+    const sched = startProc('scheduler', configPath, 'scheduler');
     track.procs.push(sched);
     procs = [sched, ...ws];
     await waitForLog(sched, 'job schedulers in place', probeStart - 500);
@@ -434,7 +402,7 @@ async function runScenario(env: FleetEnv, sc: FleetScenario, dbs: string[], trac
     const cpuSeconds = Object.fromEntries([...cpuEnd.procs].map(([k, t]) => [k, t / CLK_TCK]));
     await sleep(SETTLE_MS);
     const rssMiB = Object.fromEntries(procs.map((p) => [p.name, { ...ready[p.name]!, peak: statusKiB(p.pid, 'VmHWM') / 1024 }]));
-    await Promise.all(procs.map(stopProc));
+    await Promise.all(procs.map((p) => p.stop()));
 
     // What happened, from Redis (the jobs) and the state database (the runs).
     const jobs = await queue.getJobs(['completed', 'failed', 'active', 'wait', 'delayed'], 0, -1);
@@ -510,7 +478,7 @@ async function runScenario(env: FleetEnv, sc: FleetScenario, dbs: string[], trac
     };
   } finally {
     await bareWorker?.close();
-    await Promise.all(procs.map(stopProc));
+    await Promise.all(procs.map((p) => p.stop()));
     await queue.close();
     await bareQueue.close();
     await deleteKeys(redis, prefix);
@@ -562,7 +530,7 @@ export async function benchFleet(env: FleetEnv): Promise<ScenarioResult[]> {
   let cleaned: Promise<void> | undefined;
   const cleanup = () =>
     (cleaned ??= (async () => {
-      await Promise.all(track.procs.map(stopProc));
+      await Promise.all(track.procs.map((p) => p.stop()));
       for (const p of track.prefixes) await deleteKeys(redis, p).catch(() => undefined);
       await dropFleetDatabases(env.pgAdminUrl).catch((err) => console.error(`  could not drop the bench databases: ${(err as Error).message}`));
       redis.disconnect();

@@ -6,7 +6,7 @@
  * run's queries. Every wait is bounded; nothing here assumes a fast machine.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,8 @@ import { Redis } from 'ioredis';
 import { freePort } from './ports';
 import { eventually } from './jobs';
 
-const BIN = join(__dirname, '../../bin/caretaker.js');
+/** bin/caretaker.js at the project root, from test/support (jest) or from dist/test/support (a bench compiled by tsc). */
+const BIN = [join(__dirname, '../../bin/caretaker.js'), join(__dirname, '../../../bin/caretaker.js')].find((p) => existsSync(p))!;
 
 export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
 
