@@ -25,7 +25,6 @@ import { connectClient, type SessionLimits } from '../clients/postgres';
 import { redactSecretsIn, redactUrl, type Logger } from '../logger';
 import { coerceError } from '../errors';
 import { formatBytes, formatDuration } from '../util/format';
-import { createStore } from './create-store';
 import { listDumps, type BackupStore, type StoredObject } from './store';
 import { formatOf, readManifest, type BackupManifest, type DumpFormat } from './manifest';
 import { isScratchName, scratchCreatedAt, scratchDatabaseName, scratchNamePrefix } from './scratch';
@@ -117,7 +116,7 @@ export async function runRestore(ctx: TaskContext<'backups'>, p: RestoreParams, 
     throw new Error(`no scratch server configured for backups target ${target.name}: set scratch.url to a server (and its maintenance database, e.g. /postgres) where caretaker may create and drop databases named caretaker_scratch_*`);
   }
 
-  const store = createStore(target.store);
+  const store = ctx.clients.backupStore();
   const limits: SessionLimits = { statementTimeoutMs: ADMIN_STATEMENT_TIMEOUT_MS, lockTimeoutMs: target.source.lockTimeoutMs };
   // Our own session, not ctx.clients: the runner closes those the moment a run
   // is aborted, and the drop in `finally` must still get through.

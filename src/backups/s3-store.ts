@@ -170,7 +170,7 @@ export class S3Store implements BackupStore {
     }
   }
 
-  /** Releases the client's sockets (the worker keeps stores for its lifetime; tests do not). */
+  /** Releases the client's sockets: TargetClients calls it when the run ends. */
   destroy(): void {
     this.client.destroy();
   }

@@ -23,6 +23,8 @@ export interface BackupStore {
   /** Streams `body` into `name`; the object appears whole or not at all. */
   write(name: string, body: Readable): Promise<StoredObject>;
   remove(name: string): Promise<void>;
+  /** Releases what the store holds open (an S3 client's sockets); nothing to do for a directory. */
+  destroy?(): void;
 }
 
 /** `*` and `?` wildcards over a whole file name; every other character is literal. */

@@ -6,7 +6,9 @@ import type { Client } from 'pg';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Pool } from 'pg';
-import type { AnyTarget, PostgresTarget, RedisTarget } from '../config/schema';
+import type { AnyTarget, BackupsTarget, PostgresTarget, RedisTarget } from '../config/schema';
+import type { BackupStore } from '../backups/store';
+import { createStore } from '../backups/create-store';
 import { connectClient, type SessionLimits } from './postgres';
 import { createRedis } from './redis';
 
@@ -14,6 +16,7 @@ export class TargetClients {
   private pg?: Promise<Client>;
   private redisClient?: Redis;
   private extra: Promise<Client>[] = [];
+  private store?: BackupStore;
 
   constructor(
     private readonly target: AnyTarget,
@@ -38,6 +41,14 @@ export class TargetClients {
     return this.redisClient;
   }
 
+  /** The store of a backups target's dumps; its client (S3) is released when the run ends. */
+  backupStore(): BackupStore {
+    const target = this.target as BackupsTarget;
+    if (!('store' in target)) throw new Error(`target ${this.target.name} is not a backups target`);
+    this.store ??= createStore(target.store);
+    return this.store;
+  }
+
   /**
    * Another PostgreSQL session for this run (a backup's source database, a
    * scratch server), with the same limits and application name; closed with
@@ -56,5 +67,7 @@ export class TargetClients {
     await Promise.all(sessions.map((s) => s?.then((c) => c.end()).catch(() => undefined)));
     this.redisClient?.disconnect();
     this.redisClient = undefined;
+    this.store?.destroy?.();
+    this.store = undefined;
   }
 }

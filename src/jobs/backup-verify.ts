@@ -9,7 +9,6 @@
 import { z } from 'zod';
 import { defineTask } from '../contract/task';
 import type { Finding } from '../contract/result';
-import { createStore } from '../backups/create-store';
 import { listDumps, type StoredObject } from '../backups/store';
 import { backupTime, manifestName, readManifest, type BackupManifest } from '../backups/manifest';
 import { median, scanDump, type ScanResult } from '../backups/verify';
@@ -47,7 +46,7 @@ export const backupVerify = defineTask({
   params,
   async run(ctx, p) {
     const t = ctx.target;
-    const store = createStore(t.store);
+    const store = ctx.clients.backupStore();
     const dumps = await listDumps(store, t.pattern);
     const newest = dumps[0];
     if (!newest) {

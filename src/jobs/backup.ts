@@ -11,7 +11,6 @@ import type { Client } from 'pg';
 import { Readable } from 'node:stream';
 import { defineTask, type TaskContext, type TaskOutcome } from '../contract/task';
 import type { Action } from '../contract/result';
-import { createStore } from '../backups/create-store';
 import { listDumps, type BackupStore, type StoredObject } from '../backups/store';
 import { manifestName, type BackupManifest, type DumpFormat } from '../backups/manifest';
 import { dumpFormatFor, dumpName, startPgDump, type RunningDump } from '../backups/dump';
@@ -92,7 +91,7 @@ export const backup = defineTask({
             severity: 'info',
             code: 'backup_not_allowed',
             subject: t.name,
-            message: `the backup task writes dumps into ${createStore(t.store).description} and deletes old ones only when the target allows it`,
+            message: `the backup task writes dumps into ${ctx.clients.backupStore().description} and deletes old ones only when the target allows it`,
             suggestion: `Set allow.backup: true on backups target ${t.name} to take dumps with caretaker, or leave it off if something else takes them`,
           },
         ],
@@ -102,7 +101,7 @@ export const backup = defineTask({
     const format = dumpFormatFor(t.pattern, p.format);
     const startedAt = new Date();
     const name = dumpName(t.pattern, startedAt);
-    const store = createStore(t.store);
+    const store = ctx.clients.backupStore();
     await toolVersion('pg_dump', p.pgDump);
     if (await store.stat(name)) throw new Error(`${name} already exists in ${store.description}`);
 

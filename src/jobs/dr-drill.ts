@@ -12,7 +12,6 @@ import { z } from 'zod';
 import { defineTask, type TaskContext } from '../contract/task';
 import type { Action, Finding } from '../contract/result';
 import { RESTORE_TASK_TIMEOUT_MS, restoreParamFields, runRestore, type RestoreRun, type RestoreStep } from '../backups/restore';
-import { createStore } from '../backups/create-store';
 import { listDumps, type StoredObject } from '../backups/store';
 import { backupTime, readManifest, type BackupManifest } from '../backups/manifest';
 import { measurePodRecovery, type PodRecoveryResult } from '../kubernetes/pod-recovery';
@@ -115,7 +114,7 @@ export const drDrill = defineTask({
 
 /** The newest dump and its manifest, for the RPO when no restore ran. */
 async function newestDump(ctx: TaskContext<'backups'>): Promise<{ dump: StoredObject; manifest?: BackupManifest } | undefined> {
-  const store = createStore(ctx.target.store);
+  const store = ctx.clients.backupStore();
   const dump = (await listDumps(store, ctx.target.pattern))[0];
   if (!dump) return undefined;
   return { dump, manifest: await readManifest(store, dump.name).catch(() => undefined) };

@@ -57,6 +57,8 @@ export interface S3TestServer {
   client: S3Client;
   /** Every request so far, oldest first. */
   requests: S3Request[];
+  /** TCP connections open to the server right now (a client that was never destroyed keeps its own). */
+  openConnections(): Promise<number>;
   /** Creates a bucket (a random valid name by default) and resolves with its name. */
   createBucket(name?: string): Promise<string>;
   /** A complete `kind: 's3'` store config for this server. */
@@ -65,7 +67,8 @@ export interface S3TestServer {
   stop(): Promise<void>;
 }
 
-export async function startS3(): Promise<S3TestServer> {
+/** `keepAliveTimeoutMs`: how long the server keeps an idle client connection (Node's default 5 s). */
+export async function startS3(opts: { keepAliveTimeoutMs?: number } = {}): Promise<S3TestServer> {
   if (S3RVER_VERSION !== '3.7.1') throw new Error(`test/support/s3.ts patches s3rver 3.7.1's listing, found ${S3RVER_VERSION}: check pagedListings`);
   const directory = await mkdtemp(join(tmpdir(), 'caretaker-s3rver-'));
   const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory });
@@ -78,6 +81,7 @@ export async function startS3(): Promise<S3TestServer> {
     await rm(directory, { recursive: true, force: true });
     throw err;
   }
+  if (opts.keepAliveTimeoutMs !== undefined) server.httpServer!.keepAliveTimeout = opts.keepAliveTimeoutMs;
   const requests: S3Request[] = [];
   // First in line: the listing shim rewrites req.url on its way through.
   server.httpServer?.prependListener('request', (req: { method?: string; url?: string }) => {
@@ -93,6 +97,8 @@ export async function startS3(): Promise<S3TestServer> {
     ...S3RVER_CREDENTIALS,
     client,
     requests,
+    openConnections: () =>
+      new Promise<number>((resolve, reject) => server.httpServer!.getConnections((err, n) => (err ? reject(err) : resolve(n)))),
     async createBucket(name = `ct-${randomBytes(5).toString('hex')}`) {
       await client.send(new CreateBucketCommand({ Bucket: name }));
       return name;
