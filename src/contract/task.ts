@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import type { Action, Finding } from './result';
+import type { Action, Finding, TaskResult } from './result';
 import type { TargetKind, TargetByKind } from '../config/schema';
 import type { TargetClients } from '../clients/target-clients';
 
@@ -29,6 +29,19 @@ export interface TaskContext<K extends TargetKind = TargetKind> {
    * actions it returns instead.
    */
   applied(action: Action): void;
+  /**
+   * This task's last completed result on this target (a run that did its
+   * work), for figures "since the previous run". The history is caretaker's
+   * own database: when it cannot be read, that is logged as a warning and
+   * `readable` is false; its trouble never costs the check.
+   */
+  previousResult(): Promise<PreviousResult>;
+}
+
+/** What `previousResult` found: `result` undefined on a first run, or when the history was unreadable. */
+export interface PreviousResult {
+  result?: TaskResult;
+  readable: boolean;
 }
 
 /** What `run` returns: the runner adds task, target, times, status. */

@@ -9,11 +9,9 @@
 import { isAbsolute } from 'node:path';
 import { stat, statfs } from 'node:fs/promises';
 import { z } from 'zod';
-import type { Client, Pool } from 'pg';
-import type { Logger } from 'pino';
-import { defineTask } from '../contract/task';
+import type { Client } from 'pg';
+import { defineTask, type PreviousResult } from '../contract/task';
 import type { Finding, Severity } from '../contract/result';
-import { ResultStore } from '../results/store';
 import { formatBytes } from '../util/format';
 import { coerceError } from '../errors';
 import { SQL } from './disk-check.sql';
@@ -174,7 +172,7 @@ export const diskCheck = defineTask({
     });
     summary.push(`${current.name} ${formatBytes(size)}`);
 
-    summary.push(await growth(ctx.clients.state, ctx.target.name, current.name, size, measuredAt, findings, metrics, ctx.log));
+    summary.push(growth(await ctx.previousResult(), current.name, size, measuredAt, findings, metrics));
 
     const tables = (await db.query<TableSize>(SQL.largestTables, [p.topN])).rows;
     const indexes = (await db.query<IndexSize>(SQL.largestIndexes, [p.topN])).rows;
@@ -206,24 +204,15 @@ export const diskCheck = defineTask({
 });
 
 /** Growth since the previous completed run of this task on this target; returns the summary part. */
-async function growth(
-  state: Pool,
-  target: string,
+function growth(
+  { result: previous, readable }: PreviousResult,
   database: string,
   size: number,
   measuredAt: Date,
   findings: Finding[],
   metrics: Record<string, number>,
-  log: Logger,
-): Promise<string> {
-  let previous;
-  try {
-    previous = await new ResultStore(state).lastCompleted(diskCheck.name, target);
-  } catch (err) {
-    // The history is caretaker's own database: its trouble must not cost the disk check.
-    log.warn({ err: reason(err) }, 'cannot read the previous disk-check result');
-    return 'growth unknown (history unreadable)';
-  }
+): string {
+  if (!readable) return 'growth unknown (history unreadable)';
   if (!previous) return 'first run, no growth figure yet';
   const previousSize = previous.metrics?.database_size_bytes;
   const previousDb = previous.findings?.find((f) => f.code === 'database_size')?.details?.database;

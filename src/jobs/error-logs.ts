@@ -20,14 +20,11 @@
  * the pods at all is an `error`.
  */
 import { z } from 'zod';
-import type { Pool } from 'pg';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { defineTask } from '../contract/task';
+import { defineTask, type PreviousResult } from '../contract/task';
 import type { Finding } from '../contract/result';
 import { apiErrorMessage, callOptions, createKubernetesClients } from '../clients/kubernetes';
-import { ResultStore } from '../results/store';
 import { coerceError } from '../errors';
-import type { Logger } from '../logger';
 import { formatBytes, windowText } from '../util/format';
 import { loadWorkloads } from '../kubernetes/workloads';
 import { ErrorTally, type SignatureCount } from '../kubernetes/log-lines';
@@ -112,7 +109,7 @@ export const errorLogs = defineTask({
       await ctx.progress(5 + Math.round((90 * (i + 1)) / sources.length));
     }
 
-    const previous = await previousRun(ctx.clients.state, ctx.target.name, ctx.log);
+    const previous = previousRun(await ctx.previousResult());
     const top = tally.top(p.topSignatures);
     const window = windowText(p.sinceSeconds);
     const findings: Finding[] = [];
@@ -207,15 +204,9 @@ interface PreviousRun {
 }
 
 /** The previous run's error count; the history's trouble must not cost the check. */
-async function previousRun(state: Pool, target: string, log: Logger): Promise<PreviousRun | undefined> {
-  try {
-    const prev = await new ResultStore(state).lastCompleted(errorLogs.name, target);
-    const n = prev?.metrics?.error_lines;
-    return typeof n === 'number' && Number.isFinite(n) ? { errorLines: n, at: prev!.finishedAt } : undefined;
-  } catch (err) {
-    log.warn({ err: coerceError(err).message }, 'cannot read the previous error-logs result: no comparison');
-    return undefined;
-  }
+function previousRun({ result: prev }: PreviousResult): PreviousRun | undefined {
+  const n = prev?.metrics?.error_lines;
+  return typeof n === 'number' && Number.isFinite(n) ? { errorLines: n, at: prev!.finishedAt } : undefined;
 }
 
 /** Why the count is a spike: over the bound, and/or more than spikeFactor × the previous run's (and at least spikeMinimum). */

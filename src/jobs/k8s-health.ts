@@ -19,14 +19,10 @@
  * (`metrics_unavailable`, info).
  */
 import { z } from 'zod';
-import type { Pool } from 'pg';
 import type { V1Deployment, V2HorizontalPodAutoscaler } from '@kubernetes/client-node';
 import { defineTask } from '../contract/task';
 import type { Finding } from '../contract/result';
 import { callOptions, createKubernetesClients } from '../clients/kubernetes';
-import { ResultStore } from '../results/store';
-import { coerceError } from '../errors';
-import type { Logger } from '../logger';
 import { listAll, LIST_PAGE_SIZE, loadWorkloads, qualifiedName } from '../kubernetes/workloads';
 import {
   baselineFrom,
@@ -114,7 +110,7 @@ export const k8sHealth = defineTask({
 
     // Pods.
     const pods = workloads.flatMap((w) => w.pods);
-    const baseline = await previousBaseline(ctx.clients.state, ctx.target.name, ctx.log);
+    const baseline = baselineFrom((await ctx.previousResult()).result);
     const counts = restartCounts(pods);
     const deltas = restartDeltas(counts, baseline);
     for (const pod of pods) {
@@ -248,16 +244,6 @@ function restartCountsFinding(namespace: string, counts: Record<string, number>,
     message: `${containers} containers, ${total} restarts in their lifetime, ${restarts} ${baseline ? `since the previous run (${baseline.at})` : 'counted (no previous run)'}`,
     details: { at: at.toISOString(), counts, previousAt: baseline?.at ?? null },
   };
-}
-
-/** The previous run's restart counts; the history is caretaker's own database, its trouble must not cost the check. */
-async function previousBaseline(state: Pool, target: string, log: Logger): Promise<RestartBaseline | undefined> {
-  try {
-    return baselineFrom(await new ResultStore(state).lastCompleted(k8sHealth.name, target));
-  } catch (err) {
-    log.warn({ err: coerceError(err).message }, 'cannot read the previous k8s-health result: restarts counted in total');
-    return undefined;
-  }
 }
 
 function pct(ratio: number): string {

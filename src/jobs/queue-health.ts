@@ -18,11 +18,9 @@
 import { z } from 'zod';
 import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Pool } from 'pg';
-import { defineTask } from '../contract/task';
+import { defineTask, type PreviousResult } from '../contract/task';
 import type { Action, Finding } from '../contract/result';
 import { createRedis, recordErrors, redisAddress } from '../clients/redis';
-import { ResultStore } from '../results/store';
 import { formatDuration, windowText } from '../util/format';
 
 const NAME = 'queue-health';
@@ -100,7 +98,7 @@ export const queueHealth = defineTask({
       } catch (err) {
         throw new Error(`cannot reach redis at ${where}: ${lastError() ?? (err as Error).message}`, { cause: err });
       }
-      const since = await failedSince(ctx.clients.state, target.name, p.failedWindowSeconds, (err) => ctx.log.warn({ err }, 'cannot read the previous queue-health result'));
+      const since = failedSince(await ctx.previousResult(), p.failedWindowSeconds);
       const findings: Finding[] = [];
       const actions: Action[] = [];
       const metrics: Record<string, number> = {};
@@ -333,15 +331,9 @@ interface Since {
 }
 
 /** The previous run's end, or `failedWindowSeconds` ago without one. */
-async function failedSince(state: Pool, target: string, windowSeconds: number, warn: (err: string) => void): Promise<Since> {
-  try {
-    const previous = await new ResultStore(state).lastCompleted(NAME, target);
-    const at = previous ? Date.parse(previous.finishedAt) : NaN;
-    if (Number.isFinite(at)) return { at: new Date(at), window: 'since_last_run' };
-  } catch (err) {
-    // caretaker's own history: its trouble must not cost the check.
-    warn((err as Error).message);
-  }
+function failedSince({ result: previous }: PreviousResult, windowSeconds: number): Since {
+  const at = previous ? Date.parse(previous.finishedAt) : NaN;
+  if (Number.isFinite(at)) return { at: new Date(at), window: 'since_last_run' };
   return { at: new Date(Date.now() - windowSeconds * 1000), window: 'window' };
 }
 

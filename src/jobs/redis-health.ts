@@ -10,10 +10,8 @@
  */
 import { z } from 'zod';
 import type { Redis } from 'ioredis';
-import type { Pool } from 'pg';
 import { defineTask } from '../contract/task';
-import type { Finding, TaskResult } from '../contract/result';
-import { ResultStore } from '../results/store';
+import type { Finding } from '../contract/result';
 import { formatBytes } from '../util/format';
 import { coerceError } from '../errors';
 import { probeAuth, recordErrors, redisAddress } from '../clients/redis';
@@ -80,7 +78,7 @@ export const redisHealth = defineTask({
       throw new Error(`cannot reach redis at ${where}: ${lastError() ?? coerceError(err).message}`, { cause: err });
     }
     const f = await figures(info, redis, (field, reason) => ctx.log.warn({ field, reason }, 'CONFIG GET unavailable: figure skipped'));
-    const previous = await previousResult(ctx.clients.state, ctx.target.name, (err) => ctx.log.warn({ err }, 'cannot read the previous redis-health result'));
+    const previous = (await ctx.previousResult()).result;
     // uptime_in_seconds is rounded down: only a server younger than the previous run by a whole second surely restarted.
     const restarted = previous !== undefined && (f.uptimeSeconds + 1) * 1000 < Date.now() - Date.parse(previous.finishedAt);
     const since = (current: number, metric: string) => sinceLast(current, previous?.metrics?.[metric], restarted);
@@ -283,16 +281,6 @@ function sinceLast(current: number, previous: unknown, restarted: boolean): { va
   if (typeof previous !== 'number' || !Number.isFinite(previous)) return { value: current, window: 'since_restart' };
   if (restarted || current < previous) return { value: current, window: 'since_restart' };
   return { value: current - previous, window: 'since_last_run' };
-}
-
-async function previousResult(state: Pool, target: string, warn: (err: string) => void): Promise<TaskResult | undefined> {
-  try {
-    return await new ResultStore(state).lastCompleted(NAME, target);
-  } catch (err) {
-    // The history is caretaker's own database: its trouble must not cost the check.
-    warn(coerceError(err).message);
-    return undefined;
-  }
 }
 
 function pct(ratio: number): string {

@@ -11,6 +11,7 @@ import { statusOf, type Action, type TaskResult } from '../contract/result';
 import { TargetClients } from '../clients/target-clients';
 import { coerceError } from '../errors';
 import { redactSecretsIn } from '../logger';
+import { ResultStore } from '../results/store';
 
 export interface RunRequest {
   task: Task;
@@ -49,6 +50,14 @@ export async function runTask(req: RunRequest): Promise<TaskResult> {
     },
     applied: (action) => {
       appliedSoFar.push(action);
+    },
+    previousResult: async () => {
+      try {
+        return { result: await new ResultStore(req.state).lastCompleted(task.name, target.name), readable: true };
+      } catch (err) {
+        log.warn({ err: coerceError(err).message }, `cannot read the previous ${task.name} result: this run goes without it`);
+        return { readable: false };
+      }
     },
   };
 
