@@ -17,6 +17,7 @@ import { coerceError } from '../errors';
 import type { BackupManifest } from './manifest';
 import { throwIfAborted } from './restore-tools';
 import { countRowsSql, SQL } from '../jobs/restore-test.sql';
+import { oneLine } from '../util/format';
 
 /**
  * What verify reads of the params: restoreParamFields in restore.ts
@@ -35,12 +36,6 @@ interface TableRef {
   schema: string;
   name: string;
   partition: boolean;
-}
-
-/** `text` on one line (whitespace runs collapsed), cut to `max` characters with an ellipsis. */
-export function oneLine(text: string, max: number): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
 /** "users" is "public.users". */

@@ -24,12 +24,12 @@ import type { Action, Finding } from '../contract/result';
 import { connectClient, type SessionLimits } from '../clients/postgres';
 import { redactSecretsIn, redactUrl, type Logger } from '../logger';
 import { coerceError } from '../errors';
-import { formatBytes, formatDuration } from '../util/format';
+import { formatBytes, formatDuration, oneLine } from '../util/format';
 import { listDumps, type BackupStore, type StoredObject } from './store';
 import { formatOf, readManifest, type BackupManifest, type DumpFormat } from './manifest';
 import { isScratchName, scratchCreatedAt, scratchDatabaseName, scratchNamePrefix } from './scratch';
 import { kill, restoreInto, throwIfAborted, type ToolError } from './restore-tools';
-import { oneLine, verify } from './restore-verify';
+import { verify } from './restore-verify';
 import { SQL } from '../jobs/restore-test.sql';
 
 export { parseToolError, type ToolError } from './restore-tools';

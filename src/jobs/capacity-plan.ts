@@ -17,7 +17,7 @@
 import { z } from 'zod';
 import { defineTask } from '../contract/task';
 import type { Finding } from '../contract/result';
-import { formatBytes } from '../util/format';
+import { formatBytes, formatPercent } from '../util/format';
 
 export const SQL = {
   /** Every run of the listed tasks on the listed targets in the window, oldest first (runs_task_target_finished_at_idx). */
@@ -111,7 +111,7 @@ interface SeriesSpec {
 
 const bytes = (v: number) => formatBytes(Math.round(v));
 const count = (v: number) => String(Math.round(v * 10) / 10);
-const pct = (v: number) => `${Math.round(v * 1000) / 10} %`;
+const pct = (ratio: number) => formatPercent(ratio, 1);
 const positive = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : undefined);
 
 const POSTGRES_SERIES: SeriesSpec[] = [

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import type { Client } from 'pg';
 import { defineTask, type PreviousResult } from '../contract/task';
 import type { Finding, Severity } from '../contract/result';
-import { formatBytes } from '../util/format';
+import { formatBytes, formatPercent } from '../util/format';
 import { coerceError } from '../errors';
 import { SQL } from './disk-check.sql';
 
@@ -131,7 +131,7 @@ export async function filesystemUsage(path: string, timeoutMs = STATFS_TIMEOUT_M
   }
 }
 
-const pct = (ratio: number) => `${Math.round(ratio * 100)} %`;
+const pct = (ratio: number) => formatPercent(ratio);
 /** An fs or pg error in one line, its code first (node's fs messages already start with it). */
 const reason = (err: unknown): string => {
   const e = err as { code?: unknown; message?: unknown } | null;

@@ -37,7 +37,7 @@ import {
 import { containerUsage, fetchPodMetrics, limitsMissingFinding, maxRatio, metricsUnavailableFinding, usageFindings } from '../kubernetes/resource-usage';
 import { redactText } from '../kubernetes/redact';
 import { EVENT_MESSAGE_CHARS, eventCountOf, eventTime, relevantTo, warningEventsFinding } from '../kubernetes/warning-events';
-import { windowText } from '../util/format';
+import { windowText, formatPercent } from '../util/format';
 
 const params = z.strictObject({
   /** Share of a container's CPU limit that raises `cpu_high` (the runbook's CPU < 70 %). */
@@ -246,6 +246,4 @@ function restartCountsFinding(namespace: string, counts: Record<string, number>,
   };
 }
 
-function pct(ratio: number): string {
-  return `${Math.round(ratio * 100)} %`;
-}
+const pct = (ratio: number) => formatPercent(ratio);

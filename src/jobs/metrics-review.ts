@@ -12,11 +12,13 @@ import { defineTask } from '../contract/task';
 import type { Finding } from '../contract/result';
 import type { PrometheusTarget } from '../config/schema';
 import { coerceError } from '../errors';
-import { formatBytes } from '../util/format';
+import { formatBytes, oneLine } from '../util/format';
 import { scrubSecrets, secretsOfUrl } from '../logger';
 
 /** An answer larger than this is refused as that query's failure: aggregate it (sum by, topk). */
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
+/** How much of an error text Prometheus (or a proxy) sends back goes into a finding. */
+const MAX_ERROR_TEXT = 300;
 /** Prometheus is asked to give up this much before we do, so a heavy query fails alone. */
 const SERVER_TIMEOUT_MARGIN_MS = 1_000;
 /** Metric names the task emits itself; no query may be named like them. */
@@ -321,10 +323,10 @@ async function instantQuery(ep: Endpoint, q: MetricQuery, timeoutMs: number, sig
   if (status === 200 && body?.status === 'success' && body.data) return answerOf(body.data.resultType, body.data.result);
   const isQueryError = status === 400 || status === 422 || (status === 503 && (body?.errorType === 'timeout' || body?.errorType === 'canceled'));
   if (isQueryError && body?.status === 'error') {
-    return { kind: 'failed', httpStatus: status, errorType: String(body.errorType ?? 'unknown'), error: oneLine(ep.scrub(String(body.error ?? 'no error text'))) };
+    return { kind: 'failed', httpStatus: status, errorType: String(body.errorType ?? 'unknown'), error: oneLine(ep.scrub(String(body.error ?? 'no error text')), MAX_ERROR_TEXT) };
   }
   if (status === 200) throw new Error(`${where} answered 200 but not with the Prometheus API's JSON: is the target url the server's base URL?`);
-  const said = typeof body?.error === 'string' ? `: ${oneLine(ep.scrub(body.error))}` : '';
+  const said = typeof body?.error === 'string' ? `: ${oneLine(ep.scrub(body.error), MAX_ERROR_TEXT)}` : '';
   const hint = status === 401 || status === 403 ? ' (check the target token)' : status >= 300 && status < 400 ? ' (a redirect, e.g. to a login page: not followed)' : '';
   throw new Error(`${where} answered HTTP ${status}${said}${hint}`);
 }
@@ -418,10 +420,6 @@ function parseJson(text: string): unknown {
   }
 }
 
-function oneLine(text: string): string {
-  const line = text.replace(/\s+/g, ' ').trim();
-  return line.length > 300 ? `${line.slice(0, 300)}...` : line;
-}
 
 /** fetch's "fetch failed" keeps the reason (ECONNREFUSED, ENOTFOUND, a TLS error) in `cause`. */
 function fetchReason(err: unknown): string {

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import type { Redis } from 'ioredis';
 import { defineTask } from '../contract/task';
 import type { Finding } from '../contract/result';
-import { formatBytes } from '../util/format';
+import { formatBytes, formatPercent } from '../util/format';
 import { coerceError } from '../errors';
 import { probeAuth, recordErrors, redisAddress } from '../clients/redis';
 
@@ -283,9 +283,7 @@ function sinceLast(current: number, previous: unknown, restarted: boolean): { va
   return { value: current - previous, window: 'since_last_run' };
 }
 
-function pct(ratio: number): string {
-  return `${Math.round(ratio * 1000) / 10} %`;
-}
+const pct = (ratio: number) => formatPercent(ratio, 1);
 
 function windowText(window: Window): string {
   return window === 'since_last_run' ? 'since the last run' : 'since the server started';

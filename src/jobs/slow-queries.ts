@@ -15,7 +15,7 @@ import { z } from 'zod';
 import type { Client } from 'pg';
 import { defineTask } from '../contract/task';
 import type { Finding } from '../contract/result';
-import { formatDuration } from '../util/format';
+import { formatDuration, formatPercent, oneLine } from '../util/format';
 
 export const SQL = {
   /** Where the extension is, which column names its version has, whether the library is preloaded (null: not visible to us). */
@@ -290,10 +290,6 @@ export function displayText(query: string, cut: boolean): string {
   return redacted.replace(/\s+/g, ' ').trim() + (cut ? '…' : '');
 }
 
-function oneLine(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
-}
-
 /** 0.42 ms, 34.2 ms, 340 ms, then formatDuration (4 s, 1 min 31 s). */
 function ms(n: number): string {
   if (n < 1) return `${n.toFixed(n < 0.1 ? 3 : 2)} ms`;
@@ -301,6 +297,4 @@ function ms(n: number): string {
   return formatDuration(n);
 }
 
-function pct(ratio: number): string {
-  return `${Math.round(ratio * 1000) / 10} %`;
-}
+const pct = (ratio: number) => formatPercent(ratio, 1);

@@ -14,7 +14,7 @@
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import type { Finding } from '../contract/result';
 import { apiErrorMessage, apiStatusCode, callOptions, type KubernetesClients } from '../clients/kubernetes';
-import { formatBytes } from '../util/format';
+import { formatBytes, formatPercent } from '../util/format';
 import { parseQuantity } from './quantity';
 import type { Workload } from './workloads';
 
@@ -187,9 +187,7 @@ function ratioOf(r: ContainerUsage, resource: 'cpu' | 'memory'): number | undefi
   return resource === 'cpu' ? r.cpuRatio : r.memoryRatio;
 }
 
-function pct(ratio: number): string {
-  return `${Math.round(ratio * 100)} %`;
-}
+const pct = (ratio: number) => formatPercent(ratio);
 
 function cores(n: number): string {
   return n < 1 ? `${Math.round(n * 1000)}m` : `${Number(n.toFixed(2))} cores`;

@@ -28,6 +28,18 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(h / 24)} days`;
 }
 
+/** 0.4237 → "42 %"; with `digits` 1, "42.4 %" (trailing zeros dropped: 0.42 → "42 %"). */
+export function formatPercent(ratio: number, digits = 0): string {
+  const scale = 10 ** digits;
+  return `${Math.round(ratio * 100 * scale) / scale} %`;
+}
+
+/** `text` on one line (whitespace runs collapsed), cut to `max` characters with an ellipsis. */
+export function oneLine(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
 /** A look-back window in seconds: 86400 → "24 h"; others as formatDuration writes them. */
 export function windowText(seconds: number): string {
   return seconds % 3600 === 0 ? `${seconds / 3600} h` : formatDuration(seconds * 1000);

@@ -1,4 +1,4 @@
-import { formatBytes, formatDuration, windowText } from '../../src/util/format';
+import { formatBytes, formatDuration, formatPercent, oneLine, windowText } from '../../src/util/format';
 
 describe('format', () => {
   it('formats bytes like pg_size_pretty', () => {
@@ -22,5 +22,18 @@ describe('format', () => {
     expect(windowText(3_600)).toBe('1 h');
     expect(windowText(5_400)).toBe('1 h 30 min');
     expect(windowText(90)).toBe('1 min 30 s');
+  });
+
+  it('formats ratios as percentages, whole or to a tenth', () => {
+    expect(formatPercent(0.4237)).toBe('42 %');
+    expect(formatPercent(0.4237, 1)).toBe('42.4 %');
+    expect(formatPercent(0.42, 1)).toBe('42 %');
+    expect(formatPercent(1)).toBe('100 %');
+  });
+
+  it('puts text on one line and cuts it with an ellipsis', () => {
+    expect(oneLine('  SELECT *\n  FROM t\twhere x  ', 100)).toBe('SELECT * FROM t where x');
+    expect(oneLine('abcdefghij', 5)).toBe('abcd…');
+    expect(oneLine('abcde', 5)).toBe('abcde');
   });
 });
