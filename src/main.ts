@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { TaskResult } from './contract/result';
 import type { Config } from './config/schema';
 import { TASKS, type TaskRegistry } from './jobs';
-import { createPool } from './clients/postgres';
+import { STATE_LIMITS, createPool } from './clients/postgres';
 import { createRedis } from './clients/redis';
 import { createQueue, jobOptions, type JobData } from './queue/queue';
 import { ResultStore } from './results/store';
@@ -27,7 +27,6 @@ export const ROLES = ['scheduler', 'worker', 'web'] as const;
 export type Role = (typeof ROLES)[number];
 
 /** Limits on caretaker's own state-database sessions. */
-const STATE_LIMITS = { statementTimeoutMs: 30_000, lockTimeoutMs: 5_000 };
 
 export interface Caretaker {
   config: Config;

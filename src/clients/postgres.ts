@@ -31,6 +31,9 @@ export interface SessionLimits {
   idleInTransactionTimeoutMs?: number;
 }
 
+/** caretaker's own state database: its statements are short, on its own tables. */
+export const STATE_LIMITS: SessionLimits = { statementTimeoutMs: 30_000, lockTimeoutMs: 5_000 };
+
 function clientConfig(url: string, limits: SessionLimits): ClientConfig {
   return {
     connectionString: url,

@@ -10,7 +10,7 @@ import { EXIT_CODE, type TaskResult } from '../contract/result';
 import type { AnyTarget, Config } from '../config/schema';
 import { parseParamFlags, resolveParams } from '../config/params';
 import { findTarget, targetsOf } from '../config/targets';
-import { createPool } from '../clients/postgres';
+import { STATE_LIMITS, createPool } from '../clients/postgres';
 import { createRedis } from '../clients/redis';
 import { ResultStore } from '../results/store';
 import { migrate } from '../results/migrate';
@@ -40,7 +40,7 @@ export async function runCommand(io: CliIO, taskName: string, opts: RunOptions):
   const dryRun = opts.dryRun === true;
 
   const log = loggerFor(io, config).child({ task: task.name, target: target.name, via: 'cli' });
-  const state = createPool(config.state.url, { statementTimeoutMs: 30_000, lockTimeoutMs: 5_000 }, log, 2);
+  const state = createPool(config.state.url, STATE_LIMITS, log, 2);
   const redis = createRedis(config.redis.url, log, { maxRetriesPerRequest: 1, connectTimeout: 3_000, retryStrategy: () => null, lazyConnect: true });
   try {
     const lock = await tryLock(redis, config, task.name, target.name, task.timeoutMs, log);
