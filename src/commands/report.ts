@@ -9,7 +9,7 @@ import { createPool } from '../clients/postgres';
 import { migrate } from '../results/migrate';
 import { UsageError } from '../errors';
 import { buildWeeklyReport, expectedInWeek, reportSettingsOf } from '../reports/weekly-data';
-import { lastCompleteWeek, parseWeek } from '../reports/week';
+import { reportWeek } from '../reports/week';
 import { renderCharts } from '../reports/charts';
 import { dataUriSource, renderHtml } from '../reports/render-html';
 import { renderText } from '../reports/render-text';
@@ -31,7 +31,7 @@ export async function reportCommand(io: CliIO, opts: ReportOptions): Promise<num
   const settings = reportSettingsOf(config);
   if (opts.send && !settings.email) throw new UsageError('--send needs notifications.email in the config');
   const now = new Date();
-  const week = opts.week ? parseWeek(opts.week, settings.timezone) : lastCompleteWeek(now, settings.timezone);
+  const week = reportWeek(opts.week, settings.timezone, now);
   const log = loggerFor(io, config).child({ command: 'report', week: week.id });
   const state = createPool(config.state.url, { statementTimeoutMs: 60_000, lockTimeoutMs: 5_000 }, log, 4);
   try {

@@ -18,6 +18,7 @@ import { z } from 'zod';
 import { defineTask } from '../contract/task';
 import type { Finding } from '../contract/result';
 import { formatBytes, formatPercent } from '../util/format';
+import { didItsWork } from '../results/store';
 
 export const SQL = {
   /** Every run of the listed tasks on the listed targets in the window, oldest first (runs_task_target_finished_at_idx). */
@@ -26,7 +27,7 @@ export const SQL = {
     FROM caretaker.runs
     WHERE task = ANY($1::text[]) AND target = ANY($2::text[])
       AND finished_at >= $3 AND finished_at <= $4
-      AND NOT skipped AND status <> 'error'
+      AND ${didItsWork()}
     ORDER BY finished_at, id`,
 } as const;
 

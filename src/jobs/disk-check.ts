@@ -13,6 +13,7 @@ import type { Client } from 'pg';
 import { defineTask, type PreviousResult } from '../contract/task';
 import type { Finding, Severity } from '../contract/result';
 import { formatBytes, formatPercent } from '../util/format';
+import { withTimeout } from '../util/timeout';
 import { coerceError } from '../errors';
 import { SQL } from './disk-check.sql';
 
@@ -109,26 +110,17 @@ export function isLocalPostgresUrl(url: string): boolean {
 
 /** statfs with a time bound; throws (ENOENT, EACCES, timeout) for the caller to turn into a finding. */
 export async function filesystemUsage(path: string, timeoutMs = STATFS_TIMEOUT_MS): Promise<FilesystemUsage> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`statfs did not answer within ${timeoutMs} ms`)), timeoutMs);
-    timer.unref();
-  });
-  try {
-    const s = await Promise.race([statfs(path, { bigint: true }), timeout]);
-    const used = (s.blocks - s.bfree) * s.bsize;
-    const free = s.bavail * s.bsize;
-    const usable = used + free;
-    return {
-      path,
-      totalBytes: Number(s.blocks * s.bsize),
-      freeBytes: Number(free),
-      usedBytes: Number(used),
-      usedRatio: usable > 0n ? Number(used) / Number(usable) : 0,
-    };
-  } finally {
-    clearTimeout(timer);
-  }
+  const s = await withTimeout(statfs(path, { bigint: true }), timeoutMs, 'statfs');
+  const used = (s.blocks - s.bfree) * s.bsize;
+  const free = s.bavail * s.bsize;
+  const usable = used + free;
+  return {
+    path,
+    totalBytes: Number(s.blocks * s.bsize),
+    freeBytes: Number(free),
+    usedBytes: Number(used),
+    usedRatio: usable > 0n ? Number(used) / Number(usable) : 0,
+  };
 }
 
 const pct = (ratio: number) => formatPercent(ratio);

@@ -13,7 +13,7 @@ import { defineTask } from '../contract/task';
 import type { CaretakerTarget } from '../config/schema';
 import type { Finding } from '../contract/result';
 import { buildWeeklyReport, expectedInWeek, type ReportSettings } from '../reports/weekly-data';
-import { lastCompleteWeek, parseWeek } from '../reports/week';
+import { reportWeek } from '../reports/week';
 import { sendWeeklyReport } from '../reports/send';
 
 const params = z.strictObject({
@@ -50,7 +50,7 @@ export const weeklyReport = defineTask({
   async run(ctx, p) {
     const settings = settingsFromTarget(ctx.target as ReportTarget);
     const now = new Date();
-    const week = p.week ? parseWeek(p.week, settings.timezone) : lastCompleteWeek(now, settings.timezone);
+    const week = reportWeek(p.week, settings.timezone, now);
     const started = Date.now();
     const report = await buildWeeklyReport(ctx.clients.state, {
       week,

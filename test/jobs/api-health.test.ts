@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { apiHealth, nearestRank, readDetailedHealth } from '../../src/jobs/api-health';
 import { runTask } from '../../src/worker/run-task';
 import { resolveParams } from '../../src/config/params';
@@ -13,6 +12,7 @@ import { peerCertificate } from '../../src/util/tls';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { testConfig } from '../support/config';
 import { testLogger } from '../support/logger';
+import { captureLog } from '../support/log-capture';
 import { eventually } from '../support/jobs';
 import { closedPort, daysFromNow, makeCa, makeCertificate, startTestServer, type RouteSpec, type TestCertificate, type TestServer } from '../support/https-server';
 
@@ -81,18 +81,6 @@ const one = (r: TaskResult, code: string): Finding => {
   return found[0]!;
 };
 const healthRequests = (s: TestServer, path = '/health') => s.requests.filter((r) => r.path === path).length;
-
-/** A logger that keeps every line, at the most verbose level. */
-function capturingLogger(): { log: Logger; lines: string[] } {
-  const lines: string[] = [];
-  const stream = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(String(chunk));
-      done();
-    },
-  });
-  return { log: pino({ level: 'trace' }, stream), lines };
-}
 
 describe('api-health on a healthy service', () => {
   it('HTTPS with a trusted certificate (private CA), the default verification, a detailed endpoint with its token: no findings', async () => {
@@ -281,7 +269,7 @@ describe('the detailed health endpoint', () => {
   it('a wrong token: health_detailed_failed, and the token (echoed back by the server) is nowhere in the result or the logs', async () => {
     const token = `tok-${randomBytes(12).toString('hex')}`;
     const server = await serve({ '/health': {}, '/health/detailed': { requireToken: `other-${token}`, body } });
-    const { log, lines } = capturingLogger();
+    const { log, lines, text } = captureLog();
     const result = await run({ url: server.url('/health'), detailedUrl: server.url('/health/detailed'), token }, { samples: 1, ...RELAXED_LATENCY }, { log });
 
     expect(codes(result)).toEqual(['warning:health_detailed_failed']);
@@ -294,8 +282,8 @@ describe('the detailed health endpoint', () => {
     expect(server.requests.find((r) => r.path === '/health/detailed')!.authorization).toBe(`Bearer ${token}`);
     // ...but it reached neither the result nor a log line.
     expect(JSON.stringify(result)).not.toContain(token);
-    expect(lines.length).toBeGreaterThan(0);
-    expect(lines.join('')).not.toContain(token);
+    expect(lines().length).toBeGreaterThan(0);
+    expect(text()).not.toContain(token);
   });
 
   it('no token configured for an endpoint that wants one: health_detailed_failed, suggesting to set it', async () => {
