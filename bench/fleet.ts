@@ -49,6 +49,7 @@ import { validateConfig } from '../src/config/load';
 import { TASKS } from '../src/jobs';
 import { QUEUE_NAME } from '../src/queue/queue';
 import { spawnCaretaker, type CaretakerProcess, type LogLine } from '../test/support/processes';
+import { withClient } from '../test/support/db';
 
 /** One scenario: this many worker processes, each with this `worker.concurrency`. */
 export interface FleetScenario {
@@ -102,16 +103,6 @@ async function parallel<T>(items: T[], n: number, fn: (item: T) => Promise<void>
   await Promise.all(Array.from({ length: n }, async () => {
     while (next < items.length) await fn(items[next++]!);
   }));
-}
-
-async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
 }
 
 // ---- processes: spawn, logs, RSS, CPU ---------------------------------------

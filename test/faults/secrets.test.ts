@@ -28,7 +28,7 @@ import { Queue } from 'bullmq';
 import { stringify } from 'yaml';
 import { weekContaining } from '../../src/reports/week';
 import { scratchNamePrefix } from '../../src/backups/scratch';
-import { createTestDatabase, randomRoleName, dropRoles, type TestDatabase } from '../support/db';
+import { createTestDatabase, randomRoleName, dropRoles, withClient, type TestDatabase } from '../support/db';
 import { randomPrefix } from '../support/redis';
 import { TEST_PG_ADMIN_URL } from '../support/env';
 import { freePort } from '../support/ports';
@@ -185,15 +185,7 @@ const md5Password = (role: string, password: string) => `md5${createHash('md5').
 const pgUrl = (user: string, password: string, database: string, port = 5432) =>
   `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
 
-async function admin<T>(work: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({ connectionString: TEST_PG_ADMIN_URL });
-  await c.connect();
-  try {
-    return await work(c);
-  } finally {
-    await c.end();
-  }
-}
+const admin = <T>(work: (c: Client) => Promise<T>): Promise<T> => withClient(TEST_PG_ADMIN_URL, work);
 
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve) => {

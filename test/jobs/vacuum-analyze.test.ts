@@ -1,7 +1,7 @@
 import { Client } from 'pg';
 import { vacuumAnalyze, vacuumStatement } from '../../src/jobs/vacuum-analyze';
 import type { Finding, TaskResult } from '../../src/contract/result';
-import { createTestDatabase, dropRoles, randomRoleName, urlFor, type TestDatabase } from '../support/db';
+import { createTestDatabase, dropRoles, randomRoleName, urlFor, withClient, type TestDatabase } from '../support/db';
 import { runOnPostgres } from '../support/run-task';
 import { eventually } from '../support/jobs';
 
@@ -19,16 +19,6 @@ afterAll(async () => {
   await Promise.all(databases.map((db) => db.drop()));
   await dropRoles(role);
 });
-
-async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
 
 interface TableState {
   deadTuples: number;

@@ -14,6 +14,17 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+/** `work` on one session of `url` (the admin database by default), closed after. */
+export async function withClient<T>(url: string, work: (c: Client) => Promise<T>): Promise<T> {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await work(c);
+  } finally {
+    await c.end();
+  }
+}
+
 export function urlFor(database: string, user?: string): string {
   const url = new URL(TEST_PG_ADMIN_URL);
   url.pathname = `/${database}`;
@@ -23,13 +34,7 @@ export function urlFor(database: string, user?: string): string {
 
 export async function createTestDatabase(label = 'test'): Promise<TestDatabase> {
   const name = `ct_${label.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`;
-  const admin = new Client({ connectionString: TEST_PG_ADMIN_URL });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)}`);
-  } finally {
-    await admin.end();
-  }
+  await withClient(TEST_PG_ADMIN_URL, (admin) => admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)}`));
   const url = urlFor(name);
   const pool = new Pool({ connectionString: url, max: 4 });
   // drop() ends every session of the database (WITH FORCE); a client still
@@ -42,13 +47,7 @@ export async function createTestDatabase(label = 'test'): Promise<TestDatabase> 
     async drop() {
       await pool.end();
       if (process.env.KEEP_TEST_DB === '1') return;
-      const c = new Client({ connectionString: TEST_PG_ADMIN_URL });
-      await c.connect();
-      try {
-        await c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(name)} WITH (FORCE)`);
-      } finally {
-        await c.end();
-      }
+      await withClient(TEST_PG_ADMIN_URL, (c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(name)} WITH (FORCE)`));
     },
   };
 }
@@ -60,11 +59,7 @@ export function randomRoleName(label: string): string {
 
 /** Drops roles a test created (after its database: a role owning objects cannot go). */
 export async function dropRoles(...names: string[]): Promise<void> {
-  const c = new Client({ connectionString: TEST_PG_ADMIN_URL });
-  await c.connect();
-  try {
+  await withClient(TEST_PG_ADMIN_URL, async (c) => {
     for (const name of names) await c.query(`DROP ROLE IF EXISTS ${c.escapeIdentifier(name)}`);
-  } finally {
-    await c.end();
-  }
+  });
 }
