@@ -36,9 +36,13 @@ export class KubernetesApiError extends Error {
   override name = 'KubernetesApiError';
 }
 
+/** A bound on pages per list (50 000 objects at LIST_PAGE_SIZE): a runaway `continue` cannot loop for ever. */
+export const MAX_LIST_PAGES = 100;
+
 /**
  * Lists a paginated API collection (`limit` + `continue`), checking the
- * signal between pages.
+ * signal between pages. A failed call is a KubernetesApiError naming `what`
+ * (its `cause` is the API's error).
  */
 export async function listAll<T>(
   what: string,
@@ -47,8 +51,10 @@ export async function listAll<T>(
 ): Promise<T[]> {
   const items: T[] = [];
   let cont: string | undefined;
+  let pages = 0;
   do {
     if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('aborted');
+    if (pages++ === MAX_LIST_PAGES) throw new KubernetesApiError(`cannot list ${what}: more than ${MAX_LIST_PAGES} pages`);
     let list;
     try {
       list = await page(cont);

@@ -38,6 +38,7 @@ import {
 import type { KubernetesTarget } from '../config/schema';
 import type { Finding } from '../contract/result';
 import { apiErrorMessage, callOptions, createKubernetesClients } from '../clients/kubernetes';
+import { KubernetesApiError, LIST_PAGE_SIZE, listAll } from '../kubernetes/workloads';
 import { AUDIT_INCOMPLETE, countsByCode, wholeDaysBetween, type AuditResult } from './audit';
 import { podFindings } from './kubernetes-pods';
 
@@ -46,10 +47,6 @@ export const KUBERNETES_CODES = ['privileged_pod', 'root_pod', 'host_namespace_p
 /** Asks the API server for object metadata only: a Secret's data never leaves it. */
 export const METADATA_ONLY_ACCEPT = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
 
-/** Objects per list page. */
-const PAGE_SIZE = 500;
-/** A bound on pages per list (50 000 objects). */
-const MAX_PAGES = 100;
 
 /** The ClusterRole that grants everything. */
 const CLUSTER_ADMIN = 'cluster-admin';
@@ -90,7 +87,8 @@ export async function auditKubernetes(target: KubernetesTarget, opts: Kubernetes
       await fn();
     } catch (err) {
       if (signal.aborted) throw signal.reason;
-      const message = apiErrorMessage(err);
+      // listAll names what it listed; the API's own words are in the cause.
+      const message = apiErrorMessage(err instanceof KubernetesApiError && err.cause ? err.cause : err);
       failures.push(new Error(`kubernetes ${target.name}: cannot list ${what} in ${namespace}: ${message}`, { cause: err }));
       findings.push({
         severity: 'warning',
@@ -105,16 +103,15 @@ export async function auditKubernetes(target: KubernetesTarget, opts: Kubernetes
 
   let pods: V1Pod[] = [];
   await check('pods', 'Grant caretaker list on pods in the namespace (k8s/ Role)', async () => {
-    pods = await listAll((cont) => clients.core.listNamespacedPod({ namespace, limit: PAGE_SIZE, _continue: cont }, call()), signal);
+    pods = await listAll('pods', signal, (cont) => clients.core.listNamespacedPod({ namespace, limit: LIST_PAGE_SIZE, _continue: cont }, call()));
     findings.push(...podFindings(namespace, pods, opts.checkHostNamespaces));
     metrics.kubernetes_pods_checked = pods.length;
   });
 
   if (opts.checkSecrets) {
     await check('secrets', 'checkSecrets needs its own Role with list on secrets (k8s/, opt-in); or set checkSecrets: false', async () => {
-      const secrets = await listAll(
-        (cont) => clients.core.listNamespacedSecret({ namespace, limit: PAGE_SIZE, _continue: cont }, metadataOnly(call())),
-        signal,
+      const secrets = await listAll('secrets', signal, (cont) =>
+        clients.core.listNamespacedSecret({ namespace, limit: LIST_PAGE_SIZE, _continue: cont }, metadataOnly(call())),
       );
       const described = secrets.map(describeSecret);
       const audited = described.filter((s) => !s.skipped && !opts.ignoreSecrets.includes(s.name));
@@ -127,12 +124,12 @@ export async function auditKubernetes(target: KubernetesTarget, opts: Kubernetes
   if (opts.checkRbac) {
     const usedBy = podsByServiceAccount(pods);
     await check('rolebindings', 'checkRbac needs list on rolebindings in the namespace', async () => {
-      const bindings = await listAll((cont) => rbac.listNamespacedRoleBinding({ namespace, limit: PAGE_SIZE, _continue: cont }, call()), signal);
+      const bindings = await listAll('rolebindings', signal, (cont) => rbac.listNamespacedRoleBinding({ namespace, limit: LIST_PAGE_SIZE, _continue: cont }, call()));
       findings.push(...bindingFindings(namespace, 'RoleBinding', bindings, usedBy));
       metrics.kubernetes_rolebindings_checked = bindings.length;
     });
     await check('clusterrolebindings', 'checkRbac needs a ClusterRole with list on clusterrolebindings (k8s/, opt-in)', async () => {
-      const bindings = await listAll((cont) => rbac.listClusterRoleBinding({ limit: PAGE_SIZE, _continue: cont }, call()), signal);
+      const bindings = await listAll('clusterrolebindings', signal, (cont) => rbac.listClusterRoleBinding({ limit: LIST_PAGE_SIZE, _continue: cont }, call()));
       findings.push(...bindingFindings(namespace, 'ClusterRoleBinding', bindings, usedBy));
       metrics.kubernetes_clusterrolebindings_checked = bindings.length;
     });
@@ -298,20 +295,4 @@ function subjectInNamespace(
   }
   if (s.kind === 'Group' && groups.has(s.name)) return { subject: `group ${s.name}`, label: `every service account of group ${s.name}` };
   return undefined;
-}
-
-// -- lists --------------------------------------------------------------------
-
-/** Every page of a list call, following `metadata.continue`. */
-async function listAll<T>(page: (cont?: string) => Promise<{ items: T[]; metadata?: { _continue?: string } }>, signal: AbortSignal): Promise<T[]> {
-  const items: T[] = [];
-  let cont: string | undefined;
-  for (let i = 0; i < MAX_PAGES; i++) {
-    if (signal.aborted) throw signal.reason;
-    const res = await page(cont);
-    items.push(...res.items);
-    cont = res.metadata?._continue;
-    if (!cont) return items;
-  }
-  throw new Error(`more than ${MAX_PAGES * PAGE_SIZE} objects`);
 }
