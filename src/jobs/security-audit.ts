@@ -28,7 +28,7 @@ import { coerceError } from '../errors';
 import { AUDIT_INCOMPLETE, type AuditResult } from '../security/audit';
 import { auditPostgres } from '../security/postgres';
 import { auditRedis } from '../security/redis';
-import { auditTls } from '../security/tls';
+import { auditTls, tlsEndpoints } from '../security/tls';
 import { auditKubernetes } from '../security/kubernetes';
 
 /** The kinds of target the audit covers, in the order it audits them. */
@@ -98,7 +98,7 @@ export interface AuditDeps {
 export async function runSecurityAudit(targets: AuditTargets, p: SecurityAuditParams, deps: AuditDeps): Promise<TaskOutcome> {
   const { signal, log } = deps;
   const kinds = new Set(p.kinds);
-  const httpsUrls = kinds.has('tls') ? targets.http.flatMap((t) => [t.url, ...(t.detailedUrl ? [t.detailedUrl] : [])]) : [];
+  const httpUrls = kinds.has('tls') ? targets.http.flatMap((t) => [t.url, ...(t.detailedUrl ? [t.detailedUrl] : [])]) : [];
   type Job = { kind: AuditKind; name: string; prefix: boolean; audit: () => Promise<AuditResult> };
   const jobs: Job[] = [];
   if (kinds.has('postgres')) {
@@ -119,14 +119,14 @@ export async function runSecurityAudit(targets: AuditTargets, p: SecurityAuditPa
   if (kinds.has('redis')) {
     for (const t of targets.redis) jobs.push({ kind: 'redis', name: t.name, prefix: true, audit: () => auditRedis(t.url, { timeoutMs: p.redisTimeoutMs }, signal) });
   }
-  if (httpsUrls.length > 0) {
+  if (httpUrls.length > 0) {
     jobs.push({
       kind: 'tls',
       name: 'http endpoints',
       prefix: false,
       audit: async () =>
         auditTls(
-          httpsUrls,
+          httpUrls,
           {
             warningDays: p.tlsWarningDays,
             criticalDays: p.tlsCriticalDays,
@@ -204,15 +204,16 @@ export async function runSecurityAudit(targets: AuditTargets, p: SecurityAuditPa
   metrics[`${AUDIT_INCOMPLETE}_count`] = findings.filter((f) => f.code === AUDIT_INCOMPLETE).length;
   metrics.security_targets_audited = jobs.length - failures.length;
   metrics.security_targets_failed = failures.length;
-  return { summary: summaryOf(audited, httpsUrls.length, findings, failures.length), findings, metrics };
+  // The summary counts what the TLS audit looked at: distinct https endpoints, not every configured URL.
+  return { summary: summaryOf(audited, tlsEndpoints(httpUrls).endpoints.size, findings, failures.length), findings, metrics };
 }
 
-/** "audited 1 postgres, 1 redis, 2 TLS URLs, 1 kubernetes: 1 critical, 3 warnings (privileged_pod 1, superuser_role 2, ...)". */
-function summaryOf(audited: Record<AuditKind, number>, tlsUrls: number, findings: Finding[], failed: number): string {
+/** "audited 1 postgres, 1 redis, 2 TLS endpoints, 1 kubernetes: 1 critical, 3 warnings (privileged_pod 1, superuser_role 2, ...)". */
+function summaryOf(audited: Record<AuditKind, number>, tlsEndpointCount: number, findings: Finding[], failed: number): string {
   const scope = [
     audited.postgres ? `${audited.postgres} postgres` : '',
     audited.redis ? `${audited.redis} redis` : '',
-    audited.tls ? `${tlsUrls} TLS URL${tlsUrls === 1 ? '' : 's'}` : '',
+    audited.tls ? `${tlsEndpointCount} TLS endpoint${tlsEndpointCount === 1 ? '' : 's'}` : '',
     audited.kubernetes ? `${audited.kubernetes} kubernetes` : '',
   ].filter(Boolean);
   const bySeverity = (s: Severity) => findings.filter((f) => f.severity === s).length;

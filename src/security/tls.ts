@@ -28,9 +28,8 @@ export interface TlsAuditOptions {
   now?: Date;
 }
 
-/** Audits the certificates of `urls` (http ones are skipped). Never throws but on abort: an unreachable endpoint is an `audit_incomplete` finding. */
-export async function auditTls(urls: readonly string[], opts: TlsAuditOptions, signal: AbortSignal): Promise<AuditResult> {
-  const findings: Finding[] = [];
+/** The distinct TLS endpoints (`host:port`) of `urls`, and how many of the URLs are plain http. */
+export function tlsEndpoints(urls: readonly string[]): { endpoints: Map<string, URL>; plain: number } {
   const endpoints = new Map<string, URL>();
   let plain = 0;
   for (const raw of urls) {
@@ -42,6 +41,13 @@ export async function auditTls(urls: readonly string[], opts: TlsAuditOptions, s
     const key = `${u.hostname}:${u.port || 443}`;
     if (!endpoints.has(key)) endpoints.set(key, u);
   }
+  return { endpoints, plain };
+}
+
+/** Audits the certificates of `urls` (http ones are skipped). Never throws but on abort: an unreachable endpoint is an `audit_incomplete` finding. */
+export async function auditTls(urls: readonly string[], opts: TlsAuditOptions, signal: AbortSignal): Promise<AuditResult> {
+  const findings: Finding[] = [];
+  const { endpoints, plain } = tlsEndpoints(urls);
 
   let checked = 0;
   for (const [endpoint, u] of endpoints) {

@@ -500,7 +500,8 @@ describe('security-audit task', () => {
     const result = await runOn(securityAudit, 'caretaker', {
       postgres: [{ name: 'main', url: db.url }],
       redis: [{ name: 'cache', url: TEST_REDIS_URL }],
-      http: [{ name: 'api', url: https.url('/health') }],
+      // Two URLs on one https endpoint and a plain-http one: one TLS endpoint to audit.
+      http: [{ name: 'api', url: https.url('/health'), detailedUrl: https.url('/health/detailed') }, { name: 'plain', url: 'http://127.0.0.1:9/health' }],
       kubernetes: [kube()],
     }, { checkSecrets: true, checkRbac: true });
     expect(result.status).toBe('critical');
@@ -520,7 +521,7 @@ describe('security-audit task', () => {
       secret_rotation_due_count: 1,
       cluster_admin_binding_count: 2,
     });
-    expect(result.summary).toMatch(/^audited 1 postgres, 1 redis, 1 TLS URL, 1 kubernetes: [1-9]\d* critical, \d+ warnings? \(.*privileged_pod 1.*\)$/);
+    expect(result.summary).toMatch(/^audited 1 postgres, 1 redis, 1 TLS endpoint, 1 kubernetes: [1-9]\d* critical, \d+ warnings? \(.*privileged_pod 1.*\)$/);
     expect(JSON.stringify(result)).not.toContain(SECRET_VALUE);
   });
 
