@@ -5,6 +5,7 @@
  * findings (run_id), findings (task, target, code, subject, found_at)).
  */
 import { didItsWork } from '../results/store';
+import { firstSeenOf } from '../results/finding-sql';
 
 export const WEEKLY_SQL = {
   /**
@@ -30,24 +31,10 @@ export const WEEKLY_SQL = {
       ) r
     )
     SELECT l.which, f.task, f.target, f.severity, f.code, f.subject, f.message, f.suggestion,
-           f.found_at AS last_seen, first.first_seen
+           f.found_at AS last_seen,
+           CASE WHEN l.which = 'current' THEN ${firstSeenOf('f')} END AS first_seen
     FROM latest l
     JOIN caretaker.findings f ON f.run_id = l.id
-    LEFT JOIN LATERAL (
-      SELECT min(f3.found_at) AS first_seen
-      FROM caretaker.findings f3
-      WHERE l.which = 'current'
-        AND f3.task = f.task AND f3.target = f.target AND f3.code = f.code AND f3.subject = f.subject
-        AND f3.found_at > COALESCE((
-          SELECT r2.finished_at FROM caretaker.runs r2
-          WHERE r2.task = f.task AND r2.target = f.target AND r2.finished_at < f.found_at AND ${didItsWork('r2')}
-            AND NOT EXISTS (
-              SELECT 1 FROM caretaker.findings f2
-              WHERE f2.run_id = r2.id AND f2.code = f.code AND f2.subject = f.subject)
-          ORDER BY r2.finished_at DESC
-          LIMIT 1), '-infinity')
-        AND f3.found_at <= f.found_at
-    ) first ON true
     WHERE f.severity IN ('warning', 'critical')`,
 
   /** Per (task, target): the week's runs, failures, worst status; the last completed run before the week's end. */

@@ -143,20 +143,27 @@ export function graceOf(now: Date): (entry: WatchedEntry) => number {
   };
 }
 
+/** One entry's most recent due fire time, and what the history says about it. */
+export interface DueProbe {
+  due: MissedRun;
+  /** A run of that (task, target) finished at or after the due time (not skipped, not a dry run). */
+  ran: boolean;
+  /** The (task, target) has a stored run from before the due time. */
+  hadHistory: boolean;
+}
+
 /**
- * The entries whose most recent due fire time (the last one at or before
- * now − grace) has no run of that (task, target) finished at or after it.
- * Pure read; see the module comment for what counts.
+ * For each entry that has a due fire time (the last one at or before
+ * now − grace): whether it ran since, and whether it ran before. One
+ * statement for all entries. Entries without a due time yet are left out.
  */
-export async function findMissedRuns<E extends WatchedEntry>(opts: {
+export async function probeDueRuns<E extends WatchedEntry>(opts: {
   entries: readonly E[];
   state: Pool;
   now: Date;
   /** Grace in ms; default: the entry's graceSeconds, else defaultGraceMs (graceOf). */
   graceFor?: (entry: E) => number;
-  /** When the watch started: earlier due times need a run before them to count. Undefined: all count. */
-  watchingSince?: Date;
-}): Promise<MissedRun[]> {
+}): Promise<DueProbe[]> {
   const graceFor = opts.graceFor ?? graceOf(opts.now);
   // Entries sharing a schedule share their due time: computed once each.
   const dueTimes = new Map<string, Date | undefined>();
@@ -175,15 +182,28 @@ export async function findMissedRuns<E extends WatchedEntry>(opts: {
     candidates.map((c) => c.target),
     candidates.map((c) => c.dueAt.toISOString()),
   ]);
+  return rows.map((row) => ({ due: candidates[row.i - 1]!, ran: row.ran, hadHistory: row.had_history }));
+}
+
+/**
+ * The entries whose most recent due fire time (the last one at or before
+ * now − grace) has no run of that (task, target) finished at or after it.
+ * Pure read; see the module comment for what counts.
+ */
+export async function findMissedRuns<E extends WatchedEntry>(opts: {
+  entries: readonly E[];
+  state: Pool;
+  now: Date;
+  /** Grace in ms; default: the entry's graceSeconds, else defaultGraceMs (graceOf). */
+  graceFor?: (entry: E) => number;
+  /** When the watch started: earlier due times need a run before them to count. Undefined: all count. */
+  watchingSince?: Date;
+}): Promise<MissedRun[]> {
   const since = opts.watchingSince?.getTime();
-  const missed: MissedRun[] = [];
-  for (const row of rows) {
-    const c = candidates[row.i - 1]!;
-    if (row.ran) continue;
-    if (since !== undefined && c.dueAt.getTime() < since && !row.had_history) continue;
-    missed.push(c);
-  }
-  return missed.sort((a, b) => a.entryId.localeCompare(b.entryId));
+  return (await probeDueRuns(opts))
+    .filter((p) => !p.ran && (since === undefined || p.due.dueAt.getTime() >= since || p.hadHistory))
+    .map((p) => p.due)
+    .sort((a, b) => a.entryId.localeCompare(b.entryId));
 }
 
 /** Inserts the misses; returns those recorded now (a miss already known is not returned again). */
