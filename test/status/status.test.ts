@@ -1,0 +1,202 @@
+/**
+ * The fleet's status from a planted history (test/support/status-fleet.ts)
+ * and real job schedulers in Redis: each row's state, open findings and
+ * since when, next due times, filters, the exit code, and a constant
+ * number of statements whatever the fleet's size.
+ */
+import type { Pool } from 'pg';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { createRedis } from '../../src/clients/redis';
+import type { Config } from '../../src/config/schema';
+import { createQueue, jobOptions, type JobData } from '../../src/queue/queue';
+import { migrate } from '../../src/results/migrate';
+import { syncSchedulers } from '../../src/schedules/sync';
+import { buildStatus, statusExitCode, type CheckRow, type StatusReport } from '../../src/status/status';
+import { testConfig } from '../support/config';
+import { createTestDatabase, type TestDatabase } from '../support/db';
+import { TEST_REDIS_URL } from '../support/env';
+import { testLogger } from '../support/logger';
+import { deleteKeys, randomPrefix } from '../support/redis';
+import { FINDINGS, plantFleet, type PlantedFleet } from '../support/status-fleet';
+
+let db: TestDatabase;
+let config: Config;
+let redis: Redis;
+let queue: Queue<JobData>;
+let prefix: string;
+let fleet: PlantedFleet;
+
+beforeAll(async () => {
+  db = await createTestDatabase('status');
+  await migrate(db.pool);
+  prefix = randomPrefix('status');
+  config = testConfig({ dbUrl: db.url, prefix });
+  redis = createRedis(TEST_REDIS_URL, testLogger);
+  queue = createQueue(redis, prefix);
+  fleet = await plantFleet(db.pool, config);
+});
+
+afterAll(async () => {
+  await queue?.close();
+  redis?.disconnect();
+  await db?.drop();
+  await deleteKeys(prefix);
+});
+
+const row = (report: StatusReport, task: string): CheckRow => {
+  const found = report.checks.find((c) => c.task === task && c.target === 'main');
+  if (!found) throw new Error(`no row for ${task}`);
+  return found;
+};
+
+describe('buildStatus', () => {
+  let report: StatusReport;
+  beforeAll(async () => {
+    report = await buildStatus({ state: db.pool, entries: config.schedulers, now: fleet.now });
+  });
+
+  it('gives each scheduled (task, target) its state', () => {
+    const states = Object.fromEntries(report.checks.filter((c) => c.target === 'main').map((c) => [c.task, c.state]));
+    expect(states).toEqual({
+      connections: 'ok',
+      'pg-health': 'late',
+      'vacuum-analyze': 'missed',
+      'index-audit': 'critical',
+      'disk-check': 'error',
+      'slow-queries': 'never_ran',
+    });
+  });
+
+  it('says which due time a late or missed check has no run for, and keeps the last run', () => {
+    expect(row(report, 'pg-health')).toMatchObject({ dueAt: fleet.dailyDue.toISOString(), lastRun: { status: 'warning' } });
+    expect(row(report, 'vacuum-analyze')).toMatchObject({ dueAt: fleet.dailyDue.toISOString() });
+    expect(row(report, 'vacuum-analyze').lastRun).toBeUndefined();
+    expect(row(report, 'connections').dueAt).toBeUndefined();
+  });
+
+  it('groups rows by target, the worst target and the worst row first', () => {
+    const main = report.checks.filter((c) => c.target === 'main').map((c) => c.task);
+    expect(main).toEqual(['index-audit', 'vacuum-analyze', 'pg-health', 'disk-check', 'slow-queries', 'connections']);
+    // main has a critical row; the caretaker target's rows only never ran: main comes first.
+    expect(report.checks[0]!.target).toBe('main');
+    const targets = report.checks.map((c) => c.target);
+    expect(targets.lastIndexOf('main')).toBeLessThan(targets.indexOf('caretaker'));
+  });
+
+  it('keeps the findings of the last run that did its work open when the latest run errored', () => {
+    expect(row(report, 'disk-check').open).toEqual({ critical: 0, warning: 1 });
+    const disk = report.findings.find((f) => f.code === 'disk_usage_high')!;
+    expect(disk).toMatchObject({ severity: 'warning', target: 'main', task: 'disk-check', suggestion: FINDINGS.diskHigh.suggestion });
+    expect(disk.firstSeen).toBe(fleet.diskWarningSince.toISOString());
+  });
+
+  it('lists every open warning and critical, worst first, each with its run', async () => {
+    expect(report.findings.map((f) => [f.severity, f.code])).toEqual([
+      ['critical', 'invalid_index'],
+      ['warning', 'disk_usage_high'],
+      ['warning', 'long_transaction'],
+    ]);
+    const critical = report.findings[0]!;
+    const stored = await db.pool.query('SELECT task FROM caretaker.runs WHERE id = $1', [critical.runId]);
+    expect(stored.rows).toEqual([{ task: 'index-audit' }]);
+  });
+
+  it('filters by task, target and severity', async () => {
+    const critical = await buildStatus({ state: db.pool, entries: config.schedulers, now: fleet.now, filter: { severity: 'critical' } });
+    expect(critical.findings.map((f) => f.code)).toEqual(['invalid_index']);
+    // Severity filters findings only: the grid still has every row.
+    expect(critical.checks).toHaveLength(report.checks.length);
+    const disk = await buildStatus({ state: db.pool, entries: config.schedulers, now: fleet.now, filter: { task: 'disk-check' } });
+    expect(disk.checks.map((c) => c.id)).toEqual(['weekly:disk-check:main']);
+    expect(disk.findings.map((f) => f.code)).toEqual(['disk_usage_high']);
+    const caretaker = await buildStatus({ state: db.pool, entries: config.schedulers, now: fleet.now, filter: { target: 'caretaker' } });
+    expect(new Set(caretaker.checks.map((c) => c.target))).toEqual(new Set(['caretaker']));
+    expect(caretaker.findings).toEqual([]);
+  });
+
+  it('says next due times are unknown without Redis', () => {
+    expect(report.schedulersRead).toBe(false);
+    expect(report.checks.every((c) => c.nextDue === undefined)).toBe(true);
+  });
+});
+
+describe('next due, from the job schedulers in Redis', () => {
+  it('takes each row\'s next fire time from its job scheduler; a row Redis does not hold has none', async () => {
+    const held = config.schedulers.filter((e) => e.task !== 'slow-queries');
+    await syncSchedulers(queue, held, jobOptions(config.worker), testLogger);
+    const report = await buildStatus({ state: db.pool, queue, entries: config.schedulers, now: fleet.now });
+    expect(report.schedulersRead).toBe(true);
+    const inRedis = new Map((await queue.getJobSchedulers(0, -1)).map((s) => [s.key, s.next]));
+    const connections = row(report, 'connections');
+    expect(connections.nextDue).toBe(new Date(inRedis.get(connections.id)!).toISOString());
+    expect(Date.parse(connections.nextDue!)).toBeGreaterThan(Date.now());
+    expect(row(report, 'slow-queries').nextDue).toBeUndefined();
+  });
+
+  it('renders without next due times when Redis does not answer, and says why', async () => {
+    const dead = createRedis('redis://127.0.0.1:1', testLogger);
+    const deadQueue = createQueue(dead, prefix);
+    deadQueue.on('error', () => undefined);
+    try {
+      const report = await buildStatus({ state: db.pool, queue: deadQueue, entries: config.schedulers, now: fleet.now });
+      expect(report.schedulersRead).toBe(false);
+      expect(report.schedulersError).toMatch(/timed out|ECONNREFUSED|closed/);
+      expect(row(report, 'index-audit').state).toBe('critical');
+    } finally {
+      await deadQueue.close().catch(() => undefined);
+      dead.disconnect();
+    }
+  });
+});
+
+describe('the statements it costs', () => {
+  /** Counts the statements sent through `pool` while `work` runs. */
+  async function statementsOf(pool: Pool, work: () => Promise<unknown>): Promise<number> {
+    const original = pool.query.bind(pool);
+    let count = 0;
+    (pool as unknown as { query: unknown }).query = (...args: unknown[]) => {
+      count += 1;
+      return (original as (...a: unknown[]) => unknown)(...args);
+    };
+    try {
+      await work();
+    } finally {
+      (pool as unknown as { query: unknown }).query = original;
+    }
+    return count;
+  }
+
+  it('is the same number of statements for 1 target or 300', async () => {
+    const many = testConfig({ dbUrl: db.url, prefix, targets: { postgres: Array.from({ length: 300 }, (_, i) => ({ name: `db${i}`, url: db.url })) } });
+    const one = await statementsOf(db.pool, () => buildStatus({ state: db.pool, entries: config.schedulers, now: fleet.now }));
+    const fleetOf300 = await statementsOf(db.pool, () => buildStatus({ state: db.pool, entries: many.schedulers, now: fleet.now }));
+    expect(many.schedulers.length).toBeGreaterThan(1_800);
+    expect(fleetOf300).toBe(one);
+    expect(one).toBe(4);
+  });
+});
+
+describe('statusExitCode', () => {
+  const check = (state: CheckRow['state'], open = { critical: 0, warning: 0 }): CheckRow => ({
+    id: `x:${state}`,
+    schedule: 'x',
+    task: state,
+    target: 't',
+    targetKind: 'postgres',
+    state,
+    open,
+  });
+
+  it.each([
+    ['ok and never ran', [check('ok'), check('never_ran')], 0],
+    ['an open warning', [check('ok'), check('warning', { critical: 0, warning: 1 })], 1],
+    ['a run that errored, nothing worse', [check('error'), check('ok')], 3],
+    ['a warning outranks an error (check_multi)', [check('error'), check('warning', { critical: 0, warning: 2 })], 1],
+    ['a late check', [check('late'), check('error')], 2],
+    ['a missed check', [check('missed')], 2],
+    ['a critical finding still open under an error', [check('error', { critical: 1, warning: 0 })], 2],
+  ] as const)('%s → %d', (_label, checks, code) => {
+    expect(statusExitCode({ checks: [...checks] })).toBe(code);
+  });
+});
