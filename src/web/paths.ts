@@ -14,3 +14,27 @@ export const REPORTS_PATH = '/reports';
 export function publicLink(publicUrl: string | undefined, path: string): string | undefined {
   return publicUrl ? `${publicUrl.replace(/\/+$/, '')}${path}` : undefined;
 }
+
+/** The console: the status grid and the open findings; the web role's front door. */
+export const CONSOLE_PATH = '/';
+
+/** The console's stylesheet and script, served by the web role itself (the pages load nothing from elsewhere). */
+export const ASSETS_PATH = '/assets';
+
+/** Where the console's "run now" form posts (admin only). */
+export const RUN_NOW_PATH = '/run-now';
+
+/** The run history of one scheduled (task, target). */
+export function checkPath(task: string, target: string): string {
+  return `/checks/${encodeURIComponent(task)}/${encodeURIComponent(target)}`;
+}
+
+/** One stored run, rendered. */
+export function runPath(id: number): string {
+  return `/runs/${id}`;
+}
+
+/** The stored run of a BullMQ job (the board links each job here); redirects to `runPath`. */
+export function runOfJobPath(jobId: string): string {
+  return `/runs/job/${encodeURIComponent(jobId)}`;
+}

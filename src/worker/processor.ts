@@ -60,7 +60,11 @@ export function createProcessor(deps: ProcessorDeps) {
       const reason = fullReason.length > MAX_REASON ? `${fullReason.slice(0, MAX_REASON)}…` : fullReason;
       const result = await store(rejectedResult(task, target, false, reason));
       await job.log(JSON.stringify(result)).catch(() => undefined);
-      throw new UnrecoverableError(reason);
+      const mistake = new UnrecoverableError(reason);
+      // BullMQ records the stack as the job's stacktrace, which Bull Board shows on the job: a
+      // mistake in the job's data reads as its reason on one line, not the worker's frames.
+      mistake.stack = reason.replace(/\s*\n\s*/g, ' ');
+      throw mistake;
     };
 
     const parsed = jobDataSchema.safeParse(job.data);

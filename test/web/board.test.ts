@@ -1,11 +1,12 @@
 /**
- * Bull Board behind basic auth: who gets in, and that the viewer's board
- * cannot change the queue while the admin's can.
+ * Bull Board behind basic auth: who gets in, that the viewer's board cannot
+ * change the queue while the admin's can, and that neither edits the job
+ * schedulers the config owns.
  */
 import express from 'express';
 import request from 'supertest';
 import { roleOf } from '../../src/web/auth';
-import { createBoards } from '../../src/web/board';
+import { SCHEDULERS_FROM_CONFIG, createBoards } from '../../src/web/board';
 import { BOARD_PATH } from '../../src/web/paths';
 import { createWebApp } from '../../src/web/server';
 import { ADMIN, VIEWER, runOneFailedOneCompleted, webFixture, type WebFixture } from './fixture';
@@ -158,5 +159,43 @@ describe('the admin can change the queue', () => {
     expect(job?.data).toEqual({ task: 'connections', target: 'main' });
     const schedulers = await fx.queue.getJobSchedulers();
     expect(schedulers.map((s) => [s.key, s.pattern])).toEqual([[SCHEDULER_ID, '0 3 * * *']]);
+  });
+});
+
+describe('the job schedulers come from the config', () => {
+  const SCHEDULER = `${API}/job-schedulers/${encodeURIComponent(SCHEDULER_ID)}`;
+  const unchanged = async () => {
+    const schedulers = await fx.queue.getJobSchedulers();
+    expect(schedulers.map((s) => [s.key, s.pattern])).toEqual([[SCHEDULER_ID, '0 3 * * *']]);
+  };
+
+  it('refuses the admin\'s schedule edit with 409 and one line saying why', async () => {
+    const res = await request(app).patch(SCHEDULER).auth(ADMIN.user, ADMIN.password).send({ pattern: '0 4 * * *' });
+    expect(res.status).toBe(409);
+    expect(res.body).toEqual({ error: SCHEDULERS_FROM_CONFIG });
+    await unchanged();
+  });
+
+  it('refuses removing one, however the path is spelled', async () => {
+    // Express routes ignore case and a trailing slash: bull-board's own router would take these too.
+    for (const path of [`${SCHEDULER}/remove`, `${SCHEDULER}/REMOVE`, `${SCHEDULER}/remove/`]) {
+      const res = await request(app).put(path).auth(ADMIN.user, ADMIN.password);
+      expect([path, res.status, res.body]).toEqual([path, 409, { error: SCHEDULERS_FROM_CONFIG }]);
+    }
+    await unchanged();
+  });
+
+  it('still lets the admin run one now and list them', async () => {
+    const run = await request(app).put(`${SCHEDULER}/run`).auth(ADMIN.user, ADMIN.password);
+    expect(run.status).toBe(200);
+    const list = await request(app).get(`${BOARD_PATH}/api/job-schedulers`).auth(ADMIN.user, ADMIN.password);
+    expect(list.status).toBe(200);
+    expect(list.body.schedulers.map((s: { id: string }) => s.id)).toEqual([SCHEDULER_ID]);
+    await unchanged();
+  });
+
+  it('says so in the queue\'s description', async () => {
+    const res = await request(app).get(`${BOARD_PATH}/api/queues`).auth(VIEWER.user, VIEWER.password);
+    expect(res.body.queues[0].description).toMatch(/Schedulers come from the config: one edited or deleted here comes back at the next re-sync/);
   });
 });

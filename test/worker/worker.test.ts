@@ -104,6 +104,8 @@ describe('worker', () => {
     expect(calls.get('boom')).toBe(3);
     expect(done.opts.backoff).toEqual({ type: 'exponential', delay: 50 });
     expect(done.failedReason).toMatch(/boom failed on main: disk on fire/);
+    // A target's own failure keeps its stack, frames and all, for whoever debugs it.
+    expect(done.stacktrace?.at(-1)).toMatch(/^UnrecoverableError: boom failed on main: disk on fire\n {4}at /);
     const stored = (await store.list({ task: 'boom' })).filter((r) => r.jobId === job.id);
     expect(stored).toHaveLength(1);
     expect(stored[0]).toMatchObject({ status: 'error', summary: 'boom failed on main: disk on fire' });
@@ -151,6 +153,11 @@ describe('worker', () => {
     expect(await done.getState()).toBe('failed');
     expect(done.attemptsMade).toBe(1);
     expect(done.failedReason).toMatch(reason);
+    // Bull Board shows the job's stacktrace: a user mistake is its reason on one line, no frames.
+    const trace = done.stacktrace ?? [];
+    expect(trace).toEqual([done.failedReason]);
+    expect(trace[0]).not.toContain('\n');
+    expect(trace[0]).not.toContain('    at ');
     const stored = await db.pool.query('SELECT status, summary FROM caretaker.runs WHERE job_id = $1', [job.id]);
     expect(stored.rows).toEqual([{ status: 'error', summary: expect.stringMatching(reason) }]);
     // The worker is still up and serves the next job.
