@@ -138,6 +138,11 @@ export function createEmailNotifier(opts: { email: EmailSettings; retry?: RetryP
   };
 }
 
+/** The names of the alert channels the config enables (`email`, `webhook`); empty: alerts reach nobody. */
+export function alertChannels(notifications: Config['notifications']): string[] {
+  return [notifications.email ? 'email' : undefined, notifications.webhook ? 'webhook' : undefined].filter((c): c is string => c !== undefined);
+}
+
 /** The notifiers the config enables (none, one or both). */
 export function createNotifiers(notifications: Config['notifications'], retry?: RetryPolicy): Notifier[] {
   const out: Notifier[] = [];

@@ -3,7 +3,7 @@ import { EXIT_CODE } from '../contract/result';
 import { findTarget, targetsOf } from '../config/targets';
 import { createRedis } from '../clients/redis';
 import { createPool } from '../clients/postgres';
-import { createQueue, jobOptions } from '../queue/queue';
+import { createQueue, enqueueNow } from '../queue/queue';
 import { migrate } from '../results/migrate';
 import { UsageError } from '../errors';
 import { configFor, loggerFor, taskNamed } from './common';
@@ -24,8 +24,8 @@ export async function enqueueCommand(io: CliIO, taskName: string, opts: { config
     const queue = createQueue(redis, config.redis.prefix);
     try {
       for (const target of targets) {
-        const job = await queue.add(task.name, { task: task.name, target: target.name, schedule: 'manual', dryRun: opts.dryRun || undefined }, jobOptions(config.worker));
-        println(io.stdout, `enqueued ${task.name} on ${target.name}: job ${job.id}`);
+        const jobId = await enqueueNow(queue, config.worker, { task: task.name, target: target.name, dryRun: opts.dryRun });
+        println(io.stdout, `enqueued ${task.name} on ${target.name}: job ${jobId}`);
       }
     } finally {
       await queue.close();

@@ -39,3 +39,17 @@ export function jobOptions(worker: Config['worker']): JobsOptions {
     removeOnFail: { age: 60 * 24 * 3600, count: 5_000 },
   };
 }
+
+/**
+ * Queues one run of `task` on `target` now, as `caretaker enqueue` and the
+ * console's "run now" do: the schedule stays as it is, the job carries the
+ * worker's retries and cleanup, and `schedule: 'manual'` in the history.
+ */
+export async function enqueueNow(
+  queue: Queue<JobData>,
+  worker: Config['worker'],
+  run: { task: string; target: string; dryRun?: boolean },
+): Promise<string> {
+  const job = await queue.add(run.task, { task: run.task, target: run.target, schedule: 'manual', dryRun: run.dryRun || undefined }, jobOptions(worker));
+  return job.id!;
+}

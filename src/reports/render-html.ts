@@ -14,6 +14,13 @@ export interface HtmlOptions {
   imageSrc: (metric: string) => string | undefined;
   /** Link to the web version of the report. */
   link?: string;
+  /** The web page's extras: tags for its <head> and HTML above the report (the console's header). */
+  page?: { head: string; header: string };
+}
+
+/** True while the report's week has not ended when it was made: a week to date, not a whole one. */
+export function isWeekToDate(report: Pick<WeeklyReport, 'week' | 'generatedAt'>): boolean {
+  return Date.parse(report.generatedAt) < Date.parse(report.week.end);
 }
 
 const FONT = "font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;";
@@ -55,8 +62,9 @@ export function renderHtml(report: WeeklyReport, opts: HtmlOptions): string {
   const tone: Severity | 'ok' = head.critical > 0 ? 'critical' : head.warning > 0 ? 'warning' : 'ok';
   const rows: string[] = [];
 
+  const toDate = isWeekToDate(report) ? ' (week to date)' : '';
   rows.push(
-    `<tr><td style="padding:0 0 8px 0;"><h1 style="${FONT}font-size:20px;margin:0;color:#222;">${e(report.title)}: week ${e(report.week.id)}</h1>` +
+    `<tr><td style="padding:0 0 8px 0;"><h1 style="${FONT}font-size:20px;margin:0;color:#222;">${e(report.title)}: week ${e(report.week.id)}${toDate}</h1>` +
       `<p style="${FONT}font-size:12px;color:#666;margin:2px 0 0 0;">${e(weekSpan(report))}</p></td></tr>`,
     `<tr><td style="${FONT}font-size:18px;font-weight:bold;padding:10px 12px;color:${COLORS[tone].fg};background:${COLORS[tone].bg};">${e(head.text)}</td></tr>`,
   );
@@ -164,8 +172,8 @@ export function renderHtml(report: WeeklyReport, opts: HtmlOptions): string {
 
   return (
     `<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">` +
-    `<title>${e(report.title)} week ${e(report.week.id)}: ${e(head.text)}</title></head>` +
-    `<body style="margin:0;padding:0;background:#f4f4f4;">` +
+    `<title>${e(report.title)} week ${e(report.week.id)}${toDate}: ${e(head.text)}</title>${opts.page?.head ?? ''}</head>` +
+    `<body style="margin:0;padding:0;background:#f4f4f4;">${opts.page?.header ?? ''}` +
     `<table role="presentation" cellpadding="0" cellspacing="0" border="0" width="100%" style="background:#f4f4f4;"><tr><td align="center" style="padding:16px;">` +
     `<table role="presentation" cellpadding="0" cellspacing="0" border="0" width="680" style="max-width:680px;background:#ffffff;padding:16px;"><tr><td style="padding:16px;">` +
     `<table role="presentation" cellpadding="0" cellspacing="0" border="0" width="100%">${rows.join('')}</table>` +

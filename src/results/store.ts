@@ -76,6 +76,14 @@ export const SQL = {
       AND ($4::timestamptz IS NULL OR finished_at >= $4)
     ORDER BY finished_at DESC, id DESC
     LIMIT $5`,
+  /** One run by its id. */
+  getRun: `
+    SELECT id, job_id, task, target, schedule, status, skipped, dry_run, started_at, finished_at, duration_ms, summary, result
+    FROM caretaker.runs
+    WHERE id = $1`,
+  /** The newest stored run of a BullMQ job id (ids restart when Redis loses its data: the newest is the job the board shows). */
+  runOfJob: `
+    SELECT id FROM caretaker.runs WHERE job_id = $1 ORDER BY finished_at DESC, id DESC LIMIT 1`,
   /** The latest run of a task on a target that did its work (not error, not skipped). */
   lastCompleted: `
     SELECT result
@@ -111,6 +119,42 @@ const DEFAULT_PAGE = 100;
 function withoutNul(result: TaskResult): TaskResult {
   const json = JSON.stringify(result);
   return json.includes('\\u0000') ? (JSON.parse(json.replace(/\\u0000/g, '\\ufffd')) as TaskResult) : result;
+}
+
+/** A row of caretaker.runs as pg returns it (bigserial as text, timestamps as Date). */
+interface RunRow {
+  id: string;
+  job_id: string | null;
+  task: string;
+  target: string;
+  schedule: string | null;
+  status: RunStatus;
+  skipped: boolean;
+  dry_run: boolean;
+  started_at: Date;
+  finished_at: Date;
+  duration_ms: number;
+  summary: string;
+  result: TaskResult;
+}
+
+/** A row of caretaker.runs as the API and the pages show it. */
+function storedRun(r: RunRow): StoredRun {
+  return {
+    id: Number(r.id),
+    jobId: r.job_id,
+    task: r.task,
+    target: r.target,
+    schedule: r.schedule,
+    status: r.status,
+    skipped: r.skipped,
+    dryRun: r.dry_run,
+    startedAt: r.started_at.toISOString(),
+    finishedAt: r.finished_at.toISOString(),
+    durationMs: r.duration_ms,
+    summary: r.summary,
+    result: r.result,
+  };
 }
 
 export class ResultStore {
@@ -153,28 +197,26 @@ export class ResultStore {
   }
 
   async list(query: RunQuery = {}): Promise<StoredRun[]> {
-    const { rows } = await this.pool.query(SQL.listRuns, [
+    const { rows } = await this.pool.query<RunRow>(SQL.listRuns, [
       query.task ?? null,
       query.target ?? null,
       query.status ?? null,
       query.since ?? null,
       Math.min(Math.max(query.limit ?? DEFAULT_PAGE, 1), MAX_PAGE),
     ]);
-    return rows.map((r) => ({
-      id: Number(r.id),
-      jobId: r.job_id,
-      task: r.task,
-      target: r.target,
-      schedule: r.schedule,
-      status: r.status,
-      skipped: r.skipped,
-      dryRun: r.dry_run,
-      startedAt: (r.started_at as Date).toISOString(),
-      finishedAt: (r.finished_at as Date).toISOString(),
-      durationMs: r.duration_ms,
-      summary: r.summary,
-      result: r.result,
-    }));
+    return rows.map(storedRun);
+  }
+
+  /** One run by its id; undefined when there is none (pruned, or never was). */
+  async get(id: number): Promise<StoredRun | undefined> {
+    const { rows } = await this.pool.query<RunRow>(SQL.getRun, [id]);
+    return rows[0] ? storedRun(rows[0]) : undefined;
+  }
+
+  /** The id of the newest stored run of a BullMQ job, or undefined. */
+  async runIdOfJob(jobId: string): Promise<number | undefined> {
+    const { rows } = await this.pool.query<{ id: string }>(SQL.runOfJob, [jobId]);
+    return rows[0] ? Number(rows[0].id) : undefined;
   }
 
   /**

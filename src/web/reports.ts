@@ -1,7 +1,9 @@
 /**
  * `/reports` (the last complete week) and `/reports/2026-W48`: the weekly
  * report as a web page, behind the web role's login, charts inline as PNG
- * data URIs, the same HTML the email carries.
+ * data URIs, the same HTML the email carries, under the console's header
+ * with links to the week before and after. The current week is shown to
+ * date and says so; a week that has not started is a 404.
  */
 import { Router, type RequestHandler } from 'express';
 import type { Pool } from 'pg';
@@ -9,13 +11,32 @@ import type { Config } from '../config/schema';
 import { UsageError } from '../errors';
 import type { ReportWeek } from '../reports/model';
 import { buildWeeklyReport, expectedInWeek, reportSettingsOf } from '../reports/weekly-data';
-import { reportWeek } from '../reports/week';
+import { lastCompleteWeek, reportWeek, weekContaining, weeksBefore } from '../reports/week';
 import { renderCharts } from '../reports/charts';
-import { dataUriSource, renderHtml } from '../reports/render-html';
+import { dataUriSource, escapeHtml as e, renderHtml } from '../reports/render-html';
+import { alertChannels } from '../alerts/notifiers';
+import { roleOf } from './auth';
+import { alertBannerHtml, assetTags, headerHtml, type FrameContext, type NavItem } from './console/layout';
+import { REPORTS_PATH } from './paths';
+
+/** The header and the previous / next week links above a report page. */
+function pageChrome(ctx: FrameContext, week: ReportWeek): { head: string; header: string } {
+  const current = weekContaining(ctx.now, week.timezone);
+  const nav: NavItem | undefined = week.id === current.id ? 'this-week' : week.id === lastCompleteWeek(ctx.now, week.timezone).id ? 'last-week' : undefined;
+  const previous = weeksBefore(week, 1);
+  const next = weeksBefore(week, -1);
+  const link = (w: ReportWeek, label: string) => `<a href="${REPORTS_PATH}/${e(w.id)}" rel="${label.startsWith('&larr;') ? 'prev' : 'next'}">${label}</a>`;
+  const weekNav =
+    `<nav class="weeks console" aria-label="weeks">${link(previous, `&larr; ${e(previous.id)}`)}` +
+    (Date.parse(next.start) <= ctx.now.getTime() ? ` · ${link(next, `${e(next.id)} &rarr;`)}` : '') +
+    `</nav>`;
+  return { head: assetTags(), header: `${headerHtml(ctx, nav)}<div class="console">${alertBannerHtml(ctx.alertChannels)}${weekNav}</div>` };
+}
 
 export function reportsRouter(deps: { config: Config; state: Pool }): Router {
   const router = Router();
   const settings = reportSettingsOf(deps.config);
+  const channels = alertChannels(deps.config.notifications);
 
   const page: RequestHandler<{ week?: string }> = async (req, res) => {
     const now = new Date();
@@ -28,9 +49,14 @@ export function reportsRouter(deps: { config: Config; state: Pool }): Router {
       res.status(404).json({ error: err.message });
       return;
     }
+    if (Date.parse(week.start) > now.getTime()) {
+      res.status(404).json({ error: `${week.id} has not started yet` });
+      return;
+    }
     const report = await buildWeeklyReport(deps.state, { week, title: settings.title, expected: expectedInWeek(settings.schedulers, week, now), now });
     const charts = await renderCharts(report.trends);
-    res.set('Cache-Control', 'no-store').type('html').send(renderHtml(report, { imageSrc: dataUriSource(charts) }));
+    const ctx: FrameContext = { title: settings.title, timezone: settings.timezone, now, role: roleOf(res), alertChannels: channels };
+    res.set('Cache-Control', 'no-store').type('html').send(renderHtml(report, { imageSrc: dataUriSource(charts), page: pageChrome(ctx, week) }));
   };
 
   router.get('/', page);

@@ -1,7 +1,8 @@
 /**
- * The web role: Bull Board at /admin/queues (admin or read-only viewer),
- * /api/runs (history, logged in), /health and /metrics (open: probes and
- * Prometheus call them). Failed logins are throttled per client
+ * The web role: the console at / (status, findings, runs, run now; see
+ * console/router.ts), Bull Board at /admin/queues (admin or read-only
+ * viewer), /reports and /api/runs (history, logged in), /health and
+ * /metrics (open: probes and Prometheus call them). Failed logins are throttled per client
  * (login-throttle.ts) and cross-site writes refused (same-origin.ts).
  * `createWebApp` only builds; `startWeb` listens.
  */
@@ -25,7 +26,10 @@ import { errorHandler, notFound } from './http-errors';
 import { LoginThrottle, type LoginThrottleOptions } from './login-throttle';
 import { createMetricsRegistry, metricsHandler } from './metrics';
 import { sameOriginOnly } from './same-origin';
-import { BOARD_PATH, REPORTS_PATH } from './paths';
+import { ASSETS_PATH, BOARD_PATH, REPORTS_PATH } from './paths';
+import { securityHeaders } from './security-headers';
+import { assetsRouter } from './console/assets';
+import { consoleRouter } from './console/router';
 
 export interface WebDeps {
   config: Config;
@@ -62,11 +66,12 @@ export function createWebApp(deps: WebDeps): express.Express {
   app.set('json escape', true);
   const login = authenticate(deps.config.web.auth, new LoginThrottle(deps.log, deps.loginThrottle));
 
-  app.use(noSniff());
+  app.use(securityHeaders());
   app.use(sameOriginOnly(deps.config.web.publicUrl));
-  app.get('/', (_req, res) => res.redirect(BOARD_PATH));
   app.get('/health', healthHandler(deps));
   app.get('/metrics', metricsHandler(createMetricsRegistry(deps.state)));
+  app.use(ASSETS_PATH, assetsRouter());
+  app.use(consoleRouter({ config: deps.config, state: deps.state, queue: deps.queue, store: deps.store, login }));
   app.use('/api', login, apiRouter(deps.store));
   app.use(REPORTS_PATH, login, reportsRouter({ config: deps.config, state: deps.state }));
   app.use(BOARD_PATH, login, viewersReadOnly(), ...createBoards(deps.queue));
@@ -74,14 +79,6 @@ export function createWebApp(deps: WebDeps): express.Express {
   app.use(notFound());
   app.use(errorHandler(deps.log));
   return app;
-}
-
-/** Browsers must take each response as the type it says (JSON stays JSON), never guess HTML from its body. */
-function noSniff(): express.RequestHandler {
-  return (_req, res, next) => {
-    res.set('X-Content-Type-Options', 'nosniff');
-    next();
-  };
 }
 
 const LOOPBACK = new BlockList();

@@ -63,10 +63,11 @@ describe('basic auth on /admin/queues', () => {
     expect((await request(app).get(`${BOARD_PATH}/static/images/logo.svg`)).status).toBe(401);
   });
 
-  it('redirects / to the board', async () => {
-    const res = await request(app).get('/');
-    expect(res.status).toBe(302);
-    expect(res.headers.location).toBe(BOARD_PATH);
+  it('serves the console at / behind the same login, linking to the board', async () => {
+    expect((await request(app).get('/')).status).toBe(401);
+    const res = await request(app).get('/').auth(VIEWER.user, VIEWER.password);
+    expect(res.status).toBe(200);
+    expect(res.text).toContain(`href="${BOARD_PATH}"`);
   });
 });
 
