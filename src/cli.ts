@@ -12,6 +12,8 @@ import { runCommand } from './commands/run';
 import { checkConfigCommand, schedulesCommand, tasksCommand } from './commands/listings';
 import { enqueueCommand, migrateCommand } from './commands/queue-commands';
 import { startCommand } from './commands/start';
+import { statusCommand } from './commands/status';
+import { packageVersion } from './commands/common';
 import { reportCommand } from './commands/report';
 
 const EXIT_UNKNOWN = 3;
@@ -19,6 +21,7 @@ const EXIT_UNKNOWN = 3;
 function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   const program = new Command('caretaker')
     .description('Runs an operations runbook unattended: scheduled maintenance and health checks on BullMQ.')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .option('-c, --config <file>', 'config file (default: $CARETAKER_CONFIG, else local defaults from the environment)')
     .exitOverride()
     .showHelpAfterError('(run "caretaker --help" for usage)')
@@ -49,6 +52,14 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
     .option('--target <name>', 'only this target (default: every target of its kind)')
     .option('--dry-run', 'the run reports what it would change, changes nothing')
     .action(async (task: string, opts, cmd: Command) => setExit(await enqueueCommand(io, task, { ...opts, config: cfg(cmd) })));
+
+  program
+    .command('status')
+    .description('what is wrong now: every scheduled check, its state and open findings; exit code = the worst (0 ok, 1 warning, 2 critical, 3 unknown)')
+    .option('--json', 'the whole status as JSON')
+    .option('--task <name>', 'only this task')
+    .option('--target <name>', 'only this target')
+    .action(async (opts, cmd: Command) => setExit(await statusCommand(io, { ...opts, config: cfg(cmd) })));
 
   program
     .command('tasks')

@@ -1,7 +1,9 @@
 /**
  * pino JSON on stderr (stdout is for `--json` results). Secrets are redacted
  * by key wherever they appear in a log object; URLs we log on purpose go
- * through `redactUrl` first.
+ * through `redactUrl` first. `caretaker run` without `--json` reformats
+ * these same entries into readable lines (src/commands/human-log.ts), after
+ * pino has redacted them.
  */
 import pino, { type Logger } from 'pino';
 
@@ -10,6 +12,7 @@ export type { Logger };
 /** Keys whose values never reach a log line, at any depth we log at. */
 const SECRET_KEYS = ['password', 'pass', 'token', 'secret', 'authorization', 'auth', 'admin', 'viewer', 'url', 'connectionString'];
 
+/** A pino logger at `level` writing JSON to `destination` (default: stderr), with the secret keys redacted. */
 export function createLogger(level = 'info', destination: pino.DestinationStream = pino.destination(2)): Logger {
   return pino(
     {

@@ -1,4 +1,6 @@
+import { Writable } from 'node:stream';
 import { createLogger, redactSecretsIn, redactUrl, scrubSecrets, secretsOfUrl } from '../src/logger';
+import { humanLine, humanLogStream } from '../src/commands/human-log';
 
 function capture() {
   const lines: string[] = [];
@@ -34,5 +36,50 @@ describe('logger', () => {
     const secrets = ['hunter2', 'hunter2-and-more', undefined, 'ab'];
     expect(scrubSecrets('401: Bearer hunter2-and-more rejected; retry with hunter2 (about ab)', secrets)).toBe('401: Bearer *** rejected; retry with *** (about ab)');
     expect(scrubSecrets('nothing here', [])).toBe('nothing here');
+  });
+});
+
+describe('human log form', () => {
+  function human(omit?: string[]) {
+    let text = '';
+    const out = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        text += chunk.toString();
+        done();
+      },
+    });
+    return { stream: humanLogStream(out, { omit }), text: () => text };
+  }
+
+  it('writes one readable line per entry: level, message, fields; the context the command names left out', () => {
+    const out = human(['task', 'target']);
+    const log = createLogger('info', out.stream).child({ task: 'connections', target: 'main' });
+    log.warn({ err: 'connect ECONNREFUSED 127.0.0.1:1' }, 'redis unreachable: running without the per-target lock');
+    log.error({ attempts: 3, roles: ['app'] }, 'gave up');
+    log.info('fine');
+    expect(out.text()).toBe(
+      [
+        'caretaker: warning: redis unreachable: running without the per-target lock (err=connect ECONNREFUSED 127.0.0.1:1)',
+        'caretaker: error: gave up (attempts=3, roles=["app"])',
+        'caretaker: info: fine',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('keeps what the JSON form redacts redacted, and hides a password in a message', () => {
+    const out = human();
+    const log = createLogger('info', out.stream);
+    log.warn({ url: 'postgres://app:hunter2@db/app', password: 'hunter2', smtp: { password: 'hunter2' }, web: { auth: { admin: 'a:hunter2' } } }, 'connect to postgres://app:hunter2@db/app failed');
+    expect(out.text()).not.toContain('hunter2');
+    expect(out.text()).toMatch(/^caretaker: warning: connect to postgres:\/\/app:\*\*\*@db\/app failed \(url=\[redacted\], password=\[redacted\], smtp={"password":"\[redacted\]"}/);
+  });
+
+  it('shows an Error by its message, never its stack, and stays one line whatever the text holds', () => {
+    const out = human();
+    const log = createLogger('info', out.stream);
+    log.warn({ err: new Error('first\nsecond') }, 'two\nlines');
+    expect(out.text()).toBe('caretaker: warning: two lines (err=first second)\n');
+    expect(humanLine('not json')).toBe('caretaker: not json');
   });
 });

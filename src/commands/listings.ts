@@ -7,7 +7,8 @@ import type { Config } from '../config/schema';
 import { TASKS } from '../jobs';
 import { expandSchedulers, resolveSchedules, type ResolvedSchedule } from '../schedules/resolve';
 import { formatInZone, nextFireTimes } from '../schedules/cron';
-import { configFor } from './common';
+import { alertChannels } from '../alerts/notifiers';
+import { NO_ALERT_CHANNELS, configFor } from './common';
 import { println, type CliIO } from './io';
 
 /** How many upcoming fire times `schedules` shows. */
@@ -75,6 +76,9 @@ export function checkConfigCommand(io: CliIO, opts: { config?: string; json?: bo
   println(io.stdout, `config OK (${config.source})`);
   println(io.stdout, `targets: ${targets.join('; ') || 'none'}`);
   println(io.stdout, `web: ${config.web.host}:${config.web.port}, auth ${config.web.auth.admin || config.web.auth.viewer ? 'on' : 'off (loopback only)'}`);
+  // Valid, but critical findings would reach nobody: worth a line, not a failed check (exit stays 0).
+  const channels = alertChannels(config.notifications);
+  println(io.stdout, channels.length > 0 ? `alerts: ${channels.join(', ')}` : NO_ALERT_CHANNELS);
   println(io.stdout, 'schedules:');
   printSchedules(io, listSchedules(config));
   return 0;

@@ -11,13 +11,13 @@ import type { AnyTarget, Config } from '../config/schema';
 import { parseParamFlags, resolveParams } from '../config/params';
 import { findTarget, targetsOf } from '../config/targets';
 import { STATE_LIMITS, createPool } from '../clients/postgres';
-import { createRedis } from '../clients/redis';
+import { createRedis, recordErrors } from '../clients/redis';
 import { ResultStore } from '../results/store';
 import { migrate } from '../results/migrate';
 import { acquireTargetLock, lockKey, runLockTtlMs, type TargetLock } from '../worker/target-lock';
 import { runTask, skippedResult } from '../worker/run-task';
 import { UsageError, coerceError } from '../errors';
-import type { Logger } from '../logger';
+import { redactSecretsIn, type Logger } from '../logger';
 import { configFor, loggerFor, taskNamed } from './common';
 import { println, type CliIO } from './io';
 import { formatResult } from './format-result';
@@ -30,6 +30,7 @@ export interface RunOptions {
   param?: string[];
 }
 
+/** Runs `taskName` once in this process, prints its result (text, or one TaskResult with `--json`) and resolves with the exit code. */
 export async function runCommand(io: CliIO, taskName: string, opts: RunOptions): Promise<number> {
   const config = configFor(io, opts.config);
   const task = taskNamed(taskName);
@@ -39,7 +40,9 @@ export async function runCommand(io: CliIO, taskName: string, opts: RunOptions):
   if (!params.ok) throw new UsageError(params.problems.join('; '));
   const dryRun = opts.dryRun === true;
 
-  const log = loggerFor(io, config).child({ task: task.name, target: target.name, via: 'cli' });
+  const context = { task: task.name, target: target.name, via: 'cli' };
+  // A person reading the result wants the warnings that explain it, not JSON; scripts with --json keep pino JSON.
+  const log = loggerFor(io, config, opts.json ? {} : { human: true, context: Object.keys(context) }).child(context);
   const state = createPool(config.state.url, STATE_LIMITS, log, 2);
   const redis = createRedis(config.redis.url, log, { maxRetriesPerRequest: 1, connectTimeout: 3_000, retryStrategy: () => null, lazyConnect: true });
   try {
@@ -78,11 +81,13 @@ function pickTarget(config: Config, kind: Parameters<typeof targetsOf>[1], taskN
  * run goes ahead unlocked (no worker can run without Redis either).
  */
 async function tryLock(redis: Redis, config: Config, task: string, target: string, timeoutMs: number, log: Logger): Promise<{ lock: TargetLock } | { heldBy: string } | undefined> {
+  // connect() only rejects with "Connection is closed."; the client's last error says why (ECONNREFUSED, NOAUTH).
+  const lastError = recordErrors(redis);
   try {
     await redis.connect();
     return await acquireTargetLock(redis, lockKey(config.redis.prefix, task, target), `cli ${randomUUID().slice(0, 8)}`, runLockTtlMs(timeoutMs));
   } catch (err) {
-    log.warn({ err: coerceError(err).message }, 'redis unreachable: running without the per-target lock');
+    log.warn({ err: redactSecretsIn(lastError() ?? coerceError(err).message) }, 'redis unreachable: running without the per-target lock');
     return undefined;
   }
 }

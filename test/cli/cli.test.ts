@@ -1,6 +1,7 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import type { TaskResult } from '../../src/contract/result';
 import { createQueue } from '../../src/queue/queue';
@@ -8,8 +9,11 @@ import { createTestDatabase, type TestDatabase } from '../support/db';
 import { deleteKeys, randomPrefix } from '../support/redis';
 import { TEST_REDIS_URL } from '../support/env';
 import { runCli } from '../support/cli';
+import { cli } from '../../src/cli';
+import { logLines } from '../support/processes';
 
 const prefix = randomPrefix('cli');
+const startPrefix = randomPrefix('cli-start');
 let db: TestDatabase;
 let dir: string;
 let configPath: string;
@@ -35,9 +39,21 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
   await db.drop();
   await deleteKeys(prefix);
+  await deleteKeys(startPrefix);
 });
 
 const env = () => ({ MAIN_DB: db.url });
+/** Nothing listens on port 1 (binding it needs root): a Redis that refuses at once. */
+const CLOSED_REDIS_URL = 'redis://127.0.0.1:1';
+const LOCK_WARNING = 'caretaker: warning: redis unreachable: running without the per-target lock (err=connect ECONNREFUSED 127.0.0.1:1)';
+const NO_ALERTS = 'alerts go nowhere: configure notifications (notifications.email or notifications.webhook)';
+
+/** A config file in the test's directory; `${MAIN_DB}` is the test database. */
+function writeConfig(name: string, lines: string[]): string {
+  const path = join(dir, name);
+  writeFileSync(path, lines.join('\n'));
+  return path;
+}
 const noStackTrace = (text: string) => expect(text).not.toMatch(/\n\s+at /);
 
 describe('caretaker run', () => {
@@ -69,6 +85,52 @@ describe('caretaker run', () => {
     expect(JSON.parse(out.stdout)).toMatchObject({ status: 'error', summary: expect.stringMatching(/ECONNREFUSED/) });
   });
 
+  describe('logs, with Redis unreachable', () => {
+    let closedRedis: string;
+    beforeAll(() => {
+      closedRedis = writeConfig('closed-redis.yaml', [`redis: { url: "${CLOSED_REDIS_URL}", prefix: ${prefix} }`, 'targets:', '  postgres:', `    - { name: main, url: "\${MAIN_DB}" }`]);
+    });
+    // runCli silences logs unless told otherwise; these runs log at the command's own level.
+    const logging = (extra: Record<string, string> = {}) => ({ ...env(), CARETAKER_LOG_LEVEL: undefined, ...extra });
+
+    it('without --json: readable warning lines on stderr, no JSON, then the readable result', async () => {
+      const out = await runCli(['-c', closedRedis, 'run', 'connections'], logging());
+      expect(out.stdout).toMatch(/^CONNECTIONS (OK|WARNING|CRITICAL) - main: /);
+      expect(out.code).toBeLessThan(3);
+      const lines = out.stderr.trim().split('\n');
+      expect(lines).toContain(LOCK_WARNING);
+      expect(out.stderr).not.toContain('{"level"');
+      // Warnings and worse only, each one line of its own.
+      for (const line of lines) expect(line).toMatch(/^caretaker: (warning|error|fatal): \S/);
+      noStackTrace(out.stderr);
+    });
+
+    it('CARETAKER_LOG_LEVEL still wins: error hides the warning, info adds the info lines, both readable', async () => {
+      const quiet = await runCli(['-c', closedRedis, 'run', 'connections'], logging({ CARETAKER_LOG_LEVEL: 'error' }));
+      expect(quiet.stderr).toBe('');
+      expect(quiet.stdout).toMatch(/^CONNECTIONS /);
+      const chatty = await runCli(['-c', closedRedis, 'run', 'connections'], logging({ CARETAKER_LOG_LEVEL: 'info' }));
+      const lines = chatty.stderr.trim().split('\n');
+      expect(lines).toContain(LOCK_WARNING);
+      expect(lines.some((l) => l.startsWith('caretaker: info: '))).toBe(true);
+      expect(chatty.stderr).not.toContain('{"level"');
+    });
+
+    it('with --json: pino JSON on stderr and exactly one TaskResult on stdout', async () => {
+      const out = await runCli(['-c', closedRedis, 'run', 'connections', '--json'], logging());
+      const stdout = out.stdout.trim().split('\n');
+      expect(stdout).toHaveLength(1);
+      const result = JSON.parse(stdout[0]!) as TaskResult;
+      expect(result).toMatchObject({ task: 'connections', target: 'main' });
+      expect(out.code).toBe({ ok: 0, warning: 1, critical: 2, error: 3 }[result.status]);
+      const stderr = out.stderr.trim().split('\n');
+      expect(logLines(out.stderr)).toHaveLength(stderr.length);
+      expect(logLines(out.stderr)).toContainEqual(
+        expect.objectContaining({ level: 40, msg: 'redis unreachable: running without the per-target lock', err: 'connect ECONNREFUSED 127.0.0.1:1', task: 'connections', target: 'main', via: 'cli' }),
+      );
+    });
+  });
+
   it.each([
     ['an unknown task', ['run', 'defrag'], /^caretaker: unknown task "defrag" \(known: /],
     ['an unknown target', ['run', 'connections', '--target', 'nope'], /^caretaker: unknown postgres target "nope" \(known: main, second\)/],
@@ -97,6 +159,13 @@ describe('caretaker usage errors', () => {
     noStackTrace(cmd.stderr + opt.stderr);
   });
 
+  it.each([['--version'], ['-V']])('%s prints the version from package.json and exits 0', async (flag) => {
+    const { version } = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')) as { version: string };
+    expect(version).toMatch(/^\d+\.\d+\.\d+/);
+    const out = await runCli([flag]);
+    expect(out).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
+  });
+
   it('prints help with exit 0', async () => {
     const out = await runCli(['--help']);
     expect(out.code).toBe(0);
@@ -111,6 +180,27 @@ describe('caretaker check-config, schedules, tasks', () => {
     expect(out.stdout).toMatch(/^config OK/);
     expect(out.stdout).toMatch(/nightly: "30 2 \* \* \*" Europe\/Berlin/);
     expect(out.stdout).toMatch(/nightly:connections:main/);
+    // No notifications in this config: said so, and still a valid config.
+    expect(out.stdout.split('\n')).toContain(NO_ALERTS);
+    expect(out.stdout).not.toMatch(/^alerts: /m);
+  });
+
+  it('check-config names the alert channels when some are configured', async () => {
+    const notified = writeConfig('notified.yaml', [
+      'targets: { postgres: [{ name: main, url: "${MAIN_DB}" }] }',
+      'notifications:',
+      '  email: { smtp: { host: 127.0.0.1, port: 2525 }, from: caretaker@example.com, to: [ops@example.com] }',
+      '  webhook: { url: "http://127.0.0.1:1/hook" }',
+    ]);
+    const both = await runCli(['check-config', '--config', notified], env());
+    expect(both.code).toBe(0);
+    expect(both.stdout.split('\n')).toContain('alerts: email, webhook');
+    expect(both.stdout).not.toContain('alerts go nowhere');
+
+    const webhookOnly = writeConfig('webhook.yaml', ['targets: { postgres: [{ name: main, url: "${MAIN_DB}" }] }', 'notifications: { webhook: { url: "http://127.0.0.1:1/hook" } }']);
+    const one = await runCli(['check-config', '--config', webhookOnly], env());
+    expect(one.code).toBe(0);
+    expect(one.stdout.split('\n')).toContain('alerts: webhook');
   });
 
   it('check-config rejects an invalid file with exit 3 and the path, no stack trace', async () => {
@@ -167,5 +257,42 @@ describe('caretaker enqueue and migrate', () => {
     expect(JSON.stringify(jobs.map((j) => j.data))).not.toContain('postgres://');
     await queue.close();
     redis.disconnect();
+  });
+});
+
+describe('caretaker start', () => {
+  class Capture extends Writable {
+    text = '';
+    override _write(chunk: Buffer | string, _enc: BufferEncoding, done: () => void): void {
+      this.text += chunk.toString();
+      done();
+    }
+  }
+
+  /** `caretaker start` in-process, told to stop as soon as it has started; its pino lines. */
+  async function startAndStop(config: string, role: string) {
+    const stdout = new Capture();
+    const stderr = new Capture();
+    const code = await cli(['node', 'caretaker', '-c', config, 'start', '--role', role], { stdout, stderr, env: { ...env(), CARETAKER_LOG_LEVEL: 'warn' }, waitForStop: async () => 'SIGTERM' });
+    return { code, logs: logLines(stderr.text) };
+  }
+  const base = [`redis: { url: "${TEST_REDIS_URL}", prefix: ${startPrefix} }`, 'web: { port: 0 }', 'targets: { postgres: [{ name: main, url: "${MAIN_DB}" }] }'];
+
+  it('warns once that alerts go nowhere when a role that raises them runs without a channel', async () => {
+    const silent = writeConfig('start-silent.yaml', base);
+    const { code, logs } = await startAndStop(silent, 'worker');
+    expect(code).toBe(0);
+    expect(logs.filter((l) => l.msg === NO_ALERTS)).toEqual([expect.objectContaining({ level: 40 })]);
+  });
+
+  it('says nothing of the kind with a channel configured, nor for the web role, which sends no alerts', async () => {
+    const notified = writeConfig('start-notified.yaml', [...base, 'notifications: { webhook: { url: "http://127.0.0.1:1/hook" } }']);
+    const withChannel = await startAndStop(notified, 'worker');
+    expect(withChannel.code).toBe(0);
+    expect(withChannel.logs.map((l) => l.msg)).not.toContain(NO_ALERTS);
+
+    const web = await startAndStop(writeConfig('start-web.yaml', base), 'web');
+    expect(web.code).toBe(0);
+    expect(web.logs.map((l) => l.msg)).not.toContain(NO_ALERTS);
   });
 });

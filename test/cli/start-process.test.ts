@@ -3,10 +3,11 @@
  * `npm test`'s build step): starts, serves, and on SIGTERM stops in order
  * and exits 0; a bad config exits 3 with one line.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { deleteKeys, randomPrefix } from '../support/redis';
 import { TEST_REDIS_URL } from '../support/env';
@@ -58,11 +59,22 @@ describe('caretaker start (real process)', () => {
       expect(await proc.exit).toBe(0);
       const messages = logLines(proc.stderr()).map((l) => l.msg);
       expect(messages).toEqual(expect.arrayContaining(['job schedulers in place', 'worker started', 'stopping: no new jobs, waiting for running ones', 'caretaker stopped']));
+      // This config has no notification channel: one warning at start says alerts reach nobody.
+      expect(logLines(proc.stderr()).filter((l) => l.msg === 'alerts go nowhere: configure notifications (notifications.email or notifications.webhook)')).toEqual([
+        expect.objectContaining({ level: 40 }),
+      ]);
       // Nothing in the logs carries the database URL.
       expect(proc.stderr()).not.toContain(db.url);
     } finally {
       proc.child.kill('SIGKILL');
     }
+  });
+
+  it.each([['--version'], ['-V']])('%s prints the version from package.json (read from dist/) and exits 0', async (flag) => {
+    const { version } = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')) as { version: string };
+    // execFile rejects on any exit code but 0.
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, flag], { env: { PATH: process.env.PATH ?? '' }, timeout: 15_000 });
+    expect({ stdout, stderr }).toEqual({ stdout: `${version}\n`, stderr: '' });
   });
 
   it('exits 3 with one line, and no stack trace, on an invalid config', async () => {
