@@ -43,7 +43,7 @@ tr.group th { background:#eef1f4; color:var(--fg); font-size:13px; }
 td.num { text-align:right; white-space:nowrap; }
 td.when { white-space:nowrap; }
 .muted { color:var(--muted); }
-.console code { font:12px ui-monospace, Menlo, Consolas, monospace; background:#eef1f4; padding:0 3px; border-radius:2px; word-break:break-all; }
+.console code { font:12px ui-monospace, Menlo, Consolas, monospace; background:#eef1f4; padding:0 3px; border-radius:2px; overflow-wrap:anywhere; }
 .badge { display:inline-block; min-width:64px; text-align:center; font-size:11px; font-weight:700; letter-spacing:.03em;
   text-transform:uppercase; padding:2px 6px; border-radius:3px; color:#fff; white-space:nowrap; }
 .badge::before { margin-right:4px; }

@@ -75,6 +75,8 @@ export function pageHtml(ctx: FrameContext, opts: { title: string; current?: Nav
     `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">` +
     `<meta name="viewport" content="width=device-width,initial-scale=1">` +
     `<meta name="robots" content="noindex">` +
+    // No favicon of its own: an empty one keeps the browser from asking for /favicon.ico.
+    `<link rel="icon" href="data:,">` +
     `<title>${e(opts.title)} · ${e(ctx.title)}</title>${assetTags()}</head>` +
     `<body>${headerHtml(ctx, opts.current)}<main class="console">${alertBannerHtml(ctx.alertChannels)}${opts.body}</main></body></html>`
   );
