@@ -7,6 +7,7 @@ import type { Pool } from 'pg';
 import type { RunStatus, Severity } from '../contract/result';
 import type { BackupFigures, OpenFinding, ReportWeek, TaskRuns, Trend, WeeklyReport } from './model';
 import { WEEKLY_SQL } from './weekly-data.sql';
+import { openFindingOf, type SeenFindingRow } from '../results/finding-sql';
 import { weeksBefore } from './week';
 import { nextFireTimes } from '../schedules/cron';
 import { redactSecretsIn } from '../logger';
@@ -137,7 +138,7 @@ export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise
   const end = new Date(week.end);
 
   const [open, runs, maintenance, backups, trends, notifier, missed] = await Promise.all([
-    pool.query(WEEKLY_SQL.openFindings, [end, new Date(previous.end)]),
+    pool.query<SeenFindingRow & { which: 'current' | 'previous' }>(WEEKLY_SQL.openFindings, [end, new Date(previous.end)]),
     pool.query(WEEKLY_SQL.taskRuns, [start, end]),
     pool.query<{ kind: string; count: number }>(WEEKLY_SQL.maintenance, [start, end]),
     pool.query(WEEKLY_SQL.backups, [end]),
@@ -158,17 +159,7 @@ export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise
   const current: OpenFinding[] = [];
   const before = new Map<string, OpenFinding>();
   for (const r of open.rows) {
-    const f: OpenFinding = {
-      task: r.task,
-      target: r.target,
-      severity: r.severity,
-      code: r.code,
-      subject: r.subject,
-      message: r.message,
-      ...(r.suggestion ? { suggestion: r.suggestion } : {}),
-      firstSeen: iso(r.first_seen ?? r.last_seen)!,
-      lastSeen: iso(r.last_seen)!,
-    };
+    const f = openFindingOf(r);
     if (r.which === 'current') current.push(f);
     else before.set(identity(f), f);
   }

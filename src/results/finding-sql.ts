@@ -2,6 +2,7 @@
  * SQL pieces about a finding's life across runs, shared by the weekly
  * report and the console so both say the same "open since".
  */
+import type { OpenFinding } from '../reports/model';
 import { didItsWork } from './store';
 
 /**
@@ -25,4 +26,32 @@ export function firstSeenOf(f: string): string {
           ORDER BY r2.finished_at DESC
           LIMIT 1), '-infinity')
         AND f3.found_at <= ${f}.found_at)`;
+}
+
+/** A finding row as the open-findings queries select it (with `found_at AS last_seen` and `firstSeenOf(...) AS first_seen`). */
+export interface SeenFindingRow {
+  task: string;
+  target: string;
+  severity: OpenFinding['severity'];
+  code: string;
+  subject: string;
+  message: string;
+  suggestion: string | null;
+  last_seen: Date;
+  first_seen: Date | null;
+}
+
+/** Such a row as the report and the console show it; a finding with no earlier series was first seen when last seen. */
+export function openFindingOf(r: SeenFindingRow): OpenFinding {
+  return {
+    task: r.task,
+    target: r.target,
+    severity: r.severity,
+    code: r.code,
+    subject: r.subject,
+    message: r.message,
+    ...(r.suggestion ? { suggestion: r.suggestion } : {}),
+    firstSeen: (r.first_seen ?? r.last_seen).toISOString(),
+    lastSeen: r.last_seen.toISOString(),
+  };
 }

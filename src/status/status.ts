@@ -26,6 +26,7 @@ import { coerceError } from '../errors';
 import { redactSecretsIn } from '../logger';
 import { withTimeout } from '../util/timeout';
 import { STATUS_SQL } from './status.sql';
+import { openFindingOf, type SeenFindingRow } from '../results/finding-sql';
 
 export type CheckState = RunStatus | 'never_ran' | 'late' | 'missed';
 
@@ -182,7 +183,7 @@ export async function buildStatus(deps: {
 
   const [latest, open, probes, schedulers] = await Promise.all([
     deps.state.query(STATUS_SQL.latestRuns, [tasks, targets]),
-    deps.state.query(STATUS_SQL.openFindings, [tasks, targets]),
+    deps.state.query<SeenFindingRow & { run_id: string }>(STATUS_SQL.openFindings, [tasks, targets]),
     probeDueRuns({ entries, state: deps.state, now }),
     nextDueTimes(deps.queue),
   ]);
@@ -211,18 +212,7 @@ export async function buildStatus(deps: {
     });
   }
 
-  const allFindings: OpenFindingRow[] = open.rows.map((r) => ({
-    runId: Number(r.run_id),
-    task: r.task,
-    target: r.target,
-    severity: r.severity,
-    code: r.code,
-    subject: r.subject,
-    message: r.message,
-    ...(r.suggestion ? { suggestion: r.suggestion } : {}),
-    firstSeen: iso(r.first_seen ?? r.last_seen),
-    lastSeen: iso(r.last_seen),
-  }));
+  const allFindings: OpenFindingRow[] = open.rows.map((r) => ({ runId: Number(r.run_id), ...openFindingOf(r) }));
   const openByPair = new Map<string, { critical: number; warning: number }>();
   for (const f of allFindings) {
     const counts = openByPair.get(pairKey(f)) ?? { critical: 0, warning: 0 };
