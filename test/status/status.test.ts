@@ -134,6 +134,16 @@ describe('next due, from the job schedulers in Redis', () => {
     expect(row(report, 'slow-queries').nextDue).toBeUndefined();
   });
 
+  it('reads the few schedulers of a filtered view one by one, with the same answer', async () => {
+    const one = await buildStatus({ state: db.pool, queue, entries: config.schedulers, now: fleet.now, filter: { task: 'connections' } });
+    expect(one.schedulersRead).toBe(true);
+    expect(one.checks.map((c) => c.id)).toEqual(['daily:connections:main']);
+    expect(one.checks[0]!.nextDue).toBe(new Date((await queue.getJobScheduler('daily:connections:main'))!.next!).toISOString());
+    const missing = await buildStatus({ state: db.pool, queue, entries: config.schedulers, now: fleet.now, filter: { task: 'slow-queries' } });
+    expect(missing.schedulersRead).toBe(true);
+    expect(missing.checks[0]!.nextDue).toBeUndefined();
+  });
+
   it('renders without next due times when Redis does not answer, and says why', async () => {
     const dead = createRedis('redis://127.0.0.1:1', testLogger);
     const deadQueue = createQueue(dead, prefix);

@@ -11,7 +11,7 @@ import { Router, type RequestHandler } from 'express';
 /**
  * Scoped to the console's own pages (`.console`) and header, since the
  * report page (inline styles, as mail clients need) carries the header too.
- * Badges carry a word and a colour; rows carry the state as text too, so
+ * Badges carry a word, a colour and a glyph from the common fonts (DejaVu has them all); rows carry the state as text too, so
  * colour is never the only signal. On a narrow screen (the on-call's
  * phone) tables turn into stacked cards, each cell labelled.
  */
@@ -42,14 +42,15 @@ header.top .who { margin-left:auto; color:#aab4c0; font-size:12px; }
 tr.group th { background:#eef1f4; color:var(--fg); font-size:13px; }
 td.num { text-align:right; white-space:nowrap; }
 td.when { white-space:nowrap; }
+.console td[data-label="schedule"] code { white-space:nowrap; }
 .muted { color:var(--muted); }
 .console code { font:12px ui-monospace, Menlo, Consolas, monospace; background:#eef1f4; padding:0 3px; border-radius:2px; overflow-wrap:anywhere; }
 .badge { display:inline-block; min-width:64px; text-align:center; font-size:11px; font-weight:700; letter-spacing:.03em;
   text-transform:uppercase; padding:2px 6px; border-radius:3px; color:#fff; white-space:nowrap; }
 .badge::before { margin-right:4px; }
 .s-critical { background:var(--critical); } .s-critical::before { content:"\\2716"; }
-.s-missed { background:var(--missed); } .s-missed::before { content:"\\29D6"; }
-.s-late { background:var(--late); } .s-late::before { content:"\\29D6"; }
+.s-missed { background:var(--missed); } .s-missed::before { content:"\\2298"; }
+.s-late { background:var(--late); } .s-late::before { content:"\\25D4"; }
 .s-error { background:var(--error); } .s-error::before { content:"?"; }
 .s-warning { background:var(--warning); color:#2b1d00; } .s-warning::before { content:"\\25B2"; }
 .s-ok { background:var(--ok); } .s-ok::before { content:"\\2714"; }
