@@ -9,6 +9,7 @@ import { benchPgbenchImpact, MAINTENANCE_TASKS } from './pgbench-impact';
 import { benchBackupVerify } from './backup-verify';
 import { benchRestoreTest } from './restore-test';
 import { benchFleet } from './fleet';
+import { benchConsole } from './console';
 
 const pgAdminUrl = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -62,6 +63,20 @@ const BENCHES: Record<string, () => Promise<void>> = {
     const env = { pgAdminUrl, redisUrl, databases: 200, queueTargets: 10, scenarios };
     console.log(`\n== fleet: ${env.databases} postgres + ${env.queueTargets} queues targets, the daily schedule fired once (attempts 1); 1 scheduler + worker processes × worker.concurrency: ${scenarios.map((s) => `${s.workers} × ${s.concurrency}`).join(', then ')}`);
     await benchFleet(env);
+  },
+  async console() {
+    // BENCH_CONSOLE_TARGETS / _DAYS shrink the fleet or its history; BENCH_CONSOLE_PLANS=1 prints the query plans.
+    const env = {
+      pgAdminUrl,
+      redisUrl,
+      targets: Number(process.env.BENCH_CONSOLE_TARGETS ?? 200),
+      days: Number(process.env.BENCH_CONSOLE_DAYS ?? 365),
+      requests: 10,
+      warmups: 2,
+      plans: process.env.BENCH_CONSOLE_PLANS === '1',
+    };
+    console.log(`\n== console: GET / and buildStatus over ${env.targets} postgres targets and ${env.days} days of history, beside the weekly report page and a DISTINCT ON over the history`);
+    await benchConsole(env);
   },
 };
 
