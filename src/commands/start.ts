@@ -12,7 +12,7 @@ export async function startCommand(io: CliIO, opts: { config?: string; role: 'al
   // The worker (failed runs) and the scheduler (missed runs) raise alerts; without a channel they reach nobody, silently.
   if ((roles.includes('worker') || roles.includes('scheduler')) && alertChannels(config.notifications).length === 0) log.warn(NO_ALERT_CHANNELS);
   const caretaker = await startCaretaker({ config, roles, log });
-  log.info({ roles, config: config.source, web: caretaker.webUrl ? `${caretaker.webUrl}/admin/queues` : undefined }, 'caretaker started');
+  log.info({ roles, config: config.source, console: caretaker.webUrl ? `${caretaker.webUrl}/` : undefined }, 'caretaker started');
   const signal = await (io.waitForStop ?? (() => new Promise<string>(() => undefined)))();
   log.info({ signal }, 'stopping: no new jobs, waiting for running ones');
   await caretaker.stop();
