@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { TaskResult } from './contract/result';
 import type { Config } from './config/schema';
 import { TASKS, type TaskRegistry } from './jobs';
-import { STATE_LIMITS, createPool } from './clients/postgres';
+import { createPool, stateLimits } from './clients/postgres';
 import { createRedis } from './clients/redis';
 import { createQueue, jobOptions, type JobData } from './queue/queue';
 import { ResultStore } from './results/store';
@@ -70,7 +70,7 @@ export async function startCaretaker(opts: {
 }): Promise<Caretaker> {
   const { config, roles, log } = opts;
   const registry = opts.registry ?? TASKS;
-  const state = createPool(config.state.url, STATE_LIMITS, log);
+  const state = createPool(config.state.url, stateLimits(config.state), log);
   const redis = createRedis(config.redis.url, log);
   const queue = createQueue(redis, config.redis.prefix, config.worker);
   const store = new ResultStore(state);

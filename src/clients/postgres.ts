@@ -34,6 +34,22 @@ export interface SessionLimits {
 /** caretaker's own state database: its statements are short, on its own tables. */
 export const STATE_LIMITS: SessionLimits = { statementTimeoutMs: 30_000, lockTimeoutMs: 5_000 };
 
+/** The state database's limits with the config's statement timeout (`state.statementTimeoutSeconds`). */
+export function stateLimits(state: { statementTimeoutSeconds: number }): SessionLimits {
+  return { ...STATE_LIMITS, statementTimeoutMs: state.statementTimeoutSeconds * 1000 };
+}
+
+/**
+ * How much longer than the server's statement timeout the client waits for
+ * an answer. The server's timeout bounds a statement it received; this one
+ * bounds one it never did (a half-open connection: a failover, a NAT that
+ * forgot the flow, a partition), where the server has nothing to time out.
+ */
+export const CLIENT_MARGIN_MS = 5_000;
+
+/** TCP keepalive probes start after this much silence, so a dead peer is noticed on an idle pooled connection too. */
+const KEEPALIVE_DELAY_MS = 10_000;
+
 function clientConfig(url: string, limits: SessionLimits): ClientConfig {
   return {
     connectionString: url,
@@ -57,9 +73,27 @@ export async function connectClient(url: string, limits: SessionLimits, log: Log
   return client;
 }
 
-/** A small pool for the state database, shared by a process's roles. */
+/**
+ * A small pool for the state database, shared by a process's roles. Every
+ * query is bounded on the client too (`query_timeout`, the statement
+ * timeout plus CLIENT_MARGIN_MS), connections carry TCP keepalive, and a
+ * connection released with an error is cut at once: one that timed out
+ * may still have its query in flight, and ending it politely would wait
+ * on a peer that no longer answers (and hold up the pool's end at shutdown).
+ */
 export function createPool(url: string, limits: SessionLimits, log: Logger, max = 5): Pool {
-  const pool = new Pool({ ...clientConfig(url, limits), max, idleTimeoutMillis: 30_000 });
+  const pool = new Pool({
+    ...clientConfig(url, limits),
+    max,
+    idleTimeoutMillis: 30_000,
+    query_timeout: limits.statementTimeoutMs + CLIENT_MARGIN_MS,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
+  });
   pool.on('error', (err) => log.warn({ err: redactSecretsIn(err.message) }, 'idle state-database connection lost'));
+  pool.on('release', (err: Error | undefined, client: unknown) => {
+    // pg has no public way to drop a connection's socket; its Client keeps it at connection.stream.
+    if (err) (client as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  });
   return pool;
 }

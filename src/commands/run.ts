@@ -10,7 +10,7 @@ import { EXIT_CODE, type TaskResult } from '../contract/result';
 import type { AnyTarget, Config } from '../config/schema';
 import { parseParamFlags, resolveParams } from '../config/params';
 import { findTarget, targetsOf } from '../config/targets';
-import { STATE_LIMITS, createPool } from '../clients/postgres';
+import { createPool, stateLimits } from '../clients/postgres';
 import { createRedis, recordErrors } from '../clients/redis';
 import { ResultStore } from '../results/store';
 import { migrate } from '../results/migrate';
@@ -43,7 +43,7 @@ export async function runCommand(io: CliIO, taskName: string, opts: RunOptions):
   const context = { task: task.name, target: target.name, via: 'cli' };
   // A person reading the result wants the warnings that explain it, not JSON; scripts with --json keep pino JSON.
   const log = loggerFor(io, config, opts.json ? {} : { human: true, context: Object.keys(context) }).child(context);
-  const state = createPool(config.state.url, STATE_LIMITS, log, 2);
+  const state = createPool(config.state.url, stateLimits(config.state), log, 2);
   const redis = createRedis(config.redis.url, log, { maxRetriesPerRequest: 1, connectTimeout: 3_000, retryStrategy: () => null, lazyConnect: true });
   try {
     const lock = await tryLock(redis, config, task.name, target.name, task.timeoutMs, log);

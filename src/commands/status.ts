@@ -5,7 +5,7 @@
  * scheduled task; `--json` prints the whole status for scripts.
  */
 import type { Config } from '../config/schema';
-import { STATE_LIMITS, createPool } from '../clients/postgres';
+import { createPool, stateLimits } from '../clients/postgres';
 import { createRedis } from '../clients/redis';
 import { createQueue, type JobData } from '../queue/queue';
 import type { Queue } from 'bullmq';
@@ -102,7 +102,7 @@ export async function statusCommand(io: CliIO, opts: StatusOptions): Promise<num
     throw new UsageError(`unknown target ${JSON.stringify(opts.target)} (known: ${targetNames(config).join(', ')})`);
   }
   const log = loggerFor(io, config, opts.json ? {} : { human: true });
-  const state = createPool(config.state.url, STATE_LIMITS, log, 4);
+  const state = createPool(config.state.url, stateLimits(config.state), log, 4);
   const redis = await connectQueue(config, log);
   try {
     let report: StatusReport;

@@ -212,7 +212,9 @@ export const configSchema = z.strictObject({
     /** Defaults to the first postgres target's url. */
     url: postgresUrl.optional(),
     retentionDays: z.number().int().min(1).max(36_500).default(400),
-  }).default({ retentionDays: 400 }),
+    /** Each statement on the state database; the client gives up 5 s later, when the server never got it. */
+    statementTimeoutSeconds: z.number().int().min(1).max(3_600).default(30),
+  }).default({ retentionDays: 400, statementTimeoutSeconds: 30 }),
   web: z.strictObject({
     host: z.string().min(1).default('127.0.0.1'),
     port: z.number().int().min(0).max(65_535).default(3000),

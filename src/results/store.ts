@@ -164,6 +164,7 @@ export class ResultStore {
   async save(given: TaskResult, meta: RunMeta = {}): Promise<boolean> {
     const result = withoutNul(given);
     const client = await this.pool.connect();
+    let failure: Error | undefined;
     try {
       await client.query('BEGIN');
       const inserted = await client.query<{ id: string }>(SQL.insertRun, [
@@ -189,10 +190,12 @@ export class ResultStore {
       await client.query('COMMIT');
       return runId !== undefined;
     } catch (err) {
+      failure = err instanceof Error ? err : new Error(String(err));
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      client.release();
+      // A connection that failed mid-transaction (timed out, cut) leaves the pool instead of serving the next save.
+      client.release(failure);
     }
   }
 

@@ -1,0 +1,112 @@
+/**
+ * A state database that stops answering on open sessions (a half-open TCP
+ * connection: a failover, a NAT that forgot the flow, a partition). The
+ * stalling proxy holds every byte caretaker sends once a session is ready,
+ * so the server never sees a query and its statement_timeout never fires:
+ * only a client-side bound can end the wait. A real `caretaker start` must
+ * go on running jobs (their results wait in the outbox), come back by
+ * itself once bytes flow again (results written, /health 200), and stop on
+ * SIGTERM within its grace while the database is still silent.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
+import { stringify } from 'yaml';
+import { createQueue, type JobData } from '../../src/queue/queue';
+import { migrate } from '../../src/results/migrate';
+import { ResultOutbox } from '../../src/results/outbox';
+import { createTestDatabase, type TestDatabase } from '../support/db';
+import { TEST_REDIS_URL } from '../support/env';
+import { eventually, waitForJob } from '../support/jobs';
+import { freePort } from '../support/ports';
+import { getJson, spawnCaretaker, startStallingProxy, type CaretakerProcess, type StallingProxy } from '../support/processes';
+import { deleteKeys, randomPrefix } from '../support/redis';
+
+const prefix = randomPrefix('statestall');
+let db: TestDatabase;
+let redis: Redis;
+let queue: Queue<JobData>;
+let proxy: StallingProxy;
+let caretaker: CaretakerProcess;
+let dir: string;
+let health: string;
+
+const stored = async (): Promise<number> => (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM caretaker.runs WHERE task = 'connections'`)).rows[0]!.n;
+
+beforeAll(async () => {
+  db = await createTestDatabase('statestall');
+  await migrate(db.pool);
+  redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  queue = createQueue(redis, prefix);
+  proxy = await startStallingProxy(5432);
+  dir = mkdtempSync(join(tmpdir(), 'ct-statestall-'));
+  const stateUrl = new URL(db.url);
+  stateUrl.port = String(proxy.port);
+  const port = await freePort();
+  health = `http://127.0.0.1:${port}/health`;
+  const configPath = join(dir, 'caretaker.yaml');
+  writeFileSync(
+    configPath,
+    stringify({
+      redis: { url: TEST_REDIS_URL, prefix },
+      // A short statement timeout, so the client's bound (5 s more) comes within the test's patience.
+      state: { url: stateUrl.toString(), statementTimeoutSeconds: 1 },
+      // The target is reached directly: only caretaker's own database is silent.
+      targets: { postgres: [{ name: 'main', url: db.url }] },
+      worker: { concurrency: 1, attempts: 1, backoffMs: 100, shutdownGraceMs: 3_000 },
+      web: { port },
+    }),
+  );
+  caretaker = spawnCaretaker(['start', '--config', configPath]);
+  await caretaker.waitForLog('caretaker started');
+}, 60_000);
+
+afterAll(async () => {
+  proxy?.release();
+  await caretaker?.stop(5_000);
+  await queue?.close();
+  redis?.disconnect();
+  await proxy?.close();
+  await db?.drop();
+  await deleteKeys(prefix);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('the state database stops answering on open sessions', () => {
+  it('runs keep completing while it is silent: each result waits in the outbox', async () => {
+    proxy.hold();
+    for (const jobId of ['during-stall-1', 'during-stall-2']) {
+      await queue.add('connections', { task: 'connections', target: 'main' }, { attempts: 1, jobId });
+      const done = await waitForJob(queue, jobId, 30_000);
+      expect(await done.getState()).toBe('completed');
+    }
+    const outbox = new ResultOutbox(redis, prefix);
+    await eventually(async () => ((await outbox.size()) >= 2 ? true : undefined), 20_000, 'both results in the outbox');
+    expect(proxy.held()).toBeGreaterThan(0);
+    expect(await stored()).toBe(0);
+  }, 60_000);
+
+  it('comes back by itself once bytes flow again: the results are written and /health answers 200', async () => {
+    proxy.release();
+    await eventually(async () => ((await stored()) === 2 ? true : undefined), 40_000, 'the outbox to be written');
+    expect(await new ResultOutbox(redis, prefix).size()).toBe(0);
+    await eventually(async () => ((await getJson(health))?.status === 200 ? true : undefined), 20_000, '/health to answer 200');
+    // A run after the stall is stored directly.
+    await queue.add('connections', { task: 'connections', target: 'main' }, { attempts: 1, jobId: 'after-stall' });
+    await waitForJob(queue, 'after-stall', 30_000);
+    await eventually(async () => ((await stored()) === 3 ? true : undefined), 15_000, 'the run after the stall to be stored');
+    expect(caretaker.alive()).toBe(true);
+  }, 90_000);
+
+  it('stops on SIGTERM within its grace while the database is silent again, exiting 0', async () => {
+    proxy.hold();
+    await queue.add('connections', { task: 'connections', target: 'main' }, { attempts: 1, jobId: 'at-shutdown' });
+    await waitForJob(queue, 'at-shutdown', 30_000);
+    caretaker.child.kill('SIGTERM');
+    // Well past the 3 s grace and the 6 s client bound, short of anything a stuck process would reach by itself.
+    const exit = await Promise.race([caretaker.exited, new Promise<'stuck'>((resolve) => setTimeout(() => resolve('stuck'), 30_000).unref())]);
+    expect(exit).toEqual({ code: 0, signal: null });
+  }, 60_000);
+});
