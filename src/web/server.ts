@@ -7,7 +7,7 @@
  * `createWebApp` only builds; `startWeb` listens.
  */
 import http from 'node:http';
-import { BlockList, isIP, type AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import express from 'express';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -28,6 +28,8 @@ import { createMetricsRegistry, metricsHandler } from './metrics';
 import { sameOriginOnly } from './same-origin';
 import { ASSETS_PATH, BOARD_PATH, REPORTS_PATH } from './paths';
 import { securityHeaders } from './security-headers';
+import { loopbackHostOnly } from './host-guard';
+import { isLoopbackHost } from './loopback';
 import { assetsRouter } from './console/assets';
 import { consoleRouter } from './console/router';
 
@@ -67,6 +69,7 @@ export function createWebApp(deps: WebDeps): express.Express {
   const login = authenticate(deps.config.web.auth, new LoginThrottle(deps.log, deps.loginThrottle));
 
   app.use(securityHeaders());
+  if (!authEnabled(deps.config.web.auth)) app.use(loopbackHostOnly(deps.config.web.publicUrl));
   app.use(sameOriginOnly(deps.config.web.publicUrl));
   app.get('/health', healthHandler(deps));
   app.get('/metrics', metricsHandler(createMetricsRegistry(deps.state)));
@@ -79,23 +82,6 @@ export function createWebApp(deps: WebDeps): express.Express {
   app.use(notFound());
   app.use(errorHandler(deps.log));
   return app;
-}
-
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
-
-/**
- * True for `localhost`, 127.0.0.0/8 and ::1 (bracketed or not, and
- * IPv4-mapped forms): addresses only this machine can reach.
- */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
-  if (h === 'localhost') return true;
-  const family = isIP(h);
-  if (family === 4) return LOOPBACK.check(h, 'ipv4');
-  if (family === 6) return LOOPBACK.check(h, 'ipv6');
-  return false;
 }
 
 /**

@@ -12,7 +12,7 @@ import request from 'supertest';
 import { appRoutes } from '@bull-board/api/dist/routes.js';
 import type { TaskResult } from '../../src/contract/result';
 import { lastCompleteWeek } from '../../src/reports/week';
-import { BOARD_PATH, checkPath } from '../../src/web/paths';
+import { BOARD_PATH, RUN_NOW_PATH, checkPath } from '../../src/web/paths';
 import { createWebApp, startWeb, type WebServer } from '../../src/web/server';
 import { ADMIN, VIEWER, runOneFailedOneCompleted, webFixture, type WebFixture } from '../web/fixture';
 import { captureLog } from '../support/log-capture';
@@ -190,6 +190,34 @@ describe('a cross-site request with the admin\'s credentials', () => {
 
   it('may still read: a link from another site opens the board', async () => {
     const res = await request(app).get(BOARD_PATH).set({ 'Sec-Fetch-Site': 'cross-site', Origin: 'https://evil.example' }).auth(ADMIN.user, ADMIN.password);
+    expect(res.status).toBe(200);
+  });
+});
+
+describe('DNS rebinding against an instance without credentials (loopback only, everyone is admin)', () => {
+  /** The same fixture's deps with auth off, as `caretaker start` on the local defaults serves. */
+  const open = (publicUrl?: string) => createWebApp({ ...fx.deps, config: { ...fx.config, web: { ...fx.config.web, auth: {}, ...(publicUrl ? { publicUrl } : {}) } } });
+
+  it('refuses every route, writes and reads, when Host names another site (the rebound name), and nothing changes', async () => {
+    const target = open();
+    const before = await queueState();
+    for (const { method, route } of [...WRITE_ROUTES, ...READ_ROUTES]) {
+      // Same-origin as far as the browser knows: the page and its requests are all on rebind.example.
+      const res = await send(target, method, `${BOARD_PATH}${fill(route)}`).set('Host', 'rebind.example').set('Sec-Fetch-Site', 'same-origin');
+      expect([method, route, res.status]).toEqual([method, route, 421]);
+      expect(res.text).not.toContain('rebind.example');
+    }
+    for (const path of ['/', '/api/runs', '/reports', RUN_NOW_PATH]) expect((await request(target).get(path).set('Host', 'rebind.example:3000')).status).toBe(421);
+    expect(await queueState()).toEqual(before);
+  });
+
+  it.each(['127.0.0.1:3000', 'localhost:3000', 'LOCALHOST', '[::1]:3000', 'caretaker.example.com'])('still answers Host %s', async (host) => {
+    const res = await request(open('https://caretaker.example.com')).get('/api/runs').set('Host', host);
+    expect(res.status).toBe(200);
+  });
+
+  it('leaves Host alone once credentials are configured (the login stands in the way)', async () => {
+    const res = await request(app).get('/api/runs').set('Host', 'rebind.example').auth(VIEWER.user, VIEWER.password);
     expect(res.status).toBe(200);
   });
 });

@@ -5,7 +5,8 @@
 import request from 'supertest';
 import type { Config } from '../../src/config/schema';
 import { UsageError } from '../../src/errors';
-import { createWebApp, isLoopbackHost, startWeb, type WebDeps } from '../../src/web/server';
+import { createWebApp, startWeb, type WebDeps } from '../../src/web/server';
+import { isLoopbackHost } from '../../src/web/loopback';
 import { createTestDatabase } from '../support/db';
 import { captureLog } from '../support/log-capture';
 import { ADMIN, WITH_AUTH, webFixture, type WebFixture } from './fixture';
