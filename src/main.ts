@@ -72,7 +72,7 @@ export async function startCaretaker(opts: {
   const registry = opts.registry ?? TASKS;
   const state = createPool(config.state.url, stateLimits(config.state), log);
   const redis = createRedis(config.redis.url, log);
-  const queue = createQueue(redis, config.redis.prefix, config.worker);
+  const queue = createQueue(redis, config.redis.prefix, config.worker, log);
   const store = new ResultStore(state);
   // Alerts on critical and error results; never fails a run (see src/alerts/alerter.ts).
   const alerter = createAlerter({ config, state, log: log.child({ component: 'alerts' }) });

@@ -21,7 +21,7 @@ export async function enqueueCommand(io: CliIO, taskName: string, opts: { config
     await redis.connect().catch((err: Error) => {
       throw new UsageError(`cannot reach redis: ${err.message}`);
     });
-    const queue = createQueue(redis, config.redis.prefix);
+    const queue = createQueue(redis, config.redis.prefix, undefined, log);
     try {
       for (const target of targets) {
         const jobId = await enqueueNow(queue, config.worker, { task: task.name, target: target.name, dryRun: opts.dryRun });

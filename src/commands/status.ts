@@ -85,7 +85,7 @@ async function connectQueue(config: Config, log: ReturnType<typeof loggerFor>): 
     redis.disconnect();
     return { close: async () => undefined };
   }
-  const queue = createQueue(redis, config.redis.prefix);
+  const queue = createQueue(redis, config.redis.prefix, undefined, log);
   return {
     queue,
     async close() {

@@ -6,6 +6,7 @@ import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Config } from '../config/schema';
+import { redactSecretsIn, type Logger } from '../logger';
 
 export const QUEUE_NAME = 'caretaker';
 
@@ -21,10 +22,21 @@ export type JobData = z.infer<typeof jobDataSchema>;
 
 /**
  * The queue; with `worker` settings, jobs added without options (Bull Board's
- * "add job", a scheduler's "run now") still get retries and cleanup.
+ * "add job", a scheduler's "run now") still get retries and cleanup. Its
+ * errors (Redis away) are one structured warning each on `log`: without a
+ * listener BullMQ prints each as a raw multi-line stack trace on stderr.
+ * Without `log` they are dropped here; the call that needed Redis fails and
+ * says so itself.
  */
-export function createQueue(connection: Redis, prefix: string, worker?: Config['worker']): Queue<JobData> {
-  return new Queue<JobData>(QUEUE_NAME, { connection, prefix, defaultJobOptions: worker ? jobOptions(worker) : undefined });
+export function createQueue(connection: Redis, prefix: string, worker?: Config['worker'], log?: Logger): Queue<JobData> {
+  const queue = new Queue<JobData>(QUEUE_NAME, { connection, prefix, defaultJobOptions: worker ? jobOptions(worker) : undefined });
+  // The connection repeats its error at each reconnect attempt: a line when it changes, not one per retry.
+  let last = '';
+  queue.on('error', (err: Error) => {
+    if (err.message !== last) log?.warn({ err: redactSecretsIn(err.message) }, 'queue: redis error');
+    last = err.message;
+  });
+  return queue;
 }
 
 /**
