@@ -2,7 +2,8 @@
  * `caretaker run TASK`: runs a task now, in this process, and prints its
  * result; the exit code follows the monitoring-plugin convention, so a
  * Nagios-style monitor can call it. The result is also stored in the
- * history when the state database answers.
+ * history, or kept in Redis's outbox for the workers to store when the
+ * state database does not answer; a run neither kept is exit 3.
  */
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
@@ -13,6 +14,8 @@ import { findTarget, targetsOf } from '../config/targets';
 import { createPool, stateLimits } from '../clients/postgres';
 import { createRedis, recordErrors } from '../clients/redis';
 import { ResultStore } from '../results/store';
+import { ResultOutbox } from '../results/outbox';
+import { withTimeout } from '../util/timeout';
 import { migrate } from '../results/migrate';
 import { acquireTargetLock, lockKey, runLockTtlMs, type TargetLock } from '../worker/target-lock';
 import { runTask, skippedResult } from '../worker/run-task';
@@ -57,9 +60,14 @@ export async function runCommand(io: CliIO, taskName: string, opts: RunOptions):
         await lock?.lock.release().catch(() => undefined);
       }
     }
-    await storeResult(state, result, log);
+    const kept = await storeResult(state, redis, config, result, log);
     if (opts.json) println(io.stdout, JSON.stringify(result));
     else println(io.stdout, formatResult(result));
+    if (kept !== true) {
+      // The check ran, but nothing will remember it: not a success a monitor should take for one.
+      println(io.stderr, `caretaker: the result is not in the history: ${kept}`);
+      return EXIT_CODE.error;
+    }
     return EXIT_CODE[result.status];
   } finally {
     redis.disconnect();
@@ -92,12 +100,31 @@ async function tryLock(redis: Redis, config: Config, task: string, target: strin
   }
 }
 
-/** History is best effort here: the printed result and exit code are what the caller needs. */
-async function storeResult(state: ReturnType<typeof createPool>, result: TaskResult, log: Logger): Promise<void> {
+/** How long the outbox may take to keep a result when the state database would not. */
+const OUTBOX_TIMEOUT_MS = 3_000;
+
+/**
+ * Stores the result in the history; when the state database does not take
+ * it, in the outbox in Redis, which the workers write to the history once
+ * the database answers again (as they do with their own results). True
+ * when one of the two kept it, else why neither did. The key makes the
+ * run stored once however often the outbox is flushed.
+ */
+async function storeResult(state: ReturnType<typeof createPool>, redis: Redis, config: Config, result: TaskResult, log: Logger): Promise<true | string> {
+  const meta = { schedule: 'cli', jobKey: `cli:${randomUUID()}` };
+  let stateError: string;
   try {
     await migrate(state);
-    await new ResultStore(state).save(result, { schedule: 'cli' });
+    await new ResultStore(state).save(result, meta);
+    return true;
   } catch (err) {
-    log.warn({ err: coerceError(err).message }, 'could not store the result in the state database');
+    stateError = redactSecretsIn(coerceError(err).message);
+  }
+  try {
+    await withTimeout(new ResultOutbox(redis, config.redis.prefix).push(result, meta), OUTBOX_TIMEOUT_MS, 'the outbox');
+    log.warn({ err: stateError }, 'could not store the result in the state database: kept in the outbox, a worker writes it once the database answers');
+    return true;
+  } catch (err) {
+    return `the state database did not take it (${stateError}) and neither did the outbox in Redis (${redactSecretsIn(coerceError(err).message)})`;
   }
 }
