@@ -83,6 +83,19 @@ export const backupVerify = defineTask({
       });
     }
 
+    // Dumps that never had manifests (`pg_dump | gzip` from cron) are normal; a newest one without, after ones with, is a writer that failed after the dump.
+    const before = dumps[1];
+    if (!manifest && !manifestProblem && before && (await store.stat(manifestName(before.name)))) {
+      findings.push({
+        severity: 'warning',
+        code: 'backup_manifest_missing',
+        subject: manifestName(newest.name),
+        message: `${newest.name} has no manifest, though ${before.name} before it has one: whatever wrote it failed after the dump (a full disk?), so its sha256 cannot be checked`,
+        suggestion: 'Look at the last backup run and the store\'s free space, then take a new backup (the task writes the dump and its manifest)',
+        details: { dump: newest.name, previous: before.name },
+      });
+    }
+
     const now = Date.now();
     const made = backupTime(newest, manifest);
     const ageMs = Math.max(0, now - made.at.getTime());

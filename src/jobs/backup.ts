@@ -128,14 +128,7 @@ export const backup = defineTask({
       finishedAt: new Date().toISOString(),
       tables: taken.tables,
     };
-    try {
-      await store.write(manifestName(name), Readable.from([Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)]));
-    } catch (err) {
-      throw new Error(`${name} was written but its manifest was not (${(err as Error).message}): backup-verify cannot check its sha256`, { cause: err });
-    }
     const dumpMs = Date.parse(manifest.finishedAt) - startedAt.getTime();
-    await ctx.jobLog(`dumped ${manifest.database} to ${name}: ${formatBytes(manifest.sizeBytes)} in ${formatDuration(dumpMs)}`);
-
     const actions: Action[] = [
       {
         kind: 'take_dump',
@@ -145,7 +138,14 @@ export const backup = defineTask({
         details: { format, sizeBytes: manifest.sizeBytes, sha256: manifest.sha256, tables: Object.keys(manifest.tables).length, store: store.description },
       },
     ];
+    // The dump is in the store now, whatever comes next: a failed manifest write still leaves it there, and the run says so.
     ctx.applied(actions[0]!);
+    try {
+      await store.write(manifestName(name), Readable.from([Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)]));
+    } catch (err) {
+      throw new Error(`${name} was written but its manifest was not (${(err as Error).message}): backup-verify cannot check its sha256`, { cause: err });
+    }
+    await ctx.jobLog(`dumped ${manifest.database} to ${name}: ${formatBytes(manifest.sizeBytes)} in ${formatDuration(dumpMs)}`);
     const now = new Date();
     const doomed = expired(await listDumps(store, t.pattern), p, now, 0, name);
     let deleted = 0;

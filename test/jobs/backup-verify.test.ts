@@ -103,6 +103,19 @@ describe('backup-verify', () => {
     expect(result.summary).toMatch(new RegExp(`^${PLAIN} \\(.*, 2 h 0 min old\\): gzip intact, completion line present; no manifest: sha256 not checked$`));
   });
 
+  it('warns when the newest dump has no manifest though the one before has: its writer failed after the dump', async () => {
+    const newer = 'seed-20260102T000000Z.sql.gz';
+    const dir = await store([
+      { name: PLAIN, data: plain, hoursAgo: 4 },
+      { name: `${PLAIN}.manifest.json`, data: JSON.stringify(taken.manifest), hoursAgo: 4 },
+      { name: newer, data: plain, hoursAgo: 2 },
+    ]);
+    const result = await verify(dir);
+    expect(codes(result)).toEqual(['backup_manifest_missing:warning']);
+    expect(one(result, 'backup_manifest_missing')).toMatchObject({ subject: `${newer}.manifest.json`, details: { dump: newer, previous: PLAIN } });
+    expect(result.summary).toMatch(/: backup_manifest_missing; no manifest: sha256 not checked$/);
+  });
+
   it('passes a dump taken by the backup task and checks its sha256 against the manifest', async () => {
     const dir = await store([
       { name: taken.name, data: taken.dump },

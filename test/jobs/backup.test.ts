@@ -151,6 +151,22 @@ describe('backup', () => {
     expect(result.summary).toMatch(new RegExp(`dumped ${db.name} \\(7 tables, .* plain-gzip\\) to ${name.replace(/\./g, '\\.')}`));
   });
 
+  it('lists the dump as applied when its manifest cannot be written after it (a full disk), and the run is an error', async () => {
+    const dir = await freshDir();
+    // Where each manifest of the next two minutes would go, a non-empty directory: renaming the written manifest onto it fails.
+    const now = Date.now();
+    for (let s = 0; s < 120; s++) {
+      const blocked = join(dir, `seed-${fileTimestamp(new Date(now + s * 1000))}.sql.gz.manifest.json`);
+      await mkdir(join(blocked, 'x'), { recursive: true });
+    }
+    const result = await run(dir);
+    expect(result.status).toBe('error');
+    expect(result.summary).toMatch(/^backup failed on nightly: seed-\d{8}T\d{6}Z\.sql\.gz was written but its manifest was not \(.+\): backup-verify cannot check its sha256 \(after 1 change: see actions\)$/);
+    const name = /(seed-\S+\.sql\.gz) was written/.exec(result.summary)![1]!;
+    expect(result.actions).toEqual([expect.objectContaining({ kind: 'take_dump', subject: name, applied: true })]);
+    expect((await stat(join(dir, name))).size).toBeGreaterThan(0);
+  });
+
   it('counts rows in the snapshot pg_dump dumps, so they agree while the source is being written', async () => {
     const dir = await freshDir();
     const writer = new Pool({ connectionString: db.url, max: 1 });
