@@ -3,6 +3,9 @@ import type { Logger } from 'pino';
 import { redactSecretsIn } from '../logger';
 import { coerceError } from '../errors';
 
+/** How long a connection with commands pending may stay silent before it is taken for dead. */
+export const SOCKET_TIMEOUT_MS = 30_000;
+
 /**
  * A Redis connection as BullMQ wants it (`maxRetriesPerRequest: null`:
  * blocking commands wait through a reconnect instead of failing). Whoever
@@ -16,6 +19,9 @@ export function createRedis(url: string, log: Logger, options: RedisOptions = {}
     lazyConnect: false,
     // disconnect() of a client whose connection already failed otherwise keeps the process alive 2 s.
     disconnectTimeout: 50,
+    // A connection silent for this long while commands wait is dead (a partition, a NAT that forgot the
+    // flow: no error ever comes); it is cut and reconnected. Longer than any block BullMQ asks for (10 s).
+    socketTimeout: SOCKET_TIMEOUT_MS,
     ...options,
   });
   let lastError = '';

@@ -1,0 +1,61 @@
+/**
+ * A TCP proxy that can turn into a black hole, as a network partition or a
+ * NAT that forgot the flow does: `blackhole()` keeps every socket open but
+ * drops every byte both ways, and the connections open at that moment stay
+ * dead for good (their peer never answers again, as on a half-open TCP
+ * connection). `restore()` lets new connections through; only a client that
+ * gives up on a dead one and reconnects gets going again.
+ */
+import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+
+export interface BlackholeProxy {
+  port: number;
+  blackhole(): void;
+  restore(): void;
+  /** Connections that are passing bytes right now. */
+  live(): number;
+  close(): Promise<void>;
+}
+
+export async function startBlackholeProxy(upstreamPort: number, upstreamHost = '127.0.0.1'): Promise<BlackholeProxy> {
+  let swallowing = false;
+  const sessions = new Set<{ client: Socket; upstream: Socket; dead: boolean }>();
+  const server: Server = createServer((client) => {
+    const upstream = createConnection({ port: upstreamPort, host: upstreamHost });
+    const s = { client, upstream, dead: swallowing };
+    sessions.add(s);
+    const end = () => {
+      sessions.delete(s);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+    client.on('data', (chunk: Buffer) => {
+      if (!s.dead) upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (!s.dead) client.write(chunk);
+    });
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    port,
+    blackhole() {
+      swallowing = true;
+      for (const s of sessions) s.dead = true;
+    },
+    restore() {
+      swallowing = false;
+    },
+    live: () => [...sessions].filter((s) => !s.dead).length,
+    async close() {
+      for (const s of sessions) {
+        s.client.destroy();
+        s.upstream.destroy();
+      }
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
