@@ -98,3 +98,43 @@ export function scrubSecrets(text: string, secrets: readonly (string | undefined
 export function redactSecretsIn(text: string): string {
   return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^:\s/@]*:)[^@\s/]+@/gi, '$1***@');
 }
+
+/** A URL inside free text: a scheme, `://`, and everything up to a space or a quote. */
+const URL_IN_TEXT = /\b([a-z][a-z0-9+.-]*):\/\/[^\s"'<>`]+/gi;
+/** Punctuation that ends a sentence, not the URL it follows ("... at http://host:9: refused"). */
+const URL_TRAIL = /[).,;:!?\]}]+$/;
+
+/**
+ * `text` with every URL in it cut down to its scheme, host and port
+ * (`http://user:pw@hooks.example.com/T0/B1?key=x` → `http://hooks.example.com`):
+ * for the errors of endpoints whose path or query is the secret (a webhook),
+ * where no list of known secrets can be trusted to be complete. The
+ * credentials go too; a URL that cannot be parsed is hidden whole.
+ */
+export function originsOnlyIn(text: string): string {
+  return text.replace(URL_IN_TEXT, (match: string, scheme: string) => {
+    const trail = URL_TRAIL.exec(match)?.[0] ?? '';
+    // The trail may belong to the URL after all (`http://[::1]`): then it is kept whole.
+    const short = parseUrl(match.slice(0, match.length - trail.length));
+    const parsed = short ?? parseUrl(match);
+    if (!parsed) return `${scheme}://[unparsable url]${trail}`;
+    const origin = parsed.host ? `${parsed.protocol}//${parsed.host}` : `${scheme}://[redacted]`;
+    return short ? `${origin}${trail}` : origin;
+  });
+}
+
+function parseUrl(text: string): URL | undefined {
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The base64 of `user:password`, as it travels in an `Authorization: Basic`
+ * header: what a server that echoes the header back would quote.
+ */
+export function basicAuthToken(user: string, password: string): string {
+  return Buffer.from(`${user}:${password}`, 'utf8').toString('base64');
+}

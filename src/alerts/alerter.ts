@@ -9,30 +9,37 @@
  * send one alert, not one each. `onResult` never throws: a failing channel
  * is retried, logged, recorded in caretaker.notifier_failures and shown by
  * `health()`; when no channel delivered, the state is rolled back so the
- * next run tries again.
+ * next run tries again. A channel's error text is cleaned once, before any
+ * of those: scrubbed of every secret value in the config and with its URLs
+ * cut to scheme, host and port (cleanNotifierError).
  */
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema';
 import type { TaskResult } from '../contract/result';
+import { configSecrets } from '../config/secrets';
 import { coerceError } from '../errors';
 import { redactSecretsIn } from '../logger';
 import { AlertState, RUN_ERROR_CODE, type AlertProblem, type AlertRow } from './alert-state';
 import { alertMessage, jobLink, resolvedMessage } from './messages';
-import { createNotifiers, type AlertMessage, type Notifier, type RetryPolicy } from './notifiers';
+import { cleanNotifierError, createNotifiers, type AlertMessage, type Notifier, type RetryPolicy } from './notifiers';
 
+/** One failed delivery: when, and why (cleaned: no secret, no webhook path). */
 export interface ChannelFailure {
   at: string;
   error: string;
 }
 
+/** What this process knows of its channels' health. */
 export interface AlerterHealth {
   /** The newest failure per channel (`email`, `webhook`) in this process, if any. */
   lastFailure?: Record<string, ChannelFailure>;
 }
 
+/** What `createAlerter` needs. */
 export interface AlerterOptions {
-  config: Pick<Config, 'notifications' | 'web'>;
+  /** The whole config: its channels, the public URL for job links, and every secret value, scrubbed from the channels' errors. */
+  config: Config;
   /** The state database. */
   state: Pool;
   log: Logger;
@@ -44,6 +51,7 @@ export interface AlerterOptions {
   retry?: RetryPolicy;
 }
 
+/** Alerts and "resolved" messages on final results (see the file's comment). */
 export interface Alerter {
   /** Alerts or resolves for one final result; never throws. */
   /**
@@ -72,11 +80,15 @@ function problemsOf(result: TaskResult): AlertProblem[] {
   return out;
 }
 
+/** An alerter on the channels `opts.config` enables (or `opts.notifiers`), its state in `opts.state`. */
 export function createAlerter(opts: AlerterOptions): Alerter {
   const { config, log } = opts;
   const state = new AlertState(opts.state);
   const now = opts.now ?? (() => new Date());
-  const notifiers = opts.notifiers ?? createNotifiers(config.notifications, opts.retry);
+  // Collected once: every channel error goes through them before it is stored, logged or shown.
+  const secrets = configSecrets(config);
+  const clean = (text: string) => cleanNotifierError(text, secrets);
+  const notifiers = opts.notifiers ?? createNotifiers(config.notifications, opts.retry, secrets);
   const repeatSeconds = config.notifications.repeatAlertSeconds;
   const lastFailure: Record<string, ChannelFailure> = {};
   const inFlight = new Set<Promise<void>>();
@@ -91,11 +103,11 @@ export function createAlerter(opts: AlerterOptions): Alerter {
         delivered++;
         continue;
       }
-      const error = redactSecretsIn(coerceError(outcome.reason).message);
+      const error = clean(coerceError(outcome.reason).message);
       const at = now();
       lastFailure[channel] = { at: at.toISOString(), error };
       log.error({ ...context, channel, kind: message.kind, err: error }, 'notifier failed');
-      await state.recordFailure(channel, error, at).catch((err) => log.error({ channel, err: coerceError(err).message }, 'could not record the notifier failure'));
+      await state.recordFailure(channel, error, at).catch((err) => log.error({ channel, err: redactSecretsIn(coerceError(err).message) }, 'could not record the notifier failure'));
     }
     return delivered;
   }
@@ -136,7 +148,7 @@ export function createAlerter(opts: AlerterOptions): Alerter {
     onResult(result, jobId, opts) {
       if (result.skipped || notifiers.length === 0) return Promise.resolve();
       const work = handle(result, jobId, opts?.resolves ?? true).catch((err: unknown) => {
-        log.error({ task: result.task, target: result.target, jobId, err: redactSecretsIn(coerceError(err).message) }, 'alerting failed');
+        log.error({ task: result.task, target: result.target, jobId, err: clean(coerceError(err).message) }, 'alerting failed');
       });
       inFlight.add(work);
       void work.finally(() => inFlight.delete(work));

@@ -3,13 +3,25 @@
  * (POST JSON with a Slack-compatible `text` plus structured fields). Each
  * `send` tries a few times with a short backoff and either resolves or
  * throws one error whose message carries no secret (no SMTP password, no
- * webhook path or token).
+ * webhook credentials, path or token): see `cleanNotifierError`.
  */
 import type { Config } from '../config/schema';
+import { webhookSecrets } from '../config/secrets';
 import { createSmtpTransport, type EmailSettings } from '../clients/smtp';
 import { coerceError } from '../errors';
-import { redactSecretsIn } from '../logger';
+import { basicAuthToken, originsOnlyIn, redactSecretsIn, scrubSecrets } from '../logger';
 import { withTimeout } from '../util/timeout';
+
+/**
+ * A notifier's error text as it may be stored, logged and shown: every
+ * known secret value replaced by `***` (a server's reply may quote the
+ * password it refused), then every URL cut to its scheme, host and port (a
+ * webhook's path and query are its credential, whatever the list of
+ * secrets holds), then any URL password left in an unparsable URL masked.
+ */
+export function cleanNotifierError(text: string, secrets: readonly string[]): string {
+  return redactSecretsIn(originsOnlyIn(scrubSecrets(text, secrets)));
+}
 
 /** What one notification says, channel-neutral. */
 export interface AlertMessage {
@@ -22,6 +34,7 @@ export interface AlertMessage {
   fields: Record<string, unknown>;
 }
 
+/** One alert channel. */
 export interface Notifier {
   /** `email` or `webhook`: the channel named in notifier_failures and health(). */
   readonly channel: string;
@@ -47,8 +60,11 @@ class PermanentError extends Error {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
-/** Runs `attempt` up to policy.attempts times; throws the last error, message redacted. */
-export async function withRetry(policy: RetryPolicy, attempt: () => Promise<void>): Promise<void> {
+/**
+ * Runs `attempt` up to policy.attempts times; throws the last error, its
+ * message cleaned with `cleanNotifierError` of `secrets`.
+ */
+export async function withRetry(policy: RetryPolicy, attempt: () => Promise<void>, secrets: readonly string[] = []): Promise<void> {
   let last: Error = new Error('no attempt made');
   for (let i = 0; i < policy.attempts; i++) {
     if (i > 0) await sleep(policy.backoffMs[Math.min(i - 1, policy.backoffMs.length - 1)] ?? 0);
@@ -60,7 +76,7 @@ export async function withRetry(policy: RetryPolicy, attempt: () => Promise<void
       if (last instanceof PermanentError) break;
     }
   }
-  throw new Error(`${redactSecretsIn(last.message)} (after ${policy.attempts > 1 && !(last instanceof PermanentError) ? `${policy.attempts} attempts` : 'one attempt'})`);
+  throw new Error(`${cleanNotifierError(last.message, secrets)} (after ${policy.attempts > 1 && !(last instanceof PermanentError) ? `${policy.attempts} attempts` : 'one attempt'})`);
 }
 
 /** Only scheme, host and port: a webhook's path or query is often its secret (Slack, Teams). */
@@ -86,9 +102,44 @@ function fetchReason(err: unknown): string {
   return e.message;
 }
 
-export function createWebhookNotifier(opts: { url: string; retry?: RetryPolicy }): Notifier {
+/**
+ * Where the webhook's POST goes and how it logs in. fetch refuses a URL
+ * with `user:pass@` in it, so credentials in the configured URL become an
+ * `Authorization: Basic` header and leave the URL fetch is given.
+ */
+export function webhookRequest(url: string): { url: string; headers: Record<string, string> } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { url, headers: {} };
+  }
+  if (!parsed.username && !parsed.password) return { url, headers: {} };
+  const user = safeDecode(parsed.username);
+  const password = safeDecode(parsed.password);
+  parsed.username = '';
+  parsed.password = '';
+  return { url: parsed.toString(), headers: { authorization: `Basic ${basicAuthToken(user, password)}` } };
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * The alert webhook: POSTs each message as JSON. Its errors name only the
+ * endpoint's scheme, host and port, and are scrubbed of `secrets` and of
+ * the webhook URL's own.
+ */
+export function createWebhookNotifier(opts: { url: string; retry?: RetryPolicy; secrets?: readonly string[] }): Notifier {
   const retry = opts.retry ?? DEFAULT_RETRY;
   const endpoint = describeEndpoint(opts.url);
+  const request = webhookRequest(opts.url);
+  const secrets = [...(opts.secrets ?? []), ...webhookSecrets(opts.url)];
   return {
     channel: 'webhook',
     async send(message) {
@@ -96,9 +147,9 @@ export function createWebhookNotifier(opts: { url: string; retry?: RetryPolicy }
       await withRetry(retry, async () => {
         let res: Response;
         try {
-          res = await fetch(opts.url, {
+          res = await fetch(request.url, {
             method: 'POST',
-            headers: { 'content-type': 'application/json' },
+            headers: { 'content-type': 'application/json', ...request.headers },
             body,
             signal: AbortSignal.timeout(retry.attemptTimeoutMs),
           });
@@ -110,13 +161,19 @@ export function createWebhookNotifier(opts: { url: string; retry?: RetryPolicy }
         if (res.ok) return;
         const msg = `webhook ${endpoint}: HTTP ${res.status}`;
         throw res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429 ? new PermanentError(msg) : new Error(msg);
-      });
+      }, secrets);
     },
   };
 }
 
-export function createEmailNotifier(opts: { email: EmailSettings; retry?: RetryPolicy }): Notifier {
+/**
+ * Alert emails through the configured SMTP server. Its errors are scrubbed
+ * of `secrets` and of the SMTP password: a server may quote the password
+ * it refused in its 535 reply.
+ */
+export function createEmailNotifier(opts: { email: EmailSettings; retry?: RetryPolicy; secrets?: readonly string[] }): Notifier {
   const retry = opts.retry ?? DEFAULT_RETRY;
+  const secrets = [...(opts.secrets ?? []), ...(opts.email.smtp.password ? [opts.email.smtp.password] : [])];
   const { smtp, from } = opts.email;
   const to = opts.email.onCall ?? opts.email.to;
   const where = `smtp ${smtp.host}:${smtp.port}`;
@@ -133,7 +190,7 @@ export function createEmailNotifier(opts: { email: EmailSettings; retry?: RetryP
         } finally {
           transport.close();
         }
-      });
+      }, secrets);
     },
   };
 }
@@ -143,10 +200,10 @@ export function alertChannels(notifications: Config['notifications']): string[] 
   return [notifications.email ? 'email' : undefined, notifications.webhook ? 'webhook' : undefined].filter((c): c is string => c !== undefined);
 }
 
-/** The notifiers the config enables (none, one or both). */
-export function createNotifiers(notifications: Config['notifications'], retry?: RetryPolicy): Notifier[] {
+/** The notifiers the config enables (none, one or both); their errors are scrubbed of `secrets` too. */
+export function createNotifiers(notifications: Config['notifications'], retry?: RetryPolicy, secrets: readonly string[] = []): Notifier[] {
   const out: Notifier[] = [];
-  if (notifications.email) out.push(createEmailNotifier({ email: notifications.email, retry }));
-  if (notifications.webhook) out.push(createWebhookNotifier({ url: notifications.webhook.url, retry }));
+  if (notifications.email) out.push(createEmailNotifier({ email: notifications.email, retry, secrets }));
+  if (notifications.webhook) out.push(createWebhookNotifier({ url: notifications.webhook.url, retry, secrets }));
   return out;
 }

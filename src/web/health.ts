@@ -2,14 +2,24 @@
  * `/health`, for Kubernetes probes and load balancers: is this replica
  * connected to Redis (the queue) and to the state database (history)?
  * Every check is bounded in time, so a probe never hangs on a dead backend.
+ *
+ * It is open, so it says only what is down and since when. Why (a driver's
+ * error, an SMTP server's reply) is for `/health?detail`, behind the same
+ * login as the console: an error text may quote more than it should, and
+ * even scrubbed it tells a stranger which hosts and users exist.
  */
 import type { Redis } from 'ioredis';
-import type { RequestHandler } from 'express';
+import type { RequestHandler, Response } from 'express';
 import type { Pool } from 'pg';
+import type { Config } from '../config/schema';
+import { configSecrets } from '../config/secrets';
 import { coerceError } from '../errors';
-import { redactSecretsIn } from '../logger';
+import { redactSecretsIn, scrubSecrets } from '../logger';
 import { AlertState } from '../alerts/alert-state';
+import { cleanNotifierError } from '../alerts/notifiers';
 import { withTimeout } from '../util/timeout';
+import { authEnabled } from './auth';
+import { isLoopbackHost } from './loopback';
 
 export const HEALTH_SQL = {
   ping: 'SELECT 1',
@@ -23,17 +33,42 @@ export const STATE_TIMEOUT_MS = 2_000;
 /** `ok`, or why the dependency is down (secrets redacted). */
 export type CheckResult = 'ok' | string;
 
+/** The dependencies /health checks. */
+export type CheckName = 'redis' | 'state';
+
+/** What /health answers. */
 export interface HealthReport {
   status: 'ok' | 'down';
-  checks: { redis: CheckResult; state: CheckResult };
-  /** The newest failure of each alert channel (SMTP, webhook): it does not make caretaker down, but silence is not "all clear". */
-  notifiers?: Record<string, { at: string; error: string }>;
+  /** `ok` or `down` for each dependency; never why (that is `errors`, with `?detail`). */
+  checks: Record<CheckName, 'ok' | 'down'>;
+  /** When each check that is down started failing, as this replica saw it (ISO time); absent when all are up. */
+  since?: Partial<Record<CheckName, string>>;
+  /** `?detail` only: why each check that is down failed, scrubbed of every configured secret. */
+  errors?: Partial<Record<CheckName, string>>;
+  /**
+   * The newest failure of each alert channel (SMTP, webhook): it does not
+   * make caretaker down, but silence is not "all clear". `at` always;
+   * `error` (cleaned) with `?detail` only.
+   */
+  notifiers?: Record<string, { at: string; error?: string }>;
 }
 
-/*
- * caretaker's Redis client has maxRetriesPerRequest: null (BullMQ needs it),
- * so a command sent while disconnected waits in the offline queue forever:
- * look at the connection status first, then PING with a timeout.
+/** How checkHealth builds its report. */
+export interface HealthOptions {
+  /** Include the error texts (`errors`, `notifiers.*.error`): for an authenticated caller only. */
+  detail?: boolean;
+  /** Every secret value of the config (configSecrets), scrubbed from the error texts shown. */
+  secrets?: readonly string[];
+  /** The start of each outage so far, kept between calls (a handler's own map); without it `since` is this call's time. */
+  outages?: Map<CheckName, string>;
+  now?: () => Date;
+}
+
+/**
+ * `ok`, or why caretaker's Redis connection is not usable. Its client has
+ * maxRetriesPerRequest: null (BullMQ needs it), so a command sent while
+ * disconnected waits in the offline queue forever: look at the connection
+ * status first, then PING with a timeout.
  */
 export async function checkRedis(redis: Redis): Promise<CheckResult> {
   if (redis.status !== 'ready') return `not connected (connection status "${redis.status}")`;
@@ -45,6 +80,7 @@ export async function checkRedis(redis: Redis): Promise<CheckResult> {
   }
 }
 
+/** `ok`, or why the state database did not answer `SELECT 1` in time. */
 export async function checkState(state: Pool): Promise<CheckResult> {
   try {
     await withTimeout(state.query(HEALTH_SQL.ping), STATE_TIMEOUT_MS, 'SELECT 1');
@@ -66,21 +102,78 @@ function describe(thrown: unknown): string {
   return redactSecretsIn(message);
 }
 
-/** Both checks, run together. */
-export async function checkHealth(deps: { redis: Redis; state: Pool }): Promise<HealthReport> {
+/** Both checks, run together, and the alert channels' last failures; error texts only with `opts.detail`. */
+export async function checkHealth(deps: { redis: Redis; state: Pool }, opts: HealthOptions = {}): Promise<HealthReport> {
+  const at = (opts.now ?? (() => new Date()))().toISOString();
+  const outages = opts.outages ?? new Map<CheckName, string>();
+  const secrets = opts.secrets ?? [];
   const [redis, state] = await Promise.all([checkRedis(deps.redis), checkState(deps.state)]);
-  const report: HealthReport = { status: redis === 'ok' && state === 'ok' ? 'ok' : 'down', checks: { redis, state } };
+  const results: Record<CheckName, CheckResult> = { redis, state };
+
+  const report: HealthReport = { status: redis === 'ok' && state === 'ok' ? 'ok' : 'down', checks: { redis: 'ok', state: 'ok' } };
+  const since: Partial<Record<CheckName, string>> = {};
+  const errors: Partial<Record<CheckName, string>> = {};
+  for (const name of ['redis', 'state'] as const) {
+    const result = results[name];
+    if (result === 'ok') {
+      outages.delete(name);
+      continue;
+    }
+    report.checks[name] = 'down';
+    if (!outages.has(name)) outages.set(name, at);
+    since[name] = outages.get(name)!;
+    if (opts.detail) errors[name] = scrubSecrets(result, secrets);
+  }
+  if (Object.keys(since).length > 0) report.since = since;
+  if (Object.keys(errors).length > 0) report.errors = errors;
+
   if (state === 'ok') {
     const failures = await withTimeout(new AlertState(deps.state).lastFailures(), STATE_TIMEOUT_MS, 'notifier failures').catch(() => undefined);
-    if (failures && Object.keys(failures).length > 0) report.notifiers = failures;
+    if (failures && Object.keys(failures).length > 0) {
+      // Cleaned again when shown: a row may predate the cleaning at write time, or come from an older version.
+      report.notifiers = Object.fromEntries(
+        Object.entries(failures).map(([channel, f]) => [channel, opts.detail ? { at: f.at, error: cleanNotifierError(f.error, secrets) } : { at: f.at }]),
+      );
+    }
   }
   return report;
 }
 
-/** 200 when both are up, else 503 with the report naming what is down and why. */
-export function healthHandler(deps: { redis: Redis; state: Pool }): RequestHandler {
-  return async (_req, res) => {
-    const report = await checkHealth(deps);
+/** What healthHandler needs: the two clients, the config (its secrets, whether auth is on) and the console's login. */
+export interface HealthDeps {
+  redis: Redis;
+  state: Pool;
+  config: Config;
+  /** `authenticate(config.web.auth, throttle)`: `?detail` goes through it. */
+  login: RequestHandler;
+}
+
+/**
+ * 200 when both are up, else 503 naming what is down and since when, to
+ * anyone. `?detail` adds why, to a viewer or admin: 401 without
+ * credentials when auth is on; with auth off (the web role then serves
+ * loopback only) to a loopback caller.
+ */
+export function healthHandler(deps: HealthDeps): RequestHandler {
+  const secrets = configSecrets(deps.config);
+  const outages = new Map<CheckName, string>();
+  const answer = async (res: Response, detail: boolean) => {
+    const report = await checkHealth(deps, { detail, secrets, outages });
     res.set('Cache-Control', 'no-store').status(report.status === 'ok' ? 200 : 503).json(report);
+  };
+  return (req, res, next) => {
+    if (req.query.detail === undefined) {
+      answer(res, false).catch(next);
+      return;
+    }
+    void deps.login(req, res, (err?: unknown) => {
+      if (err) return next(err);
+      // Without credentials everyone is admin: that is safe only for a caller on this machine.
+      if (!authEnabled(deps.config.web.auth) && !isLoopbackHost(req.socket.remoteAddress ?? '')) {
+        res.set('Cache-Control', 'no-store').status(403).json({ error: 'forbidden: /health?detail without credentials answers loopback callers only' });
+        return;
+      }
+      answer(res, true).catch(next);
+    });
   };
 }

@@ -71,7 +71,7 @@ export function createWebApp(deps: WebDeps): express.Express {
   app.use(securityHeaders());
   if (!authEnabled(deps.config.web.auth)) app.use(loopbackHostOnly(deps.config.web.publicUrl));
   app.use(sameOriginOnly(deps.config.web.publicUrl));
-  app.get('/health', healthHandler(deps));
+  app.get('/health', healthHandler({ ...deps, login }));
   app.get('/metrics', metricsHandler(createMetricsRegistry(deps.state)));
   app.use(ASSETS_PATH, assetsRouter());
   app.use(consoleRouter({ config: deps.config, state: deps.state, queue: deps.queue, store: deps.store, login }));

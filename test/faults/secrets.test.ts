@@ -5,7 +5,7 @@
  * Every kind of secret the config can hold gets a distinctive value: the
  * state database's and the targets' passwords (real roles), caretaker's own
  * Redis password (a redis-server with requirepass) and the redis targets',
- * the SMTP password, the alert webhook's path and query keys, Kubernetes
+ * the SMTP password, the alert webhook's login, path and query keys, Kubernetes
  * bearer tokens (in kubeconfig files), http and Prometheus tokens (and keys
  * in their URLs), an S3 secret key and the web logins. caretaker then runs
  * as an operator runs it (`caretaker start`, the real binary) on targets
@@ -14,8 +14,8 @@
  * secret, raw, URL-encoded, base64 (any alignment) and by its random core
  * (a partial leak): the process's logs, every CLI output, every key in
  * Redis, every row of caretaker's tables, the alert webhook bodies and
- * emails, the report (HTML file, text, email), and /health, /metrics,
- * /api/runs, /reports and Bull Board's API.
+ * emails, the report (HTML file, text, email), and /health (open and
+ * `?detail`), /metrics, /api/runs, /reports and Bull Board's API.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -59,6 +59,8 @@ const SECRETS = {
   redisWrongPassword: `S3cr3t-redis-wrong-${core()}`,
   redisNoAuthPassword: `S3cr3t-redis-noauth-${core()}`,
   smtpPassword: `S3cr3t-smtp-${core()}`,
+  /** In the webhook URL as `user:password@`: it travels as a Basic Authorization header. */
+  webhookPassword: `S3cr3t-hookpw-${core()}`,
   webhookPathKey: `S3cr3t-hookpath-${core()}`,
   webhookQueryKey: `S3cr3t-hookkey-${core()}`,
   k8sToken: `S3cr3t-k8s-${core()}`,
@@ -172,7 +174,7 @@ const s3AccessKeyId = `CTTEST${randomBytes(4).toString('hex').toUpperCase()}`;
 let notifiersUp = false;
 let mails: ReceivedMail[] = [];
 const smtpLogins: { user: string; passwordMatched: boolean }[] = [];
-const hooks: { url: string; body: string }[] = [];
+const hooks: { url: string; authorization?: string; body: string }[] = [];
 const httpRequests: { url: string; authorization?: string }[] = [];
 const promRequests: { authorization?: string }[] = [];
 const cliRuns: { args: string[]; run: CliRun }[] = [];
@@ -302,7 +304,7 @@ beforeAll(async () => {
   // The alert webhook: its path and query are its secret; answers 500 until the notifiers are "up".
   webhook = await startServer((req, res) => {
     void readBody(req).then((body) => {
-      hooks.push({ url: req.url ?? '', body });
+      hooks.push({ url: req.url ?? '', authorization: req.headers.authorization, body });
       res.writeHead(notifiersUp ? 200 : 500).end(notifiersUp ? 'ok' : `no: ${req.url}`);
     });
   });
@@ -343,7 +345,7 @@ beforeAll(async () => {
 
   const webPort = await freePort();
   webUrl = `http://127.0.0.1:${webPort}`;
-  const webhookUrl = `${webhook.url}/hooks/${SECRETS.webhookPathKey}?key=${SECRETS.webhookQueryKey}`;
+  const webhookUrl = `http://hook:${SECRETS.webhookPassword}@127.0.0.1:${webhook.port}/hooks/${SECRETS.webhookPathKey}?key=${SECRETS.webhookQueryKey}`;
   const redisUrl = (password: string, port = redisServer.port) => `redis://:${encodeURIComponent(password)}@127.0.0.1:${port}`;
   const s3Store = (accessKeyId: string, secretAccessKey: string) => ({
     kind: 's3',
@@ -480,6 +482,8 @@ beforeAll(async () => {
     // The web role, while caretaker runs.
     const viewer = { user: 'viewer', password: SECRETS.viewerPassword };
     await webGet('/health');
+    await webGet('/health?detail');
+    await webGet('/health?detail', viewer);
     await webGet('/metrics');
     await webGet('/api/runs?limit=1000', viewer);
     await webGet('/api/runs');
@@ -632,6 +636,7 @@ describe('secrets planted in the config', () => {
     }
     expect(smtpLogins.some((l) => l.passwordMatched)).toBe(true);
     expect(hooks.some((h) => h.url === `/hooks/${SECRETS.webhookPathKey}?key=${SECRETS.webhookQueryKey}`)).toBe(true);
+    expect(hooks.some((h) => h.authorization === `Basic ${Buffer.from(`hook:${SECRETS.webhookPassword}`).toString('base64')}`)).toBe(true);
     expect(httpRequests.some((r) => r.authorization === `Bearer ${SECRETS.httpToken}`)).toBe(true);
     expect(promRequests.some((r) => r.authorization === `Bearer ${SECRETS.promToken}`)).toBe(true);
     expect(kube.requests.length).toBeGreaterThan(5);
@@ -647,6 +652,9 @@ describe('secrets planted in the config', () => {
     // The web role answered with data.
     expect(webBodies.find((b) => b.where.startsWith('GET /api/runs?limit=1000 (200)'))?.text).toContain('"runs"');
     expect(webBodies.find((b) => b.where.startsWith('GET /metrics (200)'))?.text).toContain('caretaker_');
+    // The notifier failures of phase 1, with their (scrubbed) errors, only to the viewer.
+    expect(webBodies.find((b) => b.where === 'GET /health?detail (401)')).toBeDefined();
+    expect(webBodies.find((b) => b.where === 'GET /health?detail (200)')?.text).toMatch(/"notifiers":\{"email":\{"at":"[^"]+","error":"smtp /);
     expect(webBodies.filter((b) => b.where.includes('/admin/queues/api/queues') && b.where.endsWith('(200)'))).toHaveLength(3);
   });
 
