@@ -26,9 +26,9 @@ export function interpolate(tree: unknown, env: Record<string, string | undefine
     }
     if (Array.isArray(node)) return node.map((item, i) => walk(item, `${path}[${i}]`));
     if (node !== null && typeof node === 'object') {
-      const out: Record<string, unknown> = {};
-      for (const [key, value] of Object.entries(node)) out[key] = walk(value, path ? `${path}.${key}` : key);
-      return out;
+      // fromEntries defines own keys: a "__proto__" key (refused in files by read-yaml, but a
+      // tree built in code can have one) stays a key and never becomes the copy's prototype.
+      return Object.fromEntries(Object.entries(node).map(([key, value]) => [key, walk(value, path ? `${path}.${key}` : key)]));
     }
     return node;
   };

@@ -46,6 +46,9 @@ export function loadConfig({ path, env, registry }: LoadConfigOptions): Config {
   const source = file ?? 'environment defaults';
   let raw: unknown;
   if (file) {
+    // readYamlFile refuses __proto__, constructor and prototype as keys anywhere, so the copies
+    // made from the file's keys after it (interpolate, zod's records, resolveParams merging the
+    // config's, the target's and a job's params by spread) never meet a key that reaches a prototype.
     const interpolated = interpolate(readYamlFile(file), env);
     if (interpolated.problems.length > 0) throw new ConfigError(source, interpolated.problems);
     raw = interpolated.value;

@@ -3,8 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { loadConfig } from '../../src/config/load';
+import { interpolate } from '../../src/config/interpolate';
 import { ConfigError } from '../../src/errors';
 import { TASKS } from '../../src/jobs';
+import { runCli } from '../support/cli';
+import { spawnCaretaker } from '../support/processes';
 
 let dir: string;
 beforeAll(() => {
@@ -133,5 +136,101 @@ describe('loadConfig', () => {
     const problems = problemsOf(VALID.replace('30 2 * * *', 'x').replace('Europe/Berlin', 'Nowhere/City'), { APP_DB_PASSWORD: 'pw' });
     expect(problems.length).toBe(2);
     for (const p of problems) expect(p).not.toContain('\n');
+  });
+});
+
+/**
+ * Keys that name a prototype slot (issue 12): yaml keeps `__proto__` as an
+ * own key, but any `obj[key] = value` copy of the tree would then set the
+ * prototype, and zod reads inherited properties (a target's `__proto__:
+ * { allow: { vacuum: true } }` turned vacuum on). They are refused anywhere.
+ */
+describe('keys that would reach a prototype', () => {
+  const PG = '    - name: app\n      url: "postgres://app@db.internal:5432/app"\n';
+  const note = (key: string) => `a key named "${key}" is not allowed (it would reach the object's prototype)`;
+
+  const spellings: [string, string, string][] = [
+    ['a block mapping under a target', `targets:\n  postgres:\n${PG}      __proto__:\n        allow: { vacuum: true }\n`, `targets.postgres[0].__proto__: ${note('__proto__')}`],
+    ['a flow mapping under a target', `targets:\n  postgres:\n${PG}      allow: { __proto__: { vacuum: true } }\n`, `targets.postgres[0].allow.__proto__: ${note('__proto__')}`],
+    ['a flow mapping with a double-quoted key', `targets:\n  postgres:\n    - { name: app, url: "postgres://h/app", "__proto__": { allow: { vacuum: true } } }\n`, `targets.postgres[0].__proto__: ${note('__proto__')}`],
+    ['a single-quoted key under web', `web:\n  '__proto__': { port: 1 }\n`, `web.__proto__: ${note('__proto__')}`],
+    ['an escaped double-quoted key', `web: { "\\x5f_proto__": { port: 1 } }\n`, `web.__proto__: ${note('__proto__')}`],
+    ['an explicit key in the tasks map', `tasks:\n  ? __proto__\n  : { connections: { warning: 0.1, critical: 0.2 } }\n`, `tasks.__proto__: ${note('__proto__')}`],
+    ['a binary key in the schedules map', `schedules:\n  ? !!binary X19wcm90b19f\n  : { nightly: { cron: "* * * * *", tasks: [connections] } }\n`, `schedules.__proto__: ${note('__proto__')}`],
+    ['an alias key', `report: { title: &k __proto__ }\nweb: { *k : { port: 1 } }\n`, `web.__proto__: ${note('__proto__')}`],
+    ['a YAML 1.1 merge', `%YAML 1.1\n---\nreport: { <<: { __proto__: { title: x } } }\n`, `report.__proto__: ${note('__proto__')}`],
+    ['a JSON document', `{"targets": {"postgres": [{"name": "app", "url": "postgres://h/app", "tasks": {"connections": {"__proto__": {"warning": 0.1}}}}]}}\n`, `targets.postgres[0].tasks.connections.__proto__: ${note('__proto__')}`],
+    ['the root', `__proto__: { timezone: Mars/Olympus }\n`, `__proto__: ${note('__proto__')}`],
+    ['a param value deep in a list', `tasks:\n  connections: { terminateRoles: [{ __proto__: x }] }\n`, `tasks.connections.terminateRoles[0].__proto__: ${note('__proto__')}`],
+    ['"constructor" in the tasks map', `tasks: { constructor: { warning: 0.1 } }\n`, `tasks.constructor: ${note('constructor')}`],
+    ['"prototype" under a target', `targets:\n  postgres:\n${PG}      prototype: { allow: { vacuum: true } }\n`, `targets.postgres[0].prototype: ${note('prototype')}`],
+    ['"constructor" in a schedule', `schedules: { daily: { constructor: x } }\n`, `schedules.daily.constructor: ${note('constructor')}`],
+  ];
+
+  it.each(spellings)('rejects %s, naming the path', (_name, yaml, problem) => {
+    expect(problemsOf(yaml)).toEqual([problem]);
+  });
+
+  it('names every such key, not only the first', () => {
+    expect(problemsOf(`web: { __proto__: {} }\ntasks: { constructor: {}, prototype: {} }\n`)).toEqual([
+      `web.__proto__: ${note('__proto__')}`,
+      `tasks.constructor: ${note('constructor')}`,
+      `tasks.prototype: ${note('prototype')}`,
+    ]);
+  });
+
+  it.each(spellings)('caretaker check-config: %s is exit 3 with one line', async (_name, yaml, problem) => {
+    const path = join(dir, `proto-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(path, yaml);
+    const out = await runCli(['check-config', '--config', path]);
+    expect(out.code).toBe(3);
+    expect(out.stdout).toBe('');
+    expect(out.stderr).toBe(`caretaker: invalid config (${path}): ${problem}\n`);
+  });
+
+  it('loads a config that only has the words in values', () => {
+    const yaml = `${VALID}web: { auth: { admin: "__proto__:constructor" } }\ntasks: { connections: { terminateRoles: [__proto__, constructor, prototype] } }\nreport: { title: prototype }\n`;
+    const config = load(yaml.replace('${APP_DB_PASSWORD}', '${PW}'), { PW: '__proto__' });
+    expect(config.targets.postgres[0]!.url).toBe('postgres://app:__proto__@db.internal:5432/app');
+    expect(config.web.auth.admin).toBe('__proto__:constructor');
+    expect(config.tasks.connections!.terminateRoles).toEqual(['__proto__', 'constructor', 'prototype']);
+    expect(config.report.title).toBe('prototype');
+  });
+
+  // The real binary (dist/: `npm run build` first): yaml's own warnings would reach stderr
+  // through process.emitWarning, which the in-process runCli does not see.
+  it('the real binary: a !!binary key is one line on stderr, exit 3', async () => {
+    const [, yaml, problem] = spellings.find(([name]) => name === 'a binary key in the schedules map')!;
+    const path = join(dir, 'proto-binary.yaml');
+    writeFileSync(path, yaml);
+    const run = spawnCaretaker(['check-config', '--config', path]);
+    expect(await run.exited).toEqual({ code: 3, signal: null });
+    expect(run.stderr()).toBe(`caretaker: invalid config (${path}): ${problem}\n`);
+  });
+
+  it('caretaker check-config: a config with the words only in values is OK', async () => {
+    const path = join(dir, 'proto-values.yaml');
+    writeFileSync(path, `${VALID.replace('${APP_DB_PASSWORD}', '__proto__')}report: { title: constructor }\n`);
+    const out = await runCli(['check-config', '--config', path]);
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain(`config OK (${path})`);
+  });
+
+  it('rejects an alias that contains itself (a cycle) with its path, not a stack overflow', () => {
+    expect(problemsOf('tasks: { connections: { terminateRoles: &r [a, *r] } }\n')).toEqual([
+      'tasks.connections.terminateRoles[1]: an alias to a mapping or list that contains it is not allowed (it never ends)',
+    ]);
+  });
+
+  // Configs built in code never go through read-yaml's check: interpolate copies keys as own data.
+  it('interpolate copies a "__proto__" key as an own key, never as the prototype', () => {
+    const tree = JSON.parse('{"target": {"__proto__": {"allow": {"vacuum": true}}, "url": "${U}"}}') as unknown;
+    const { value } = interpolate(tree, { U: 'postgres://h/db' });
+    const target = (value as { target: Record<string, unknown> }).target;
+    expect(Object.getPrototypeOf(target)).toBe(Object.prototype);
+    expect(target.allow).toBeUndefined();
+    expect(Object.keys(target)).toEqual(['__proto__', 'url']);
+    expect(target.url).toBe('postgres://h/db');
   });
 });

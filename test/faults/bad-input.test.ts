@@ -50,8 +50,11 @@ const BASE = {
 };
 
 const TOP_LEVEL = ['timezone', 'logLevel', 'redis', 'state', 'web', 'worker', 'targets', 'tasks', 'schedules', 'notifications', 'report'];
-/** A problem is one line that starts with a path: `(root):`, `line 3:`, or a dotted path under a top-level key. */
-const PROBLEM = new RegExp(`^(?:\\(root\\)|line \\d+|(?:${TOP_LEVEL.join('|')})(?:[.[][^\\n]*?)?): \\S`);
+/**
+ * A problem is one line that starts with a path: `(root):`, `line 3:`, or a dotted path under a
+ * top-level key; a refused prototype key at the root is its own path (`__proto__: a key named...`).
+ */
+const PROBLEM = new RegExp(`^(?:\\(root\\)|line \\d+|(?:${[...TOP_LEVEL, '__proto__', 'constructor', 'prototype'].join('|')})(?:[.[][^\\n]*?)?): \\S`);
 
 const HOSTILE_STRINGS = [
   'a; DROP TABLE x',
