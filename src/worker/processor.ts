@@ -37,6 +37,20 @@ export interface ProcessorDeps {
 /** Longest reason a rejected job records (in failedReason and the history). */
 const MAX_REASON = 1_000;
 
+/**
+ * Jobs whose stored data BullMQ could not parse: the stored text and why.
+ * BullMQ parses a job's data while fetching it, before any processor runs, so
+ * the worker (worker.ts) builds such a job without its data and leaves them
+ * here, for the processor to reject the job like any other bad job.
+ */
+const unreadableData = new WeakMap<Job, { raw: string; reason: string }>();
+
+/** Marks `job` as one whose stored data (`raw`) could not be parsed: the processor rejects it with `reason`. */
+export function markUnreadableData(job: Job, raw: string, reason: string): void {
+  unreadableData.set(job, { raw, reason });
+}
+
+/** The worker's processor: one job in, its stored TaskResult out; a job it rejects fails without a retry. */
 export function createProcessor(deps: ProcessorDeps) {
   return async function process(job: Job<JobData>, _token?: string, signal?: AbortSignal): Promise<TaskResult> {
     const attempt = job.attemptsMade + 1;
@@ -67,6 +81,14 @@ export function createProcessor(deps: ProcessorDeps) {
       throw mistake;
     };
 
+    const unreadable = unreadableData.get(job);
+    if (unreadable !== undefined) {
+      // Every BullMQ reader (Queue.getJob, the failed list, Bull Board) throws on such a job:
+      // its text is stored back as a JSON string, which reads as the same text.
+      await job.updateData(unreadable.raw as unknown as JobData).catch((err) => log.warn({ err: coerceError(err).message }, 'could not store the unreadable job data as a string'));
+      // Nothing of the data survives to name the target: the job's name is usually its task.
+      return reject(job.name || '?', '?', unreadable.reason);
+    }
     const parsed = jobDataSchema.safeParse(job.data);
     if (!parsed.success) {
       const raw = (job.data ?? {}) as Record<string, unknown>;

@@ -3,12 +3,12 @@
  * taking jobs and waits for running ones; past the grace period they are
  * handed back (their lock lapses and another worker picks them up).
  */
-import { Worker } from 'bullmq';
+import { Worker, type Job, type JobJson } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { QUEUE_NAME, type JobData } from '../queue/queue';
 import type { TaskResult } from '../contract/result';
-import { createProcessor, type ProcessorDeps } from './processor';
+import { createProcessor, markUnreadableData, type ProcessorDeps } from './processor';
 import { ResultOutbox } from '../results/outbox';
 
 export interface WorkerRole {
@@ -23,11 +23,37 @@ const FORCED_CLOSE_MS = 2_000;
 /** How often the worker writes results that waited for the state database. */
 export const OUTBOX_FLUSH_MS = 15_000;
 
+/**
+ * BullMQ's Worker, except for a job whose stored data is not JSON (written
+ * straight into Redis). Job.fromJSON parses the data in the worker's fetch,
+ * after the job was moved to active and before any processor runs: the error
+ * only reaches the 'error' event, and the job stays active with a lock nobody
+ * renews, so each stalled check hands it back and the next fetch throws
+ * again, forever. Here such a job is built with empty data and marked, so
+ * the processor rejects it once, through its usual path (failed, not
+ * retried, an error row in the history), under the lock the fetch took.
+ */
+class CaretakerWorker extends Worker<JobData, TaskResult> {
+  protected override createJob(json: JobJson, jobId: string): Job<JobData, TaskResult> {
+    try {
+      return super.createJob(json, jobId);
+    } catch (err) {
+      // `data` is the only field Job.fromJSON parses without a guard.
+      if (!(err instanceof SyntaxError)) throw err;
+      const job = super.createJob({ ...json, data: '{}' }, jobId);
+      // JSON.parse quotes the data it read, line breaks and all: the reason stays one line.
+      markUnreadableData(job, json.data, `job data is not JSON: ${err.message.replace(/\s+/g, ' ')}`);
+      return job;
+    }
+  }
+}
+
+/** Starts the worker role on caretaker's queue, with the outbox flusher beside it. */
 export function startWorker(deps: ProcessorDeps & { connection: Redis; log: Logger }): WorkerRole {
   const { config, log } = deps;
   const outbox = deps.outbox ?? new ResultOutbox(deps.redis, config.redis.prefix);
   deps = { ...deps, outbox };
-  const worker = new Worker<JobData, TaskResult>(QUEUE_NAME, createProcessor(deps), {
+  const worker = new CaretakerWorker(QUEUE_NAME, createProcessor(deps), {
     connection: deps.connection,
     prefix: config.redis.prefix,
     concurrency: config.worker.concurrency,
