@@ -16,7 +16,9 @@ import { createQueue, jobOptions, type JobData } from './queue/queue';
 import { ResultStore } from './results/store';
 import { migrate } from './results/migrate';
 import { startScheduler, type SchedulerRole } from './schedules/scheduler';
-import { startMissedRunWatch, type MissedRun } from './schedules/missed-runs';
+import { MISSED_RUN_INTERVAL_MS, startMissedRunWatch, type MissedRun } from './schedules/missed-runs';
+import { Liveness } from './liveness/liveness';
+import { startLivenessServer } from './liveness/server';
 import { startWorker, type WorkerRole } from './worker/worker';
 import { startWeb } from './web/server';
 import { coerceError } from './errors';
@@ -67,6 +69,8 @@ export async function startCaretaker(opts: {
   registry?: TaskRegistry;
   /** How often the scheduler looks for missed runs (default 1 min); tests shorten it. */
   missedRunIntervalMs?: number;
+  /** The heartbeats /livez reads; tests pass one with a clock of their own. */
+  liveness?: Liveness;
 }): Promise<Caretaker> {
   const { config, roles, log } = opts;
   const registry = opts.registry ?? TASKS;
@@ -77,6 +81,8 @@ export async function startCaretaker(opts: {
   // Alerts on critical and error results; never fails a run (see src/alerts/alerter.ts).
   const alerter = createAlerter({ config, state, log: log.child({ component: 'alerts' }) });
   const stops: (() => Promise<void>)[] = [];
+  // The roles' heartbeats, for /livez (the web role's, or liveness.port's for the others).
+  const liveness = opts.liveness ?? new Liveness();
 
   const closeClients = async () => {
     await queue.close().catch(() => undefined);
@@ -101,11 +107,13 @@ export async function startCaretaker(opts: {
         connection: redis,
         log: log.child({ role: 'worker' }),
         onResult: (result, job) => void alerter.onResult(result, job.id),
+        liveness,
       });
       stops.unshift(() => worker.close(config.worker.shutdownGraceMs));
     }
     if (roles.includes('scheduler')) {
       const entries = config.schedulers;
+      const missedRunInterval = opts.missedRunIntervalMs ?? MISSED_RUN_INTERVAL_MS;
       const scheduler: SchedulerRole = await startScheduler({
         queue,
         connection: redis,
@@ -113,7 +121,9 @@ export async function startCaretaker(opts: {
         jobOpts: jobOptions(config.worker),
         log: log.child({ role: 'scheduler' }),
         resyncMs: config.scheduler.resyncSeconds * 1000,
+        onSynced: () => liveness.beat('job scheduler re-sync', 2 * config.scheduler.resyncSeconds * 1000 + 60_000),
       });
+      liveness.beat('job scheduler re-sync', 2 * config.scheduler.resyncSeconds * 1000 + 60_000);
       stops.unshift(scheduler.close);
       // The dead man's switch: a scheduled run that did not happen is an alert, whoever was down.
       const watch = startMissedRunWatch({
@@ -122,21 +132,26 @@ export async function startCaretaker(opts: {
         queue,
         jobOpts: jobOptions(config.worker),
         log: log.child({ role: 'scheduler', component: 'missed-runs' }),
-        intervalMs: opts.missedRunIntervalMs,
+        intervalMs: missedRunInterval,
         catchUpFor: (e) => e.catchUp,
         // A replica whose config a newer one replaced would report the removed schedules as missed.
         active: scheduler.isCurrent,
+        onChecked: () => liveness.beat('missed-run check', 3 * missedRunInterval + 60_000),
         onMissed: async (missed) => {
           for (const m of missed) await alerter.onResult(missedRunResult(m), undefined, { resolves: false });
         },
       });
+      liveness.beat('missed-run check', 3 * missedRunInterval + 60_000);
       stops.unshift(watch.close);
     }
     let webUrl: string | undefined;
     if (roles.includes('web')) {
-      const web = await startWeb({ config, queue, redis, state, store, log: log.child({ role: 'web' }) });
+      const web = await startWeb({ config, queue, redis, state, store, liveness, log: log.child({ role: 'web' }) });
       webUrl = web.url;
       stops.unshift(web.close);
+    } else if (config.liveness.port !== undefined) {
+      const probe = await startLivenessServer({ liveness, host: config.liveness.host, port: config.liveness.port, log: log.child({ component: 'liveness' }) });
+      stops.unshift(probe.close);
     }
 
     let stopping: Promise<void> | undefined;

@@ -243,6 +243,11 @@ export const configSchema = z.strictObject({
     /** How often each scheduler replica re-syncs the job schedulers (repairs hand edits and a Redis that lost them). */
     resyncSeconds: z.number().int().min(1).max(86_400).default(300),
   }).default({ resyncSeconds: 300 }),
+  /** `/livez` of the worker and scheduler roles, which have no web server: off unless a port is set (the web role serves it beside /health). */
+  liveness: z.strictObject({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(0).max(65_535).optional(),
+  }).default({ host: '127.0.0.1' }),
   targets: z.strictObject({
     postgres: z.array(postgresTarget).default([]),
     redis: z.array(redisTarget).default([]),

@@ -259,6 +259,8 @@ export function startMissedRunWatch<E extends WatchedEntry>(deps: {
   now?: () => Date;
   /** False while this replica's schedules are not the current ones (a newer config rolls out): checks find nothing. */
   active?: () => boolean;
+  /** Called each time a check came round, whether it worked or failed (the liveness probe's heartbeat). */
+  onChecked?: () => void;
 }): MissedRunWatch {
   const { entries, state, queue, jobOpts, log } = deps;
   const clock = deps.now ?? (() => new Date());
@@ -304,7 +306,7 @@ export function startMissedRunWatch<E extends WatchedEntry>(deps: {
   let chain: Promise<unknown> = Promise.resolve();
   const check = (): Promise<RecordedMissedRun[]> => {
     const run = chain.then(once);
-    chain = run.catch(() => undefined);
+    chain = run.catch(() => undefined).finally(() => deps.onChecked?.());
     return run;
   };
   const initial = check();

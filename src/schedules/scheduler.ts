@@ -34,6 +34,8 @@ export async function startScheduler(deps: {
   log: Logger;
   /** `scheduler.resyncSeconds` in ms: repairs schedulers removed by hand or lost with Redis. */
   resyncMs: number;
+  /** Called each time a re-sync came round, whether it worked or failed (the liveness probe's heartbeat). */
+  onSynced?: () => void;
 }): Promise<SchedulerRole> {
   const { queue, entries, jobOpts, log, connection } = deps;
   const mine: ConfigGeneration = { digest: schedulesDigest(entries, jobOpts), startedAt: await redisNowMs(connection) };
@@ -60,7 +62,8 @@ export async function startScheduler(deps: {
     syncing = syncing
       .then(() => syncSchedulers(queue, entries, jobOpts, log, mayWrite))
       .then((outcome) => log.debug({ why, superseded: outcome.superseded }, 'job schedulers re-synced'))
-      .catch((err) => log.error({ why, err: coerceError(err).message }, 'could not re-sync job schedulers; will retry'));
+      .catch((err) => log.error({ why, err: coerceError(err).message }, 'could not re-sync job schedulers; will retry'))
+      .finally(() => deps.onSynced?.());
   };
   const onReady = () => resync('redis reconnected');
   connection.on('ready', onReady);

@@ -28,6 +28,8 @@ import { createMetricsRegistry, metricsHandler } from './metrics';
 import { sameOriginOnly } from './same-origin';
 import { ASSETS_PATH, BOARD_PATH, REPORTS_PATH } from './paths';
 import { securityHeaders } from './security-headers';
+import { Liveness } from '../liveness/liveness';
+import { LIVEZ_PATH, livezAnswer } from '../liveness/server';
 import { loopbackHostOnly } from './host-guard';
 import { isLoopbackHost } from './loopback';
 import { assetsRouter } from './console/assets';
@@ -42,6 +44,8 @@ export interface WebDeps {
   state: Pool;
   store: ResultStore;
   log: Logger;
+  /** The process's heartbeats, answered on /livez; without it /livez says the web role itself answers. */
+  liveness?: Liveness;
   /** Overrides of the failed-login throttle's limits and clock (tests); the defaults are in login-throttle.ts. */
   loginThrottle?: Partial<LoginThrottleOptions>;
 }
@@ -72,6 +76,11 @@ export function createWebApp(deps: WebDeps): express.Express {
   if (!authEnabled(deps.config.web.auth)) app.use(loopbackHostOnly(deps.config.web.publicUrl));
   app.use(sameOriginOnly(deps.config.web.publicUrl));
   app.get('/health', healthHandler({ ...deps, login }));
+  const liveness = deps.liveness ?? new Liveness();
+  app.get(LIVEZ_PATH, (_req, res) => {
+    const { status, body } = livezAnswer(liveness);
+    res.status(status).set('Cache-Control', 'no-store').json(body);
+  });
   app.get('/metrics', metricsHandler(createMetricsRegistry(deps.state)));
   app.use(ASSETS_PATH, assetsRouter());
   app.use(consoleRouter({ config: deps.config, state: deps.state, queue: deps.queue, store: deps.store, login }));

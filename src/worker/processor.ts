@@ -19,6 +19,7 @@ import { formatIssues } from '../config/format-issues';
 import { acquireTargetLock, lockKey, runLockTtlMs } from './target-lock';
 import { rejectedResult, runTask, skippedResult } from './run-task';
 import { coerceError } from '../errors';
+import type { Liveness } from '../liveness/liveness';
 
 export interface ProcessorDeps {
   config: Config;
@@ -32,7 +33,17 @@ export interface ProcessorDeps {
   outbox?: ResultOutbox;
   /** Called with each stored result (metrics, alerts). */
   onResult?: (result: TaskResult, job: Job<JobData>) => void;
+  /** Told when a job enters and leaves the processor, so /livez can tell a stuck job from a long one. */
+  liveness?: Liveness;
 }
+
+/**
+ * How long past its task's timeout a job may stay in the processor before
+ * /livez calls it stuck: the run is cut at the timeout; taking the lock,
+ * storing the result (each state query bounded at its statement timeout
+ * plus 5 s) and the outbox come on top.
+ */
+export const STUCK_MARGIN_MS = 5 * 60_000;
 
 /** Longest reason a rejected job records (in failedReason and the history). */
 const MAX_REASON = 1_000;
@@ -52,6 +63,23 @@ export function markUnreadableData(job: Job, raw: string, reason: string): void 
 
 /** The worker's processor: one job in, its stored TaskResult out; a job it rejects fails without a retry. */
 export function createProcessor(deps: ProcessorDeps) {
+  const process = processJob(deps);
+  const liveness = deps.liveness;
+  if (!liveness) return process;
+  return async (job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<TaskResult> => {
+    const data = (job.data ?? {}) as Partial<JobData>;
+    const task = deps.registry.get(typeof data.task === 'string' ? data.task : job.name);
+    const id = job.id ?? '?';
+    liveness.jobStarted(id, `${job.name} on ${typeof data.target === 'string' ? data.target : '?'}`, (task?.timeoutMs ?? 0) + STUCK_MARGIN_MS);
+    try {
+      return await process(job, token, signal);
+    } finally {
+      liveness.jobEnded(id);
+    }
+  };
+}
+
+function processJob(deps: ProcessorDeps) {
   return async function process(job: Job<JobData>, _token?: string, signal?: AbortSignal): Promise<TaskResult> {
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;

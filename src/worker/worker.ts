@@ -78,6 +78,7 @@ export function startWorker(deps: ProcessorDeps & { connection: Redis; log: Logg
       log.debug({ err: (err as Error).message }, 'outbox not flushed yet: the state database is still away');
     } finally {
       flushing = false;
+      deps.liveness?.beat('outbox flush', 4 * OUTBOX_FLUSH_MS + 60_000);
     }
   };
   void flush();

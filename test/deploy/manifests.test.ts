@@ -240,7 +240,7 @@ describe('k8s/ manifests', () => {
     }
   });
 
-  test('one Deployment per role: one scheduler, workers under an HPA on CPU, the web role probed on /health behind its Service', () => {
+  test('one Deployment per role: one scheduler, workers under an HPA on CPU, the web role probed on /health behind its Service, the liveness of every role on /livez', () => {
     expect(ofKind('Deployment').map((m) => roleOf(m.obj)).sort()).toEqual(['scheduler', 'web', 'worker']);
     const scheduler = deploymentFor('scheduler');
     expect((scheduler.spec as { replicas: number }).replicas).toBe(1);
@@ -252,20 +252,27 @@ describe('k8s/ manifests', () => {
     expect(hpas[0]!.metrics.map((m) => m.resource?.name)).toEqual(['cpu']);
     expect(hpas[0]!.maxReplicas).toBeGreaterThan(hpas[0]!.minReplicas);
 
+    const config = loadConfigText(configMapText(), SAMPLE_ENV);
+    // The worker and the scheduler serve /livez alone on liveness.port, probed for liveness only.
     for (const role of ['scheduler', 'worker']) {
-      expect(containersOf(deploymentFor(role)).flatMap((c) => c.ports ?? [])).toEqual([]);
+      const [c] = containersOf(deploymentFor(role));
+      expect(c!.ports).toEqual([{ name: 'livez', containerPort: config.liveness.port, protocol: 'TCP' }]);
+      expect(c!.livenessProbe?.httpGet).toEqual({ path: '/livez', port: 'livez' });
+      expect([c!.readinessProbe, c!.startupProbe]).toEqual([undefined, undefined]);
     }
+    expect(config.liveness.host).toBe('0.0.0.0');
     const web = deploymentFor('web');
     const [container] = containersOf(web);
     const port = container!.ports!.find((p) => p.name === 'http')!;
-    for (const probe of [container!.readinessProbe, container!.livenessProbe, container!.startupProbe]) {
+    for (const probe of [container!.readinessProbe, container!.startupProbe]) {
       expect(probe?.httpGet).toEqual({ path: '/health', port: 'http' });
     }
+    // Restarting the web pod would not bring a database back: liveness is the process's own.
+    expect(container!.livenessProbe?.httpGet).toEqual({ path: '/livez', port: 'http' });
     const service = one('Service', 'caretaker-web').spec as { selector: Record<string, string>; ports: { port: number; targetPort: string }[] };
     expect(service.selector).toEqual((web.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels);
     expect(service.ports.map((p) => p.targetPort)).toEqual(['http']);
 
-    const config = loadConfigText(configMapText(), SAMPLE_ENV);
     expect(port.containerPort).toBe(config.web.port);
   });
 
