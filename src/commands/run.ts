@@ -15,6 +15,7 @@ import { createPool, stateLimits } from '../clients/postgres';
 import { createRedis, recordErrors } from '../clients/redis';
 import { ResultStore } from '../results/store';
 import { ResultOutbox } from '../results/outbox';
+import { configSecrets } from '../config/secrets';
 import { withTimeout } from '../util/timeout';
 import { migrate } from '../results/migrate';
 import { acquireTargetLock, lockKey, runLockTtlMs, type TargetLock } from '../worker/target-lock';
@@ -55,7 +56,7 @@ export async function runCommand(io: CliIO, taskName: string, opts: RunOptions):
       result = skippedResult(task.name, target.name, dryRun, lock.heldBy);
     } else {
       try {
-        result = await runTask({ task, target, params: params.params, dryRun, log, state });
+        result = await runTask({ task, target, params: params.params, dryRun, log, state, secrets: configSecrets(config) });
       } finally {
         await lock?.lock.release().catch(() => undefined);
       }

@@ -6,7 +6,7 @@
  * by shape (`redactSecretsIn`) only catches a password inside a URL; a
  * server's own words need the values themselves.
  */
-import { basicAuthToken, secretsOfUrl } from '../logger';
+import { basicAuthToken, scrubSecrets, secretsOfUrl } from '../logger';
 import type { Config } from './schema';
 
 /**
@@ -124,4 +124,21 @@ export function configSecrets(config: Pick<Config, 'notifications'> & Partial<Co
   const webhook = config.notifications.webhook?.url;
   if (webhook) for (const s of webhookSecrets(webhook)) out.add(s);
   return [...out].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
+}
+
+/**
+ * `value` with every string in it (at any depth, keys included) scrubbed
+ * of `secrets`: for what a task copies from a server's answer into its
+ * result (a Prometheus label, an S3 error quoting the access key), before
+ * the result is stored, shown on the board, printed or alerted on.
+ */
+export function scrubDeep<T>(value: T, secrets: readonly string[]): T {
+  if (secrets.length === 0) return value;
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string') return scrubSecrets(v, secrets);
+    if (Array.isArray(v)) return v.map(walk);
+    if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [scrubSecrets(k, secrets), walk(x)]));
+    return v;
+  };
+  return walk(value) as T;
 }

@@ -20,6 +20,7 @@ import { acquireTargetLock, lockKey, runLockTtlMs } from './target-lock';
 import { rejectedResult, runTask, skippedResult } from './run-task';
 import { coerceError } from '../errors';
 import type { Liveness } from '../liveness/liveness';
+import { configSecrets } from '../config/secrets';
 
 export interface ProcessorDeps {
   config: Config;
@@ -80,6 +81,8 @@ export function createProcessor(deps: ProcessorDeps) {
 }
 
 function processJob(deps: ProcessorDeps) {
+  // Collected once: every result is scrubbed of them before anyone sees it.
+  const secrets = configSecrets(deps.config);
   return async function process(job: Job<JobData>, _token?: string, signal?: AbortSignal): Promise<TaskResult> {
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
@@ -148,6 +151,7 @@ function processJob(deps: ProcessorDeps) {
         target,
         params: params.params,
         dryRun: data.dryRun ?? false,
+        secrets,
         log: runLog,
         state: deps.state,
         signal,

@@ -12,6 +12,7 @@ import { TargetClients } from '../clients/target-clients';
 import { coerceError } from '../errors';
 import { redactSecretsIn } from '../logger';
 import { ResultStore } from '../results/store';
+import { scrubDeep } from '../config/secrets';
 
 export interface RunRequest {
   task: Task;
@@ -24,6 +25,8 @@ export interface RunRequest {
   signal?: AbortSignal;
   progress?: (percent: number) => Promise<void>;
   jobLog?: (line: string) => Promise<void>;
+  /** Every secret value of the config (configSecrets): scrubbed from the result, whatever a target's answer quoted. */
+  secrets?: readonly string[];
 }
 
 export async function runTask(req: RunRequest): Promise<TaskResult> {
@@ -70,7 +73,7 @@ export async function runTask(req: RunRequest): Promise<TaskResult> {
       finishedAt: finished.toISOString(),
       durationMs: finished.getTime() - started.getTime(),
       dryRun: req.dryRun,
-      ...partial,
+      ...scrubDeep(partial, req.secrets ?? []),
     };
   };
 
