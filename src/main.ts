@@ -24,8 +24,12 @@ import { startWeb } from './web/server';
 import { coerceError } from './errors';
 import { createAlerter } from './alerts/alerter';
 import { redactUrl } from './logger';
+import { withTimeout } from './util/timeout';
 
 export const ROLES = ['scheduler', 'worker', 'web'] as const;
+
+/** How long stopping waits for each client to close before leaving it to the process's exit. */
+const CLIENT_CLOSE_MS = 5_000;
 export type Role = (typeof ROLES)[number];
 
 /** Limits on caretaker's own state-database sessions. */
@@ -84,10 +88,11 @@ export async function startCaretaker(opts: {
   // The roles' heartbeats, for /livez (the web role's, or liveness.port's for the others).
   const liveness = opts.liveness ?? new Liveness();
 
+  // Bounded: a pool ends by saying goodbye on each connection, and a peer that is gone never answers.
   const closeClients = async () => {
-    await queue.close().catch(() => undefined);
+    await withTimeout(queue.close(), CLIENT_CLOSE_MS, 'closing the queue').catch(() => undefined);
     redis.disconnect();
-    await state.end().catch(() => undefined);
+    await withTimeout(state.end(), CLIENT_CLOSE_MS, 'ending the state pool').catch(() => undefined);
   };
 
   try {

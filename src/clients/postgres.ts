@@ -7,6 +7,7 @@
 import { Client, Pool, type ClientConfig } from 'pg';
 import type { Logger } from 'pino';
 import { redactSecretsIn } from '../logger';
+import { withTimeout } from '../util/timeout';
 
 export const APPLICATION_NAME = 'caretaker';
 
@@ -58,7 +59,26 @@ function clientConfig(url: string, limits: SessionLimits): ClientConfig {
     lock_timeout: limits.lockTimeoutMs,
     idle_in_transaction_session_timeout: limits.idleInTransactionTimeoutMs ?? 60_000,
     connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
   };
+}
+
+/** How long ending a session may wait for the server's goodbye before its socket is cut. */
+const END_TIMEOUT_MS = 5_000;
+
+/**
+ * Ends a session, bounded: `end()` waits for the server, and on a connection
+ * whose peer is gone (a run's query still in flight on a half-open socket)
+ * it would wait forever and hold the run, and the worker's job, with it.
+ */
+export async function endClient(client: Client): Promise<void> {
+  try {
+    await withTimeout(client.end(), END_TIMEOUT_MS, 'ending the session');
+  } catch {
+    // pg has no public way to drop a connection's socket; its Client keeps it at connection.stream.
+    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  }
 }
 
 /** One connected client; an error on an idle connection is logged, never thrown at the process. */

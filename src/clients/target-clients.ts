@@ -9,7 +9,7 @@ import type { Pool } from 'pg';
 import type { AnyTarget, BackupsTarget, PostgresTarget, RedisTarget } from '../config/schema';
 import type { BackupStore } from '../backups/store';
 import { createStore } from '../backups/create-store';
-import { connectClient, type SessionLimits } from './postgres';
+import { connectClient, endClient, type SessionLimits } from './postgres';
 import { createRedis } from './redis';
 
 export class TargetClients {
@@ -64,7 +64,7 @@ export class TargetClients {
     const sessions = [this.pg, ...this.extra];
     this.pg = undefined;
     this.extra = [];
-    await Promise.all(sessions.map((s) => s?.then((c) => c.end()).catch(() => undefined)));
+    await Promise.all(sessions.map((s) => s?.then(endClient).catch(() => undefined)));
     this.redisClient?.disconnect();
     this.redisClient = undefined;
     this.store?.destroy?.();

@@ -1,13 +1,18 @@
 /**
- * A run's clients are released when the run ends: here the S3 client of a
+ * A run's clients are released when the run ends: the S3 client of a
  * backups target's store, which otherwise keeps a keep-alive socket per run
- * open for the worker's lifetime.
+ * open for the worker's lifetime, and a PostgreSQL session whose server
+ * stopped answering.
  */
 import { backupVerify } from '../../src/jobs/backup-verify';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { runOnBackups } from '../support/backups';
 import { eventually } from '../support/jobs';
 import { startS3, type S3TestServer } from '../support/s3';
+import { TargetClients } from '../../src/clients/target-clients';
+import { testConfig } from '../support/config';
+import { testLogger } from '../support/logger';
+import { startBlackholeProxy } from '../support/blackhole-proxy';
 
 let db: TestDatabase;
 let s3: S3TestServer;
@@ -34,3 +39,22 @@ it('closes the S3 store\'s connections when the run ends', async () => {
   expect(s3.requests.length).toBeGreaterThan(requestsBefore);
   await eventually(async () => ((await s3.openConnections()) <= before ? true : undefined), 10_000, `the run's S3 connections to close (open: ${await s3.openConnections()}, before the run: ${before})`);
 });
+
+it('ends the run\'s PostgreSQL session even when its server stopped answering (bounded, then cut)', async () => {
+  const proxy = await startBlackholeProxy(5432);
+  const url = new URL(db.url);
+  url.port = String(proxy.port);
+  const config = testConfig({ dbUrl: url.toString(), prefix: 'unused' });
+  const clients = new TargetClients(config.targets.postgres[0]!, testLogger, db.pool);
+  try {
+    const client = await clients.postgres();
+    await client.query('SELECT 1');
+    // The peer is gone between the run's last query and its end (pg cuts a session with a query still in flight itself).
+    proxy.blackhole();
+    // Without a bound, end() waits for the goodbye of a server that never answers, and the run (and its job) with it.
+    const closed = await Promise.race([clients.close().then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('still waiting'), 15_000).unref())]);
+    expect(closed).toBe('closed');
+  } finally {
+    await proxy.close();
+  }
+}, 30_000);

@@ -20,8 +20,9 @@ export interface BlackholeProxy {
 export async function startBlackholeProxy(upstreamPort: number, upstreamHost = '127.0.0.1'): Promise<BlackholeProxy> {
   let swallowing = false;
   const sessions = new Set<{ client: Socket; upstream: Socket; dead: boolean }>();
-  const server: Server = createServer((client) => {
-    const upstream = createConnection({ port: upstreamPort, host: upstreamHost });
+  // Half-open allowed: a dead session must not answer the client's FIN either (a gone peer sends nothing).
+  const server: Server = createServer({ allowHalfOpen: true }, (client) => {
+    const upstream = createConnection({ port: upstreamPort, host: upstreamHost, allowHalfOpen: true });
     const s = { client, upstream, dead: swallowing };
     sessions.add(s);
     const end = () => {
@@ -36,6 +37,12 @@ export async function startBlackholeProxy(upstreamPort: number, upstreamHost = '
     });
     upstream.on('data', (chunk: Buffer) => {
       if (!s.dead) client.write(chunk);
+    });
+    client.on('end', () => {
+      if (!s.dead) upstream.end();
+    });
+    upstream.on('end', () => {
+      if (!s.dead) client.end();
     });
   });
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
