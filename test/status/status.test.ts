@@ -122,9 +122,12 @@ describe('buildStatus', () => {
 });
 
 describe('next due, from the job schedulers in Redis', () => {
+  // Every scheduler but slow-queries' in Redis, for each test of this block (each must pass alone).
+  beforeAll(async () => {
+    await syncSchedulers(queue, config.schedulers.filter((e) => e.task !== 'slow-queries'), jobOptions(config.worker), testLogger);
+  });
+
   it('takes each row\'s next fire time from its job scheduler; a row Redis does not hold has none', async () => {
-    const held = config.schedulers.filter((e) => e.task !== 'slow-queries');
-    await syncSchedulers(queue, held, jobOptions(config.worker), testLogger);
     const report = await buildStatus({ state: db.pool, queue, entries: config.schedulers, now: fleet.now });
     expect(report.schedulersRead).toBe(true);
     const inRedis = new Map((await queue.getJobSchedulers(0, -1)).map((s) => [s.key, s.next]));
