@@ -70,7 +70,8 @@ export function secretsOfUrl(url: string | undefined): string[] {
   return [...new Set(found)];
 }
 
-function safeDecode(text: string): string {
+/** `text` URL-decoded, or as it is when it is not valid percent-encoding. */
+export function safeDecode(text: string): string {
   try {
     return decodeURIComponent(text);
   } catch {

@@ -27,12 +27,10 @@ import { redactUrl } from './logger';
 import { withTimeout } from './util/timeout';
 
 export const ROLES = ['scheduler', 'worker', 'web'] as const;
+export type Role = (typeof ROLES)[number];
 
 /** How long stopping waits for each client to close before leaving it to the process's exit. */
 const CLIENT_CLOSE_MS = 5_000;
-export type Role = (typeof ROLES)[number];
-
-/** Limits on caretaker's own state-database sessions. */
 
 export interface Caretaker {
   config: Config;
@@ -119,6 +117,9 @@ export async function startCaretaker(opts: {
     if (roles.includes('scheduler')) {
       const entries = config.schedulers;
       const missedRunInterval = opts.missedRunIntervalMs ?? MISSED_RUN_INTERVAL_MS;
+      // Silent for twice (thrice) its period plus a minute: stuck, not slow.
+      const synced = liveness.loop('job scheduler re-sync', 2 * config.scheduler.resyncSeconds * 1000 + 60_000);
+      const checked = liveness.loop('missed-run check', 3 * missedRunInterval + 60_000);
       const scheduler: SchedulerRole = await startScheduler({
         queue,
         connection: redis,
@@ -126,9 +127,8 @@ export async function startCaretaker(opts: {
         jobOpts: jobOptions(config.worker),
         log: log.child({ role: 'scheduler' }),
         resyncMs: config.scheduler.resyncSeconds * 1000,
-        onSynced: () => liveness.beat('job scheduler re-sync', 2 * config.scheduler.resyncSeconds * 1000 + 60_000),
+        onSynced: synced,
       });
-      liveness.beat('job scheduler re-sync', 2 * config.scheduler.resyncSeconds * 1000 + 60_000);
       stops.unshift(scheduler.close);
       // The dead man's switch: a scheduled run that did not happen is an alert, whoever was down.
       const watch = startMissedRunWatch({
@@ -141,12 +141,11 @@ export async function startCaretaker(opts: {
         catchUpFor: (e) => e.catchUp,
         // A replica whose config a newer one replaced would report the removed schedules as missed.
         active: scheduler.isCurrent,
-        onChecked: () => liveness.beat('missed-run check', 3 * missedRunInterval + 60_000),
+        onChecked: checked,
         onMissed: async (missed) => {
           for (const m of missed) await alerter.onResult(missedRunResult(m), undefined, { resolves: false });
         },
       });
-      liveness.beat('missed-run check', 3 * missedRunInterval + 60_000);
       stops.unshift(watch.close);
     }
     let webUrl: string | undefined;

@@ -6,9 +6,8 @@
  * in an `error` summary may carry a URL with a password.
  */
 import type { Finding, TaskResult } from '../contract/result';
-import { QUEUE_NAME } from '../queue/queue';
 import { redactSecretsIn } from '../logger';
-import { BOARD_PATH, publicLink } from '../web/paths';
+import { boardJobPath, publicLink } from '../web/paths';
 import { RUN_ERROR_CODE, type AlertRow } from './alert-state';
 import type { AlertMessage } from './notifiers';
 
@@ -18,7 +17,7 @@ const TITLE_MAX = 200;
 /** The job's page in Bull Board, when the web role's public URL is configured. */
 export function jobLink(publicUrl: string | undefined, jobId: string | undefined): string | undefined {
   if (!jobId) return undefined;
-  return publicLink(publicUrl, `${BOARD_PATH}/queue/${QUEUE_NAME}/${encodeURIComponent(jobId)}`);
+  return publicLink(publicUrl, boardJobPath(jobId));
 }
 
 const clean = (s: string) => redactSecretsIn(s);

@@ -9,7 +9,7 @@ import type { Config } from '../config/schema';
 import { webhookSecrets } from '../config/secrets';
 import { createSmtpTransport, type EmailSettings } from '../clients/smtp';
 import { coerceError } from '../errors';
-import { basicAuthToken, originsOnlyIn, redactSecretsIn, scrubSecrets } from '../logger';
+import { basicAuthToken, originsOnlyIn, redactSecretsIn, safeDecode, scrubSecrets } from '../logger';
 import { withTimeout } from '../util/timeout';
 
 /**
@@ -120,14 +120,6 @@ export function webhookRequest(url: string): { url: string; headers: Record<stri
   parsed.username = '';
   parsed.password = '';
   return { url: parsed.toString(), headers: { authorization: `Basic ${basicAuthToken(user, password)}` } };
-}
-
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
 }
 
 /**

@@ -67,17 +67,22 @@ function clientConfig(url: string, limits: SessionLimits): ClientConfig {
 /** How long ending a session may wait for the server's goodbye before its socket is cut. */
 const END_TIMEOUT_MS = 5_000;
 
+/** Drops a session's socket at once. pg has no public way to; its Client keeps the socket at connection.stream. */
+function cut(client: unknown): void {
+  (client as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+}
+
 /**
- * Ends a session, bounded: `end()` waits for the server, and on a connection
- * whose peer is gone (a run's query still in flight on a half-open socket)
- * it would wait forever and hold the run, and the worker's job, with it.
+ * Ends a session, bounded: `end()` of an idle session says goodbye and waits
+ * for the server's, which a peer that is gone never sends; the run, and the
+ * worker's job, would wait with it. (pg itself cuts a session that still
+ * has a query in flight.)
  */
 export async function endClient(client: Client): Promise<void> {
   try {
     await withTimeout(client.end(), END_TIMEOUT_MS, 'ending the session');
   } catch {
-    // pg has no public way to drop a connection's socket; its Client keeps it at connection.stream.
-    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    cut(client);
   }
 }
 
@@ -96,7 +101,7 @@ export async function connectClient(url: string, limits: SessionLimits, log: Log
 /**
  * A small pool for the state database, shared by a process's roles. Every
  * query is bounded on the client too (`query_timeout`, the statement
- * timeout plus CLIENT_MARGIN_MS), connections carry TCP keepalive, and a
+ * timeout plus CLIENT_MARGIN_MS), connections carry TCP keepalive (as every session), and a
  * connection released with an error is cut at once: one that timed out
  * may still have its query in flight, and ending it politely would wait
  * on a peer that no longer answers (and hold up the pool's end at shutdown).
@@ -107,13 +112,10 @@ export function createPool(url: string, limits: SessionLimits, log: Logger, max 
     max,
     idleTimeoutMillis: 30_000,
     query_timeout: limits.statementTimeoutMs + CLIENT_MARGIN_MS,
-    keepAlive: true,
-    keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
   });
   pool.on('error', (err) => log.warn({ err: redactSecretsIn(err.message) }, 'idle state-database connection lost'));
   pool.on('release', (err: Error | undefined, client: unknown) => {
-    // pg has no public way to drop a connection's socket; its Client keeps it at connection.stream.
-    if (err) (client as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    if (err) cut(client);
   });
   return pool;
 }

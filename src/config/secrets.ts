@@ -6,7 +6,7 @@
  * by shape (`redactSecretsIn`) only catches a password inside a URL; a
  * server's own words need the values themselves.
  */
-import { basicAuthToken, scrubSecrets, secretsOfUrl } from '../logger';
+import { basicAuthToken, safeDecode, scrubSecrets, secretsOfUrl } from '../logger';
 import type { Config } from './schema';
 
 /**
@@ -20,14 +20,6 @@ const SECRET_KEY = /(pass|passwd|password|token|secret|secret_?access_?key|secre
 
 /** A segment of a webhook's path that is its token: long, or with a digit (Slack's T0…/B0…/XXXX, Teams' GUIDs). */
 const TOKEN_SEGMENT = (segment: string) => segment.length >= 16 || (segment.length >= 6 && /\d/.test(segment));
-
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
-}
 
 /** `value` as written, and as it reads inside a URL. */
 const withEncoded = (value: string) => [value, encodeURIComponent(value)];

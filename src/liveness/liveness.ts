@@ -25,6 +25,13 @@ export class Liveness {
     this.loops.set(loop, { last: this.now(), maxSilenceMs });
   }
 
+  /** Watches `loop` from now on: beats once, and returns its beat for each time it comes round. */
+  loop(loop: string, maxSilenceMs: number): () => void {
+    const beat = () => this.beat(loop, maxSilenceMs);
+    beat();
+    return beat;
+  }
+
   /** A job entered the processor; it is stuck once there for more than `maxMs`. */
   jobStarted(id: string, what: string, maxMs: number): void {
     this.jobs.set(id, { what, started: this.now(), maxMs });

@@ -33,6 +33,9 @@ export type CheckState = RunStatus | 'never_ran' | 'late' | 'missed';
 /** Worst first: how the grid sorts and what a group of rows shows as its worst. */
 export const STATE_RANK: Record<CheckState, number> = { critical: 6, missed: 5, late: 4, error: 3, warning: 2, never_ran: 1, ok: 0 };
 
+/** Every state, the worst first. */
+export const STATES_WORST_FIRST = (Object.keys(STATE_RANK) as CheckState[]).sort((a, b) => STATE_RANK[b] - STATE_RANK[a]);
+
 /** The word each state shows as, beside its colour. */
 export const STATE_LABEL: Record<CheckState, string> = {
   ok: 'ok',
@@ -262,8 +265,7 @@ export async function buildStatus(deps: {
 
 /** "2 critical, 1 late, 40 ok": the grid in one line, the worst first. */
 export function stateCountsText(checks: readonly CheckRow[]): string {
-  const order: CheckRow['state'][] = ['critical', 'missed', 'late', 'error', 'warning', 'never_ran', 'ok'];
-  const parts = order.map((s) => [s, checks.filter((c) => c.state === s).length] as const).filter(([, n]) => n > 0);
+  const parts = STATES_WORST_FIRST.map((s) => [s, checks.filter((c) => c.state === s).length] as const).filter(([, n]) => n > 0);
   return parts.length ? parts.map(([s, n]) => `${n} ${STATE_LABEL[s]}`).join(', ') : 'nothing scheduled';
 }
 

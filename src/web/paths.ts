@@ -3,9 +3,15 @@
  * links to them. Free of express and Bull Board, so a worker that links an
  * alert to its job or the weekly email to its page does not load either.
  */
+import { QUEUE_NAME } from '../queue/queue';
 
-/** Bull Board; `/` redirects here. */
+/** Bull Board. */
 export const BOARD_PATH = '/admin/queues';
+
+/** One job's page in Bull Board: where the console and the alerts link a run's job. */
+export function boardJobPath(jobId: string): string {
+  return `${BOARD_PATH}/queue/${encodeURIComponent(QUEUE_NAME)}/${encodeURIComponent(jobId)}`;
+}
 
 /** The weekly report's pages: `/reports` (the last complete week) and `/reports/2026-W48`. */
 export const REPORTS_PATH = '/reports';

@@ -14,9 +14,7 @@ import { buildWeeklyReport, expectedInWeek, reportSettingsOf } from '../reports/
 import { lastCompleteWeek, reportWeek, weekContaining, weeksBefore } from '../reports/week';
 import { renderCharts } from '../reports/charts';
 import { dataUriSource, escapeHtml as e, renderHtml } from '../reports/render-html';
-import { alertChannels } from '../alerts/notifiers';
-import { roleOf } from './auth';
-import { alertBannerHtml, assetTags, headerHtml, type FrameContext, type NavItem } from './console/layout';
+import { alertBannerHtml, assetTags, frameFor, headerHtml, type FrameContext, type NavItem } from './console/layout';
 import { REPORTS_PATH } from './paths';
 
 /** The header and the previous / next week links above a report page. */
@@ -36,7 +34,7 @@ function pageChrome(ctx: FrameContext, week: ReportWeek): { head: string; header
 export function reportsRouter(deps: { config: Config; state: Pool }): Router {
   const router = Router();
   const settings = reportSettingsOf(deps.config);
-  const channels = alertChannels(deps.config.notifications);
+  const frame = frameFor(deps.config);
 
   const page: RequestHandler<{ week?: string }> = async (req, res) => {
     const now = new Date();
@@ -55,7 +53,7 @@ export function reportsRouter(deps: { config: Config; state: Pool }): Router {
     }
     const report = await buildWeeklyReport(deps.state, { week, title: settings.title, expected: expectedInWeek(settings.schedulers, week, now), now });
     const charts = await renderCharts(report.trends);
-    const ctx: FrameContext = { title: settings.title, timezone: settings.timezone, now, role: roleOf(res), alertChannels: channels };
+    const ctx = frame(res, now);
     res.set('Cache-Control', 'no-store').type('html').send(renderHtml(report, { imageSrc: dataUriSource(charts), page: pageChrome(ctx, week) }));
   };
 

@@ -68,6 +68,7 @@ export function startWorker(deps: ProcessorDeps & { connection: Redis; log: Logg
 
   // Results kept while the state database was down: written as soon as it answers again.
   let flushing = false;
+  const flushed = deps.liveness?.loop('outbox flush', 4 * OUTBOX_FLUSH_MS + 60_000);
   const flush = async () => {
     if (flushing) return;
     flushing = true;
@@ -78,7 +79,7 @@ export function startWorker(deps: ProcessorDeps & { connection: Redis; log: Logg
       log.debug({ err: (err as Error).message }, 'outbox not flushed yet: the state database is still away');
     } finally {
       flushing = false;
-      deps.liveness?.beat('outbox flush', 4 * OUTBOX_FLUSH_MS + 60_000);
+      flushed?.();
     }
   };
   void flush();

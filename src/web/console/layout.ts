@@ -9,7 +9,10 @@ import { escapeHtml as e } from '../../reports/render-html';
 import { lastCompleteWeek, weekContaining } from '../../reports/week';
 import { formatDuration } from '../../util/format';
 import { formatInZone } from '../../schedules/cron';
-import type { Role } from '../auth';
+import type { Response } from 'express';
+import type { Config } from '../../config/schema';
+import { alertChannels } from '../../alerts/notifiers';
+import { roleOf, type Role } from '../auth';
 import { ASSETS_PATH, BOARD_PATH, CONSOLE_PATH, REPORTS_PATH } from '../paths';
 import { ASSET_FILES } from './assets';
 
@@ -22,6 +25,12 @@ export interface FrameContext {
   role?: Role;
   /** The configured alert channels; none: the banner says alerts go nowhere. */
   alertChannels: readonly string[];
+}
+
+/** The frame of a request's page: the config's title, zone and alert channels, the caller's role, now. */
+export function frameFor(config: Pick<Config, 'report' | 'timezone' | 'notifications'>): (res: Response, now?: Date) => FrameContext {
+  const channels = alertChannels(config.notifications);
+  return (res, now = new Date()) => ({ title: config.report.title, timezone: config.timezone, now, role: roleOf(res), alertChannels: channels });
 }
 
 export type NavItem = 'console' | 'this-week' | 'last-week';

@@ -15,18 +15,18 @@ import type { Config } from '../../config/schema';
 import { findTarget, targetsOf } from '../../config/targets';
 import { formatIssues } from '../../config/format-issues';
 import { TASKS, type TaskRegistry } from '../../jobs';
-import { alertChannels } from '../../alerts/notifiers';
 import { enqueueNow, type JobData } from '../../queue/queue';
 import { escapeHtml as e } from '../../reports/render-html';
 import { MAX_PAGE, type ResultStore } from '../../results/store';
 import { buildStatus } from '../../status/status';
 import { UsageError, coerceError } from '../../errors';
-import { redactSecretsIn } from '../../logger';
+import { redactSecretsIn, scrubSecrets } from '../../logger';
+import { configSecrets } from '../../config/secrets';
 import { withTimeout } from '../../util/timeout';
 import { roleOf } from '../auth';
-import { CONSOLE_PATH, RUN_NOW_PATH, checkPath, runPath } from '../paths';
-import { pageHtml, type FrameContext } from './layout';
-import { renderStatusPage, boardJobLink } from './status-page';
+import { CONSOLE_PATH, RUN_NOW_PATH, boardJobPath, checkPath, runPath } from '../paths';
+import { frameFor, pageHtml, type FrameContext } from './layout';
+import { renderStatusPage } from './status-page';
 import { renderCheckPage, renderRunPage } from './run-pages';
 
 export interface ConsoleDeps {
@@ -87,19 +87,15 @@ function sendPage(res: Response, html: string): void {
 export function consoleRouter(deps: ConsoleDeps): Router {
   const { config, state, queue, store, login } = deps;
   const registry = deps.registry ?? TASKS;
-  const channels = alertChannels(config.notifications);
   const entries = config.schedulers;
   const choices = {
     tasks: [...new Set(entries.map((x) => x.task))].sort(),
     targets: [...new Set(entries.map((x) => x.target))].sort(),
   };
-  const frame = (res: Response): FrameContext => ({
-    title: config.report.title,
-    timezone: config.timezone,
-    now: new Date(),
-    role: roleOf(res),
-    alertChannels: channels,
-  });
+  const frame = frameFor(config);
+  // A driver's error may quote what it was given: the page shows it scrubbed of every configured secret.
+  const secrets = configSecrets(config);
+  const why = (err: unknown) => scrubSecrets(redactSecretsIn(coerceError(err).message), secrets);
 
   const router = Router();
 
@@ -113,7 +109,7 @@ export function consoleRouter(deps: ConsoleDeps): Router {
       report = await buildStatus({ state, queue, entries, filter, now: ctx.now });
     } catch (err) {
       // The history is away: say so on the page the on-call opened, not as a bare 500.
-      return sendMessage(res, ctx, 503, 'History unavailable', `the state database did not answer: ${redactSecretsIn(coerceError(err).message)}`);
+      return sendMessage(res, ctx, 503, 'History unavailable', `the state database did not answer: ${why(err)}`);
     }
     sendPage(res, renderStatusPage(report, ctx, { filter, choices }));
   });
@@ -141,7 +137,7 @@ export function consoleRouter(deps: ConsoleDeps): Router {
       const ctx = frame(res);
       const body =
         `<h1>No stored run for job ${e(jobId)}</h1><p>It is still waiting or running, or it failed before a result was stored.</p>` +
-        `<p><a href="${e(boardJobLink(jobId))}">The job in the board</a> · <a href="${CONSOLE_PATH}">the console</a></p>`;
+        `<p><a href="${e(boardJobPath(jobId))}">The job in the board</a> · <a href="${CONSOLE_PATH}">the console</a></p>`;
       res.status(404).set('Cache-Control', 'no-store').type('html').send(pageHtml(ctx, { title: `job ${jobId}`, body }));
       return;
     }
@@ -175,7 +171,7 @@ export function consoleRouter(deps: ConsoleDeps): Router {
     try {
       jobId = await withTimeout(enqueueNow(queue, config.worker, { task: task.name, target: target.name, dryRun: parsed.data.dryRun === '1' }), ENQUEUE_TIMEOUT_MS, 'queueing the run');
     } catch (err) {
-      return sendMessage(res, ctx, 503, 'Not queued', `the run was not queued: Redis did not answer (${redactSecretsIn(coerceError(err).message)})`);
+      return sendMessage(res, ctx, 503, 'Not queued', `the run was not queued: Redis did not answer (${why(err)})`);
     }
     res.redirect(303, `${checkPath(task.name, target.name)}?enqueued=${encodeURIComponent(jobId)}`);
   });

@@ -10,9 +10,9 @@ import type { StoredRun } from '../../results/store';
 import type { StatusReport } from '../../status/status';
 import { STATE_LABEL } from '../../status/status';
 import { formatBytes, formatDuration } from '../../util/format';
-import { RUN_NOW_PATH, checkPath, runPath } from '../paths';
+import { RUN_NOW_PATH, boardJobPath, checkPath, runPath } from '../paths';
 import { badgeHtml, pageHtml, whenHtml, whenText, type FrameContext } from './layout';
-import { boardJobLink, findingsTableHtml } from './status-page';
+import { findingsTableHtml } from './status-page';
 
 /** A run's status as a badge; a skipped run says so instead. */
 function runBadge(run: Pick<StoredRun, 'status' | 'skipped'>): string {
@@ -85,7 +85,7 @@ export function renderRunPage(run: StoredRun, ctx: FrameContext): string {
     ['started', whenHtml(run.startedAt, ctx)],
     ['finished', whenHtml(run.finishedAt, ctx)],
     ['took', e(formatDuration(run.durationMs))],
-    ['job', run.jobId ? `<a href="${e(boardJobLink(run.jobId))}">${e(run.jobId)} in the board</a>` : '<span class="muted">not a queued job (caretaker run)</span>'],
+    ['job', run.jobId ? `<a href="${e(boardJobPath(run.jobId))}">${e(run.jobId)} in the board</a>` : '<span class="muted">not a queued job (caretaker run)</span>'],
   ];
   const body =
     `<h1>${e(run.task)} on ${e(run.target)}: run ${run.id}</h1>` +
@@ -130,7 +130,7 @@ export function renderCheckPage(
         .join('')
     : '<li class="muted">not scheduled: it runs only when started by hand</li>';
   const notice = check.enqueued
-    ? `<div class="banner done" role="status">Queued: job <a href="${e(boardJobLink(check.enqueued))}">${e(check.enqueued)}</a>. Its run shows here once a worker has finished it.</div>`
+    ? `<div class="banner done" role="status">Queued: job <a href="${e(boardJobPath(check.enqueued))}">${e(check.enqueued)}</a>. Its run shows here once a worker has finished it.</div>`
     : '';
   const runRows = runs.map(
     (r) =>

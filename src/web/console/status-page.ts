@@ -7,14 +7,8 @@
 import { escapeHtml as e } from '../../reports/render-html';
 import { STATE_LABEL, stateCountsText, type CheckRow, type OpenFindingRow, type StatusFilter, type StatusReport } from '../../status/status';
 import { formatDuration } from '../../util/format';
-import { BOARD_PATH, CONSOLE_PATH, checkPath, runPath } from '../paths';
-import { QUEUE_NAME } from '../../queue/queue';
+import { CONSOLE_PATH, boardJobPath, checkPath, runPath } from '../paths';
 import { badgeHtml, pageHtml, whenHtml, whenText, type FrameContext } from './layout';
-
-/** A job's page in Bull Board. */
-export function boardJobLink(jobId: string): string {
-  return `${BOARD_PATH}/queue/${encodeURIComponent(QUEUE_NAME)}/${encodeURIComponent(jobId)}`;
-}
 
 function countsHtml(open: CheckRow['open']): string {
   const parts: string[] = [];
@@ -63,7 +57,7 @@ function gridHtml(report: StatusReport, ctx: FrameContext): string {
     }
     const links = [`<a href="${e(checkPath(r.task, r.target))}">history</a>`];
     if (r.lastRun) links.push(`<a href="${e(runPath(r.lastRun.id))}">last run</a>`);
-    if (r.lastRun?.jobId) links.push(`<a href="${e(boardJobLink(r.lastRun.jobId))}">job</a>`);
+    if (r.lastRun?.jobId) links.push(`<a href="${e(boardJobPath(r.lastRun.jobId))}">job</a>`);
     rows.push(
       `<tr class="check state-${e(r.state)}" data-check="${e(r.id)}">` +
         `<td data-label="status">${stateCell(r, ctx)}</td>` +
