@@ -21,6 +21,7 @@ import { rejectedResult, runTask, skippedResult } from './run-task';
 import { coerceError } from '../errors';
 import type { Liveness } from '../liveness/liveness';
 import { configSecrets } from '../config/secrets';
+import { oneLine } from '../util/format';
 
 export interface ProcessorDeps {
   config: Config;
@@ -71,7 +72,9 @@ export function createProcessor(deps: ProcessorDeps) {
     const data = (job.data ?? {}) as Partial<JobData>;
     const task = deps.registry.get(typeof data.task === 'string' ? data.task : job.name);
     const id = job.id ?? '?';
-    liveness.jobStarted(id, `${job.name} on ${typeof data.target === 'string' ? data.target : '?'}`, (task?.timeoutMs ?? 0) + STUCK_MARGIN_MS);
+    // /livez is open: a hand-added job's name and target are cut to a line, as the board's job names are.
+    const what = oneLine(`${job.name} on ${typeof data.target === 'string' ? data.target : '?'}`, 120);
+    liveness.jobStarted(id, what, (task?.timeoutMs ?? 0) + STUCK_MARGIN_MS);
     try {
       return await process(job, token, signal);
     } finally {
