@@ -557,7 +557,7 @@ export async function benchConsole(env: ConsoleEnv): Promise<void> {
     );
     // The rest of GET /: Redis's listing of the job schedulers (inside buildStatus) and the HTML (after it).
     const listing = await timed(n, warmups, () => queue!.getJobSchedulers(0, -1));
-    const ctx = { title: config.report.title, timezone: config.timezone, now: new Date(), role: 'admin' as const, alertChannels: alertChannels(config.notifications) };
+    const ctx = { title: config.report.title, timezone: config.timezone, now: new Date(), role: 'admin' as const, alertChannels: alertChannels(config) };
     const choices = { tasks: [...new Set(entries.map((x) => x.task))].sort(), targets: [...new Set(entries.map((x) => x.target))].sort() };
     const render = await timed(n, warmups, async () => renderStatusPage(report, ctx, { filter: {}, choices }));
     // The cron arithmetic buildStatus does on each call, as probeDueRuns does it: the grace (two fires back) and the due time of each distinct schedule.

@@ -10,7 +10,7 @@ import pino, { type Logger } from 'pino';
 export type { Logger };
 
 /** Keys whose values never reach a log line, at any depth we log at. */
-const SECRET_KEYS = ['password', 'pass', 'token', 'secret', 'authorization', 'auth', 'admin', 'viewer', 'url', 'connectionString'];
+const SECRET_KEYS = ['password', 'pass', 'token', 'secret', 'authorization', 'auth', 'admin', 'viewer', 'url', 'connectionString', 'routingKey'];
 
 /** A pino logger at `level` writing JSON to `destination` (default: stderr), with the secret keys redacted. */
 export function createLogger(level = 'info', destination: pino.DestinationStream = pino.destination(2)): Logger {

@@ -23,6 +23,7 @@ import { startWorker, type WorkerRole } from './worker/worker';
 import { startWeb } from './web/server';
 import { coerceError } from './errors';
 import { createAlerter } from './alerts/alerter';
+import { startAlertSweep } from './alerts/sweep-loop';
 import { redactUrl } from './logger';
 import { withTimeout } from './util/timeout';
 
@@ -80,7 +81,7 @@ export async function startCaretaker(opts: {
   const redis = createRedis(config.redis.url, log);
   const queue = createQueue(redis, config.redis.prefix, config.worker, log);
   const store = new ResultStore(state);
-  // Alerts on critical and error results; never fails a run (see src/alerts/alerter.ts).
+  // Routes each result's problems to their channels; never fails a run (see src/alerts/alerter.ts).
   const alerter = createAlerter({ config, state, log: log.child({ component: 'alerts' }) });
   const stops: (() => Promise<void>)[] = [];
   // The roles' heartbeats, for /livez (the web role's, or liveness.port's for the others).
@@ -147,6 +148,10 @@ export async function startCaretaker(opts: {
         },
       });
       stops.unshift(watch.close);
+      // Held alerts go out when their silence or window ends; Alertmanager keeps hearing of open ones.
+      const swept = liveness.loop('alert sweep', 3 * alerter.sweepIntervalMs + 60_000);
+      const sweeps = startAlertSweep(alerter, swept);
+      stops.unshift(sweeps.close);
     }
     let webUrl: string | undefined;
     if (roles.includes('web')) {

@@ -12,8 +12,15 @@
  * - when no channel delivered, `release` clears `last_sent_at` (only if it is
  *   still ours), so the next run claims it again.
  * Resolving works the same way (`resolveGone` then `unresolve` on failure).
+ *
+ * A problem a silence or maintenance window holds back is stored by `hold`
+ * with `held_by` (why) and is not sent; the sweep takes it with `claimHeld`
+ * once nothing holds it any more, so it alerts when the hold ends, not at
+ * its next repeat. Each row keeps the channels its route chose: the
+ * "resolved" message and Alertmanager's re-posts go there.
  */
 import type { Pool } from 'pg';
+import type { Severity } from '../contract/result';
 
 /** The identity of a problem that alerts. */
 export interface AlertKey {
@@ -26,24 +33,37 @@ export interface AlertKey {
 /** The code of the problem "the task could not do its work" (an `error` run; its subject is the target). */
 export const RUN_ERROR_CODE = 'run_error';
 
-/** One problem of a run, to claim. */
+/** One problem of a run, to claim or hold, with the route's channels and repeat interval. */
 export interface AlertProblem {
   code: string;
   subject: string;
-  severity: string;
+  severity: Severity;
   message: string;
+  suggestion?: string;
+  channels: readonly string[];
+  repeatSeconds: number;
 }
 
 export interface AlertRow extends AlertKey {
-  severity: string;
+  severity: Severity;
   message: string;
+  suggestion: string | null;
   openedAt: Date;
   lastSentAt: Date | null;
   resolvedAt: Date | null;
   lastJobId: string | null;
+  /** The channels its route chose when it was last claimed or held (empty on rows older than routes). */
+  channels: string[];
+  /** Why a silence or window holds it back; null when nothing does. */
+  heldBy: string | null;
 }
 
-const COLUMNS = `task, target, code, subject, severity, message, opened_at, last_sent_at, resolved_at, last_job_id`;
+const COLUMNS = `task, target, code, subject, severity, message, suggestion, opened_at, last_sent_at, resolved_at, last_job_id, channels, held_by`;
+
+/** Severity as a number in SQL: a problem that got worse is sent again at once. */
+const rank = (col: string) => `(CASE ${col} WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END)`;
+/** The per-problem arrays of `claim` and `hold`: channels travel as comma-joined text (names cannot hold a comma). */
+const PROBLEMS = `unnest($3::text[], $4::text[], $5::text[], $6::text[], $9::text[], $10::int[], $11::text[]) AS p(code, subject, severity, message, channels, repeat_seconds, suggestion)`;
 
 export const ALERT_SQL = {
   /**
@@ -55,21 +75,61 @@ export const ALERT_SQL = {
    * them all sent: one message, not one per worker.
    */
   claim: `
-    INSERT INTO caretaker.alerts AS a (task, target, code, subject, severity, message, opened_at, last_sent_at, resolved_at, last_job_id)
-    SELECT $1, $2, p.code, p.subject, p.severity, p.message, $7, $7, NULL, $8
-    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS p(code, subject, severity, message)
+    INSERT INTO caretaker.alerts AS a (task, target, code, subject, severity, message, opened_at, last_sent_at, resolved_at, last_job_id, channels, repeat_seconds, suggestion, held_by)
+    SELECT $1, $2, p.code, p.subject, p.severity, p.message, $7, $7, NULL, $8, string_to_array(p.channels, ','), p.repeat_seconds, p.suggestion, NULL
+    FROM ${PROBLEMS}
     ORDER BY p.code, p.subject
     ON CONFLICT (task, target, code, subject) DO UPDATE SET
-      severity     = EXCLUDED.severity,
-      message      = EXCLUDED.message,
-      opened_at    = CASE WHEN a.resolved_at IS NOT NULL THEN EXCLUDED.opened_at ELSE a.opened_at END,
-      last_sent_at = EXCLUDED.last_sent_at,
-      resolved_at  = NULL,
-      last_job_id  = EXCLUDED.last_job_id
+      severity       = EXCLUDED.severity,
+      message        = EXCLUDED.message,
+      suggestion     = EXCLUDED.suggestion,
+      opened_at      = CASE WHEN a.resolved_at IS NOT NULL THEN EXCLUDED.opened_at ELSE a.opened_at END,
+      last_sent_at   = EXCLUDED.last_sent_at,
+      resolved_at    = NULL,
+      last_job_id    = EXCLUDED.last_job_id,
+      channels       = EXCLUDED.channels,
+      repeat_seconds = EXCLUDED.repeat_seconds,
+      held_by        = NULL
     WHERE a.resolved_at IS NOT NULL
        OR a.last_sent_at IS NULL
-       OR a.last_sent_at <= $7::timestamptz - make_interval(secs => $9)
+       OR a.held_by IS NOT NULL
+       OR ${rank('EXCLUDED.severity')} > ${rank('a.severity')}
+       OR a.last_sent_at <= $7::timestamptz - make_interval(secs => EXCLUDED.repeat_seconds)
     RETURNING ${COLUMNS}`,
+  /**
+   * Stores problems a silence or window holds back (same parameters as
+   * claim; $12 why, one text for all): opened if new or reopened, never
+   * marked sent. A row already sent keeps its last_sent_at.
+   */
+  hold: `
+    INSERT INTO caretaker.alerts AS a (task, target, code, subject, severity, message, opened_at, last_sent_at, resolved_at, last_job_id, channels, repeat_seconds, suggestion, held_by)
+    SELECT $1, $2, p.code, p.subject, p.severity, p.message, $7, NULL, NULL, $8, string_to_array(p.channels, ','), p.repeat_seconds, p.suggestion, $12
+    FROM ${PROBLEMS}
+    ORDER BY p.code, p.subject
+    ON CONFLICT (task, target, code, subject) DO UPDATE SET
+      severity       = EXCLUDED.severity,
+      message        = EXCLUDED.message,
+      suggestion     = EXCLUDED.suggestion,
+      opened_at      = CASE WHEN a.resolved_at IS NOT NULL THEN EXCLUDED.opened_at ELSE a.opened_at END,
+      last_sent_at   = CASE WHEN a.resolved_at IS NOT NULL THEN NULL ELSE a.last_sent_at END,
+      resolved_at    = NULL,
+      last_job_id    = EXCLUDED.last_job_id,
+      channels       = EXCLUDED.channels,
+      repeat_seconds = EXCLUDED.repeat_seconds,
+      held_by        = EXCLUDED.held_by
+    RETURNING ${COLUMNS}`,
+  /** Every open problem a hold kept back, oldest first ($1 limit). */
+  held: `SELECT ${COLUMNS} FROM caretaker.alerts WHERE held_by IS NOT NULL AND resolved_at IS NULL ORDER BY opened_at LIMIT $1`,
+  /** Takes a held problem to send it now ($1..$4 key, $5 now); nothing when another replica took it first. */
+  claimHeld: `
+    UPDATE caretaker.alerts SET held_by = NULL, last_sent_at = $5
+    WHERE task = $1 AND target = $2 AND code = $3 AND subject = $4 AND held_by IS NOT NULL AND resolved_at IS NULL
+    RETURNING ${COLUMNS}`,
+  /** Open, delivered, not held, routed to channel $1: what Alertmanager must keep hearing about ($2 limit). */
+  openOn: `
+    SELECT ${COLUMNS} FROM caretaker.alerts
+    WHERE resolved_at IS NULL AND held_by IS NULL AND last_sent_at IS NOT NULL AND $1 = ANY (channels)
+    ORDER BY opened_at LIMIT $2`,
   /** $1..$4 key, $5 the `last_sent_at` our claim set: undo it when nothing was delivered. */
   release: `
     UPDATE caretaker.alerts SET last_sent_at = NULL
@@ -104,12 +164,15 @@ interface RawRow {
   target: string;
   code: string;
   subject: string;
-  severity: string;
+  severity: Severity;
   message: string;
+  suggestion: string | null;
   opened_at: Date;
   last_sent_at: Date | null;
   resolved_at: Date | null;
   last_job_id: string | null;
+  channels: string[];
+  held_by: string | null;
 }
 
 function toRow(r: RawRow): AlertRow {
@@ -120,12 +183,35 @@ function toRow(r: RawRow): AlertRow {
     subject: r.subject,
     severity: r.severity,
     message: r.message,
+    suggestion: r.suggestion,
     openedAt: r.opened_at,
     lastSentAt: r.last_sent_at,
     resolvedAt: r.resolved_at,
     lastJobId: r.last_job_id,
+    channels: r.channels,
+    heldBy: r.held_by,
   };
 }
+
+/** The per-problem parameters shared by claim and hold. */
+function problemParams(task: string, target: string, problems: readonly AlertProblem[], now: Date, jobId: string | undefined): unknown[] {
+  return [
+    task,
+    target,
+    problems.map((p) => p.code),
+    problems.map((p) => p.subject),
+    problems.map((p) => p.severity),
+    problems.map((p) => p.message),
+    now,
+    jobId ?? null,
+    problems.map((p) => p.channels.join(',')),
+    problems.map((p) => p.repeatSeconds),
+    problems.map((p) => p.suggestion ?? null),
+  ];
+}
+
+/** The most rows one sweep reads: a backlog is worked off over several sweeps. */
+const SWEEP_LIMIT = 1_000;
 
 const keyValues = (k: AlertKey) => [k.task, k.target, k.code, k.subject];
 
@@ -138,19 +224,33 @@ export class AlertState {
    * caller must send now; the others were sent by someone else or are
    * within the repeat interval.
    */
-  async claim(task: string, target: string, problems: readonly AlertProblem[], opts: { now: Date; jobId?: string; repeatSeconds: number }): Promise<AlertRow[]> {
+  async claim(task: string, target: string, problems: readonly AlertProblem[], opts: { now: Date; jobId?: string }): Promise<AlertRow[]> {
     if (problems.length === 0) return [];
-    const { rows } = await this.pool.query<RawRow>(ALERT_SQL.claim, [
-      task,
-      target,
-      problems.map((p) => p.code),
-      problems.map((p) => p.subject),
-      problems.map((p) => p.severity),
-      problems.map((p) => p.message),
-      opts.now,
-      opts.jobId ?? null,
-      opts.repeatSeconds,
-    ]);
+    const { rows } = await this.pool.query<RawRow>(ALERT_SQL.claim, problemParams(task, target, problems, opts.now, opts.jobId));
+    return rows.map(toRow);
+  }
+
+  /** Stores problems held back by `why` (a silence or a window), unsent. */
+  async hold(task: string, target: string, problems: readonly AlertProblem[], why: string, opts: { now: Date; jobId?: string }): Promise<void> {
+    if (problems.length === 0) return;
+    await this.pool.query(ALERT_SQL.hold, [...problemParams(task, target, problems, opts.now, opts.jobId), why]);
+  }
+
+  /** Open problems a hold kept back. */
+  async held(): Promise<AlertRow[]> {
+    const { rows } = await this.pool.query<RawRow>(ALERT_SQL.held, [SWEEP_LIMIT]);
+    return rows.map(toRow);
+  }
+
+  /** The held problem, marked sent at `now`, if this caller took it. */
+  async claimHeld(key: AlertKey, now: Date): Promise<AlertRow | undefined> {
+    const { rows } = await this.pool.query<RawRow>(ALERT_SQL.claimHeld, [...keyValues(key), now]);
+    return rows[0] ? toRow(rows[0]) : undefined;
+  }
+
+  /** Open, delivered alerts routed to `channel`. */
+  async openOn(channel: string): Promise<AlertRow[]> {
+    const { rows } = await this.pool.query<RawRow>(ALERT_SQL.openOn, [channel, SWEEP_LIMIT]);
     return rows.map(toRow);
   }
 

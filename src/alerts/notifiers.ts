@@ -6,6 +6,10 @@
  * webhook credentials, path or token): see `cleanNotifierError`.
  */
 import type { Config } from '../config/schema';
+import type { ChannelConfig } from '../config/alerting-schema';
+import type { Severity } from '../contract/result';
+import { createAlertmanagerNotifier } from './channels/alertmanager';
+import { createPagerdutyNotifier } from './channels/pagerduty';
 import { webhookSecrets } from '../config/secrets';
 import { createSmtpTransport, type EmailSettings } from '../clients/smtp';
 import { coerceError } from '../errors';
@@ -23,6 +27,29 @@ export function cleanNotifierError(text: string, secrets: readonly string[]): st
   return redactSecretsIn(originsOnlyIn(scrubSecrets(text, secrets)));
 }
 
+/**
+ * One problem as event-based channels (Alertmanager, PagerDuty) see it:
+ * its identity, words and links. Strings are already scrubbed of secrets.
+ */
+export interface AlertEvent {
+  task: string;
+  target: string;
+  code: string;
+  subject: string;
+  severity: Severity;
+  /** One line: Alertmanager's summary, PagerDuty's payload.summary. */
+  summary: string;
+  message: string;
+  suggestion?: string;
+  openedAt: Date;
+  /** Set on a "resolved" event. */
+  resolvedAt?: Date;
+  /** The console's page of the run that raised (or resolved) it, when `web.publicUrl` is set. */
+  runUrl?: string;
+  /** The console's page of the check (task on target), when `web.publicUrl` is set. */
+  checkUrl?: string;
+}
+
 /** What one notification says, channel-neutral. */
 export interface AlertMessage {
   kind: 'alert' | 'resolved';
@@ -32,13 +59,22 @@ export interface AlertMessage {
   text: string;
   /** Structured fields for the webhook's consumers. */
   fields: Record<string, unknown>;
+  /** The problems this message announces (kind alert) or resolves (kind resolved), one event each. */
+  events: AlertEvent[];
 }
 
 /** One alert channel. */
 export interface Notifier {
-  /** `email` or `webhook`: the channel named in notifier_failures and health(). */
+  /** The channel's name (`email`, `webhook`, or its key under notifications.channels): in notifier_failures and health(). */
   readonly channel: string;
   send(message: AlertMessage): Promise<void>;
+  /**
+   * Channels that forget an alert they stop hearing about (Alertmanager)
+   * re-post the open ones: the alerter calls this every `repostSeconds`
+   * with every open, delivered alert routed to this channel.
+   */
+  readonly repostSeconds?: number;
+  repost?(open: readonly AlertEvent[]): Promise<void>;
 }
 
 /** Attempts and waits between them; the defaults keep a dead channel under ~10 s in total. */
@@ -127,13 +163,13 @@ export function webhookRequest(url: string): { url: string; headers: Record<stri
  * endpoint's scheme, host and port, and are scrubbed of `secrets` and of
  * the webhook URL's own.
  */
-export function createWebhookNotifier(opts: { url: string; retry?: RetryPolicy; secrets?: readonly string[] }): Notifier {
+export function createWebhookNotifier(opts: { name?: string; url: string; retry?: RetryPolicy; secrets?: readonly string[] }): Notifier {
   const retry = opts.retry ?? DEFAULT_RETRY;
   const endpoint = describeEndpoint(opts.url);
   const request = webhookRequest(opts.url);
   const secrets = [...(opts.secrets ?? []), ...webhookSecrets(opts.url)];
   return {
-    channel: 'webhook',
+    channel: opts.name ?? 'webhook',
     async send(message) {
       const body = JSON.stringify({ text: message.text, kind: message.kind, title: message.title, ...message.fields });
       await withRetry(retry, async () => {
@@ -163,14 +199,14 @@ export function createWebhookNotifier(opts: { url: string; retry?: RetryPolicy; 
  * of `secrets` and of the SMTP password: a server may quote the password
  * it refused in its 535 reply.
  */
-export function createEmailNotifier(opts: { email: EmailSettings; retry?: RetryPolicy; secrets?: readonly string[] }): Notifier {
+export function createEmailNotifier(opts: { name?: string; email: EmailSettings; retry?: RetryPolicy; secrets?: readonly string[] }): Notifier {
   const retry = opts.retry ?? DEFAULT_RETRY;
   const secrets = [...(opts.secrets ?? []), ...(opts.email.smtp.password ? [opts.email.smtp.password] : [])];
   const { smtp, from } = opts.email;
-  const to = opts.email.onCall ?? opts.email.to;
+  const to = opts.email.to;
   const where = `smtp ${smtp.host}:${smtp.port}`;
   return {
-    channel: 'email',
+    channel: opts.name ?? 'email',
     async send(message) {
       await withRetry(retry, async () => {
         // A transport per attempt: no pooled connection outlives a failed attempt.
@@ -187,15 +223,26 @@ export function createEmailNotifier(opts: { email: EmailSettings; retry?: RetryP
   };
 }
 
-/** The names of the alert channels the config enables (`email`, `webhook`); empty: alerts reach nobody. */
-export function alertChannels(notifications: Config['notifications']): string[] {
-  return [notifications.email ? 'email' : undefined, notifications.webhook ? 'webhook' : undefined].filter((c): c is string => c !== undefined);
+/** The names of the alert channels the config enables; empty: alerts reach nobody. */
+export function alertChannels(config: Pick<Config, 'alerting'>): string[] {
+  return Object.keys(config.alerting.channels);
 }
 
-/** The notifiers the config enables (none, one or both); their errors are scrubbed of `secrets` too. */
-export function createNotifiers(notifications: Config['notifications'], retry?: RetryPolicy, secrets: readonly string[] = []): Notifier[] {
-  const out: Notifier[] = [];
-  if (notifications.email) out.push(createEmailNotifier({ email: notifications.email, retry, secrets }));
-  if (notifications.webhook) out.push(createWebhookNotifier({ url: notifications.webhook.url, retry, secrets }));
-  return out;
+/** The notifier of one configured channel; its errors are scrubbed of `secrets` too. */
+export function createNotifier(name: string, channel: ChannelConfig, retry?: RetryPolicy, secrets: readonly string[] = []): Notifier {
+  switch (channel.kind) {
+    case 'email':
+      return createEmailNotifier({ name, email: { smtp: channel.smtp, from: channel.from, to: channel.to }, retry, secrets });
+    case 'webhook':
+      return createWebhookNotifier({ name, url: channel.url, retry, secrets });
+    case 'alertmanager':
+      return createAlertmanagerNotifier({ name, channel, retry, secrets });
+    case 'pagerduty':
+      return createPagerdutyNotifier({ name, channel, retry, secrets });
+  }
+}
+
+/** Every configured channel's notifier, by name. */
+export function createNotifiers(config: Pick<Config, 'alerting'>, retry?: RetryPolicy, secrets: readonly string[] = []): Notifier[] {
+  return Object.entries(config.alerting.channels).map(([name, channel]) => createNotifier(name, channel, retry, secrets));
 }

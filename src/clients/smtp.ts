@@ -6,7 +6,8 @@ import nodemailer, { type Transporter } from 'nodemailer';
 import type { Config } from '../config/schema';
 
 /** `notifications.email`: the SMTP server, the sender, the report's recipients and who gets alerts. */
-export type EmailSettings = NonNullable<Config['notifications']['email']>;
+/** An email channel's server, sender and recipients. */
+export type EmailSettings = { smtp: NonNullable<Config['notifications']['email']>['smtp']; from: string; to: string[] };
 
 /**
  * A transport to the configured server (logged in when `smtp.user` is

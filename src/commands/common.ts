@@ -36,7 +36,7 @@ export function loggerFor(io: CliIO, config: Pick<Config, 'logLevel'>, mode: Log
 }
 
 /** What check-config prints and `start` warns when no notification channel is configured. */
-export const NO_ALERT_CHANNELS = 'alerts go nowhere: configure notifications (notifications.email or notifications.webhook)';
+export const NO_ALERT_CHANNELS = 'alerts go nowhere: configure notifications (notifications.email, notifications.webhook or notifications.channels)';
 
 /**
  * caretaker's version, from its package.json: two directories up from

@@ -8,6 +8,8 @@ import { TASKS } from '../jobs';
 import { expandSchedulers, resolveSchedules, type ResolvedSchedule } from '../schedules/resolve';
 import { formatInZone, nextFireTimes } from '../schedules/cron';
 import { alertChannels } from '../alerts/notifiers';
+import { routingNotes } from '../alerts/routing';
+import { matcherText } from '../alerts/matchers';
 import { NO_ALERT_CHANNELS, configFor } from './common';
 import { println, type CliIO } from './io';
 
@@ -77,8 +79,16 @@ export function checkConfigCommand(io: CliIO, opts: { config?: string; json?: bo
   println(io.stdout, `targets: ${targets.join('; ') || 'none'}`);
   println(io.stdout, `web: ${config.web.host}:${config.web.port}, auth ${config.web.auth.admin || config.web.auth.viewer ? 'on' : 'off (loopback only)'}`);
   // Valid, but critical findings would reach nobody: worth a line, not a failed check (exit stays 0).
-  const channels = alertChannels(config.notifications);
+  const channels = alertChannels(config);
   println(io.stdout, channels.length > 0 ? `alerts: ${channels.join(', ')}` : NO_ALERT_CHANNELS);
+  if (channels.length > 0) {
+    const routes = config.alerting.defaultRoutes
+      ? ['default: critical → every channel; warning → webhooks and Alertmanager; info → the report']
+      : config.alerting.routes.map((r) => `${matcherText(r.match)} → ${r.channels.join(', ') || 'nobody'}${r.repeatSeconds ? ` (repeat ${r.repeatSeconds} s)` : ''}`);
+    println(io.stdout, `routes: ${routes.join('; ')}`);
+  }
+  const targetNames = ['caretaker', ...Object.values(config.targets).flatMap((list) => list.map((t) => t.name))];
+  for (const note of routingNotes(config, [...TASKS.keys()], targetNames)) println(io.stdout, `note: ${note}`);
   println(io.stdout, 'schedules:');
   printSchedules(io, listSchedules(config));
   return 0;

@@ -19,7 +19,7 @@ import { configSecrets } from '../config/secrets';
 import { withTimeout } from '../util/timeout';
 import { migrate } from '../results/migrate';
 import { acquireTargetLock, lockKey, runLockTtlMs, type TargetLock } from '../worker/target-lock';
-import { runTask, skippedResult } from '../worker/run-task';
+import { pausedByWindow, runTask, skippedResult } from '../worker/run-task';
 import { UsageError, coerceError } from '../errors';
 import { redactSecretsIn, type Logger } from '../logger';
 import { configFor, loggerFor, taskNamed } from './common';
@@ -50,9 +50,12 @@ export async function runCommand(io: CliIO, taskName: string, opts: RunOptions):
   const state = createPool(config.state.url, stateLimits(config.state), log, 2);
   const redis = createRedis(config.redis.url, log, { maxRetriesPerRequest: 1, connectTimeout: 3_000, retryStrategy: () => null, lazyConnect: true });
   try {
-    const lock = await tryLock(redis, config, task.name, target.name, task.timeoutMs, log);
+    const paused = pausedByWindow(config, task, target.name, dryRun);
+    const lock = paused ? undefined : await tryLock(redis, config, task.name, target.name, task.timeoutMs, log);
     let result: TaskResult;
-    if (lock && 'heldBy' in lock) {
+    if (paused) {
+      result = paused;
+    } else if (lock && 'heldBy' in lock) {
       result = skippedResult(task.name, target.name, dryRun, lock.heldBy);
     } else {
       try {

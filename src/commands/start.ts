@@ -10,7 +10,7 @@ export async function startCommand(io: CliIO, opts: { config?: string; role: 'al
   const log = loggerFor(io, config);
   const roles: readonly Role[] = opts.role === 'all' ? ROLES : [opts.role];
   // The worker (failed runs) and the scheduler (missed runs) raise alerts; without a channel they reach nobody, silently.
-  if ((roles.includes('worker') || roles.includes('scheduler')) && alertChannels(config.notifications).length === 0) log.warn(NO_ALERT_CHANNELS);
+  if ((roles.includes('worker') || roles.includes('scheduler')) && alertChannels(config).length === 0) log.warn(NO_ALERT_CHANNELS);
   const caretaker = await startCaretaker({ config, roles, log });
   log.info({ roles, config: config.source, console: caretaker.webUrl ? `${caretaker.webUrl}/` : undefined }, 'caretaker started');
   const signal = await (io.waitForStop ?? (() => new Promise<string>(() => undefined)))();

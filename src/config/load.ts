@@ -15,6 +15,7 @@ import { resolveParams } from './params';
 import { RUNBOOK_TASKS } from '../schedules/catalog';
 import { expandSchedulers, resolveSchedules } from '../schedules/resolve';
 import { targetsOf } from './targets';
+import { resolveAlerting, type ResolvedAlerting } from './alerting';
 
 export type Env = Record<string, string | undefined>;
 
@@ -64,11 +65,12 @@ export function validateConfig(raw: unknown, source: string, registry: TaskRegis
   if (!parsed.success) throw new ConfigError(source, formatIssues(parsed.error));
   const config = parsed.data;
   const schedules = resolveSchedules(config, registry);
-  const problems = [...checkReferences(config, registry), ...schedules.problems];
+  const routing = resolveAlerting(config.notifications);
+  const problems = [...checkReferences(config, registry), ...schedules.problems, ...routing.problems];
   const stateUrl = config.state.url ?? config.targets.postgres[0]?.url;
   if (!stateUrl) problems.push('state.url: required when no postgres target is configured');
   if (problems.length > 0) throw new ConfigError(source, problems);
-  const resolved: Config = { ...config, targets: { ...config.targets, backups: resolveBackups(config), queues: resolveQueues(config) }, state: { ...config.state, url: stateUrl! }, source, schedulers: [] };
+  const resolved: Config = { ...config, targets: { ...config.targets, backups: resolveBackups(config, routing.alerting), queues: resolveQueues(config) }, state: { ...config.state, url: stateUrl! }, source, schedulers: [], alerting: routing.alerting };
   resolved.schedulers = expandSchedulers(schedules.schedules, resolved, registry);
   return resolved;
 }
@@ -78,12 +80,18 @@ function resolveQueues(config: ParsedConfig): QueuesTarget[] {
   return config.targets.queues.map((q) => ({ ...q, redisTarget: config.targets.redis.find((r) => r.name === q.redis)! }));
 }
 
-/** Backups targets carry the targets they name, so a task needs nothing but its target. */
-function resolveBackups(config: ParsedConfig): BackupsTarget[] {
+/**
+ * Backups targets carry the targets they name, and the Alertmanagers of
+ * the alerting channels (dr-drill silences its pod kill there), so a task
+ * needs nothing but its target.
+ */
+function resolveBackups(config: ParsedConfig, alerting: ResolvedAlerting): BackupsTarget[] {
+  const alertmanagers = [...new Set(Object.values(alerting.channels).flatMap((c) => (c.kind === 'alertmanager' ? [c.url] : [])))];
   return config.targets.backups.map((b) => ({
     ...b,
     source: config.targets.postgres.find((p) => p.name === b.database)!,
     drillKubernetes: b.drill ? config.targets.kubernetes.find((k) => k.name === b.drill!.kubernetes) : undefined,
+    alertmanagers,
   }));
 }
 

@@ -6,6 +6,8 @@
 import { z } from 'zod';
 import { isValidTimezone } from '../schedules/cron';
 import type { SchedulerEntry } from '../schedules/resolve';
+import type { ResolvedAlerting } from './alerting';
+import { channelName, channelSchema, maintenanceSchema, routeSchema, smtpSchema, waiverSchema } from './alerting-schema';
 
 /** Names end up in scheduler ids, Redis keys and metric labels: keep them plain. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
@@ -130,6 +132,35 @@ const s3Store = z.strictObject({
 });
 export const backupStoreSchema = z.discriminatedUnion('kind', [directoryStore, s3Store]);
 
+/** The placeholders a drill silence's matcher values may hold, replaced by the drill's own values. */
+export const DRILL_SILENCE_PLACEHOLDERS = ['namespace', 'deployment'] as const;
+
+/** A label name as Alertmanager accepts it. */
+const labelName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a label name (letters, digits and "_", not starting with a digit)');
+
+const matcherValue = z
+  .string()
+  .min(1)
+  .superRefine((value, ctx) => {
+    for (const [, key] of value.matchAll(/\{([^}]*)\}/g)) {
+      if (!(DRILL_SILENCE_PLACEHOLDERS as readonly string[]).includes(key!)) {
+        ctx.addIssue({ code: 'custom', message: `unknown placeholder {${key}} (known: ${DRILL_SILENCE_PLACEHOLDERS.map((k) => `{${k}}`).join(', ')})` });
+      }
+    }
+  });
+
+const DRILL_SILENCE_DEFAULT = { matchers: { namespace: '{namespace}', deployment: '{deployment}' }, marginSeconds: 300 };
+
+const drillSilence = z.strictObject({
+  /** Label name → exact value; `{namespace}` and `{deployment}` become the drill's. */
+  matchers: z
+    .record(labelName, matcherValue)
+    .refine((m) => Object.keys(m).length > 0, { error: 'needs at least one matcher (or set silence: false)' })
+    .default(DRILL_SILENCE_DEFAULT.matchers),
+  /** The silence lasts the recovery timeout plus this, in case caretaker dies before it can expire it. */
+  marginSeconds: z.number().int().min(0).max(86_400).default(DRILL_SILENCE_DEFAULT.marginSeconds),
+});
+
 const backupsTarget = z.strictObject({
   name,
   /** The postgres target these dumps are of. */
@@ -154,6 +185,12 @@ const backupsTarget = z.strictObject({
       namespace: k8sName,
       deployment: k8sName,
       healthUrl: httpUrl.optional(),
+      /**
+       * The Alertmanager silence held while the pod is down (on every
+       * alertmanager channel), so the drill's own outage pages nobody
+       * through Alertmanager; `false`: none.
+       */
+      silence: z.union([z.literal(false), drillSilence]).default(DRILL_SILENCE_DEFAULT),
     })
     .optional(),
   tasks: taskParams,
@@ -174,18 +211,16 @@ export const scheduleSchema = z.strictObject({
 
 const emailAddress = z.string().regex(/^[^@\s]+@[^@\s]+$/, 'must be an email address');
 
-/** Where alerts and the weekly report go. Both channels optional. */
+/**
+ * Where alerts and the weekly report go. `email` and `webhook` are the
+ * first two channels (named `email` and `webhook`); `channels` adds named
+ * ones of any kind, and `routes` says which problems reach which (see
+ * src/alerts/routing.ts for the default).
+ */
 const notificationsSchema = z.strictObject({
   email: z
     .strictObject({
-      smtp: z.strictObject({
-        host: z.string().min(1),
-        port: z.number().int().min(1).max(65_535).default(587),
-        /** true for port 465 (implicit TLS); otherwise STARTTLS when the server offers it. */
-        secure: z.boolean().default(false),
-        user: z.string().min(1).optional(),
-        password: z.string().min(1).optional(),
-      }),
+      smtp: smtpSchema,
       from: emailAddress,
       /** The weekly report's recipients. */
       to: z.array(emailAddress).min(1),
@@ -195,7 +230,11 @@ const notificationsSchema = z.strictObject({
     .optional(),
   /** A Slack-compatible webhook (JSON with a `text` field). */
   webhook: z.strictObject({ url: httpUrl }).optional(),
-  /** An alert that stays open is sent again after this long. */
+  /** Named alert channels: email, webhook, alertmanager, pagerduty. */
+  channels: z.record(channelName, channelSchema).default({}),
+  /** First match wins; absent: the runbook's default (critical to every channel, warning to chat and Alertmanager). */
+  routes: z.array(routeSchema).optional(),
+  /** A critical alert that stays open is sent again after this long. */
   repeatAlertSeconds: z.number().int().min(60).max(30 * 86_400).default(24 * 3600),
 });
 
@@ -260,7 +299,11 @@ export const configSchema = z.strictObject({
   /** Per-task params and thresholds, checked against each task's own schema. */
   tasks: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
   schedules: z.record(name, scheduleSchema).default({}),
-  notifications: notificationsSchema.default({ repeatAlertSeconds: 24 * 3600 }),
+  notifications: notificationsSchema.default({ channels: {}, repeatAlertSeconds: 24 * 3600 }),
+  /** Recurring windows during which matching problems do not alert (and, with pauseChanges, changing tasks skip). */
+  maintenance: z.array(maintenanceSchema).default([]),
+  /** Accepted findings: they leave alerts and the report's open list until they lapse or get worse. */
+  waivers: z.array(waiverSchema).default([]),
   /** The weekly report: its title (the service's name) and timezone. */
   report: z
     .strictObject({
@@ -290,6 +333,8 @@ export type BackupsTarget = z.output<typeof backupsTarget> & {
   source: PostgresTarget;
   /** The kubernetes target named by `drill.kubernetes`. */
   drillKubernetes?: KubernetesTarget;
+  /** The URLs of the alertmanager channels, where dr-drill silences its pod kill; absent or empty: none. */
+  alertmanagers?: string[];
 };
 
 /** caretaker's own state database and history: tasks like history-prune run here. */
@@ -329,4 +374,6 @@ export interface Config extends Omit<ParsedConfig, 'targets'> {
   source: string;
   /** Every job scheduler the config declares (enabled schedules × tasks × targets), resolved once at load. */
   schedulers: SchedulerEntry[];
+  /** Alert channels by name and the routes to them, resolved once at load. */
+  alerting: ResolvedAlerting;
 }

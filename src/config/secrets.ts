@@ -16,7 +16,7 @@ import type { Config } from './schema';
  * merely mentions one holds names: `passwordExemptRoles` lists roles,
  * `ignoreSecrets` Kubernetes Secret names, `accessKeyId` an identifier.
  */
-const SECRET_KEY = /(pass|passwd|password|token|secret|secret_?access_?key|secret_?key|api_?key|credentials?|auth|authorization|private_?key)$/i;
+const SECRET_KEY = /(pass|passwd|password|token|secret|secret_?access_?key|secret_?key|api_?key|credentials?|auth|authorization|private_?key|routing_?key)$/i;
 
 /** A segment of a webhook's path that is its token: long, or with a digit (Slack's T0…/B0…/XXXX, Teams' GUIDs). */
 const TOKEN_SEGMENT = (segment: string) => segment.length >= 16 || (segment.length >= 6 && /\d/.test(segment));

@@ -5,8 +5,10 @@
  * time), each against its objective. Optionally (`drill:` on the backups
  * target) it deletes one pod of a deployment in a namespace the kubernetes
  * target explicitly allows and measures how long the service takes to be
- * whole again. It ends with `dr_drill_record`, the record of what it did
- * and measured, which the weekly report shows.
+ * whole again; while the pod is down, a silence on every alertmanager
+ * channel (`drill.silence`) keeps the drill from paging anyone. It ends
+ * with `dr_drill_record`, the record of what it did and measured, which
+ * the weekly report shows.
  */
 import { z } from 'zod';
 import { defineTask, type TaskContext } from '../contract/task';
@@ -15,6 +17,8 @@ import { RESTORE_TASK_TIMEOUT_MS, restoreParamFields, runRestore, type RestoreRu
 import { listDumps, type StoredObject } from '../backups/store';
 import { backupTime, readManifest, type BackupManifest } from '../backups/manifest';
 import { measurePodRecovery, type PodRecoveryResult } from '../kubernetes/pod-recovery';
+import { createAlertmanagerClient, type AlertmanagerClient, type SilenceMatcher } from '../clients/alertmanager';
+import type { BackupsTarget } from '../config/schema';
 import { formatDuration } from '../util/format';
 
 /** The longest the pod-kill part may wait for the deployment and health URL. */
@@ -89,14 +93,25 @@ export const drDrill = defineTask({
     const drill = ctx.target.drill;
     if (drill) {
       const subject = `${drill.namespace}/${drill.deployment}`;
+      const matchers = silenceMatchers(ctx.target);
       if (ctx.dryRun) {
         actions.push({ kind: 'delete_pod', subject, applied: false, details: { kubernetes: drill.kubernetes } });
+        if (matchers) actions.push({ kind: 'silence_created', subject, applied: false, details: { alertmanagers: (ctx.target.alertmanagers ?? []).map(originOf), matchers } });
         parts.push(`would delete one pod of ${subject}`);
       } else {
         const started = Date.now();
-        podRecovery = await runPodRecovery(ctx, p);
+        const silences = matchers ? new DrillSilences(ctx, matchers, p.recoveryTimeoutMs) : undefined;
+        try {
+          podRecovery = await runPodRecovery(ctx, p, silences && ((pod) => silences.create(pod)));
+        } finally {
+          // Whatever became of the drill, the deployment's alerts must be heard again.
+          await silences?.expire();
+        }
         steps.push({ step: 'pod_recovery', seconds: (Date.now() - started) / 1000 });
+        actions.push(...(silences?.created ?? []));
         actions.push({ kind: 'delete_pod', subject: podRecovery.podDeleted ?? subject, applied: podRecovery.podDeleted !== undefined, durationMs: Date.now() - started });
+        actions.push(...(silences?.expired ?? []));
+        findings.push(...(silences?.findings ?? []));
         findings.push(
           ...recoveryFindings({ subject, result: podRecovery, objectiveSeconds: p.recoveryObjectiveSeconds }),
         );
@@ -205,7 +220,7 @@ export function recoveryFindings(req: {
   return [];
 }
 
-async function runPodRecovery(ctx: TaskContext<'backups'>, p: DrillParams): Promise<PodRecoveryResult> {
+async function runPodRecovery(ctx: TaskContext<'backups'>, p: DrillParams, beforeDelete?: (pod: string) => Promise<void>): Promise<PodRecoveryResult> {
   const drill = ctx.target.drill!;
   const kubernetes = ctx.target.drillKubernetes;
   if (!kubernetes) return { healthy: false, steps: [], error: `no kubernetes target named ${drill.kubernetes}` };
@@ -218,8 +233,122 @@ async function runPodRecovery(ctx: TaskContext<'backups'>, p: DrillParams): Prom
       timeoutMs: p.recoveryTimeoutMs,
       signal: ctx.signal,
       log: ctx.log,
+      beforeDelete,
     });
   } catch (err) {
     return { healthy: false, steps: [], error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/** A bound on each silence request: the pod waits for every Alertmanager's answer, or this. */
+const SILENCE_REQUEST_TIMEOUT_MS = 5_000;
+
+/** The drill's silence matchers (`drill.silence`, placeholders filled), or undefined when it silences nothing. */
+function silenceMatchers(target: BackupsTarget): SilenceMatcher[] | undefined {
+  const drill = target.drill;
+  if (!drill || drill.silence === false || !target.alertmanagers?.length) return undefined;
+  const fill = (value: string) => value.replaceAll('{namespace}', drill.namespace).replaceAll('{deployment}', drill.deployment);
+  return Object.entries(drill.silence.matchers).map(([name, value]) => ({ name, value: fill(value), isRegex: false, isEqual: true }));
+}
+
+/**
+ * The Alertmanager silences a pod kill holds, one per alertmanager channel:
+ * created just before the delete, for the recovery timeout plus
+ * `drill.silence.marginSeconds` (so they lapse by themselves should
+ * caretaker die mid-drill), expired when the drill ends. An Alertmanager
+ * that refuses or cannot be reached costs the drill nothing but an info
+ * finding: the drill still runs, unsilenced there.
+ */
+class DrillSilences {
+  /** The `silence_created` actions (before the result's delete_pod) and the `silence_expired` ones (after it). */
+  readonly created: Action[] = [];
+  readonly expired: Action[] = [];
+  readonly findings: Finding[] = [];
+  private readonly held: { client: AlertmanagerClient; id: string; endsAt: Date }[] = [];
+
+  constructor(
+    private readonly ctx: TaskContext<'backups'>,
+    private readonly matchers: SilenceMatcher[],
+    private readonly recoveryTimeoutMs: number,
+  ) {}
+
+  private get subject(): string {
+    return `${this.ctx.target.drill!.namespace}/${this.ctx.target.drill!.deployment}`;
+  }
+
+  /** Never throws: a failure is a finding. */
+  async create(pod: string): Promise<void> {
+    const { ctx } = this;
+    const drill = ctx.target.drill!;
+    const margin = drill.silence === false ? 0 : drill.silence.marginSeconds;
+    const startsAt = new Date();
+    const endsAt = new Date(startsAt.getTime() + this.recoveryTimeoutMs + margin * 1000);
+    const comment = `caretaker dr-drill on ${ctx.target.name}: pod ${pod} of ${this.subject} is deleted on purpose; caretaker expires this silence when the drill ends`;
+    await Promise.all(
+      (ctx.target.alertmanagers ?? []).map(async (url) => {
+        const client = createAlertmanagerClient({ url, timeoutMs: SILENCE_REQUEST_TIMEOUT_MS, signal: ctx.signal });
+        const started = Date.now();
+        try {
+          const id = await client.createSilence({ matchers: this.matchers, startsAt, endsAt, createdBy: 'caretaker dr-drill', comment });
+          // Held by a client without the run's signal: an aborted run must still expire it.
+          this.held.push({ client: createAlertmanagerClient({ url, timeoutMs: SILENCE_REQUEST_TIMEOUT_MS }), id, endsAt });
+          const action: Action = {
+            kind: 'silence_created',
+            subject: id,
+            applied: true,
+            durationMs: Date.now() - started,
+            details: { alertmanager: client.endpoint, matchers: this.matchers, startsAt: startsAt.toISOString(), endsAt: endsAt.toISOString() },
+          };
+          ctx.applied(action);
+          this.created.push(action);
+          ctx.log.info({ alertmanager: client.endpoint, silence: id, endsAt: endsAt.toISOString() }, 'dr-drill: silenced the deployment\'s alerts');
+        } catch (err) {
+          const reason = err instanceof Error ? err.message : String(err);
+          ctx.log.warn({ alertmanager: client.endpoint, error: reason }, 'dr-drill: could not create the silence; the drill runs anyway');
+          this.findings.push({
+            severity: 'info',
+            code: 'drill_silence_failed',
+            subject: client.endpoint,
+            message: `could not silence the alerts of ${this.subject} (${reason}): the drill ran anyway, unsilenced on this Alertmanager`,
+            suggestion: 'Check that this Alertmanager is up and that caretaker may create silences there (its URL in the alertmanager channel), or set drill.silence: false',
+            details: { alertmanager: client.endpoint, matchers: this.matchers },
+          });
+        }
+      }),
+    );
+  }
+
+  /** Never throws: a silence that cannot be expired lapses at its end, and says so. */
+  async expire(): Promise<void> {
+    await Promise.all(
+      this.held.map(async ({ client, id, endsAt }) => {
+        const started = Date.now();
+        try {
+          await client.expireSilence(id);
+          this.expired.push({ kind: 'silence_expired', subject: id, applied: true, durationMs: Date.now() - started, details: { alertmanager: client.endpoint } });
+        } catch (err) {
+          const reason = err instanceof Error ? err.message : String(err);
+          this.ctx.log.warn({ alertmanager: client.endpoint, silence: id, error: reason }, 'dr-drill: could not expire the silence');
+          this.findings.push({
+            severity: 'info',
+            code: 'drill_silence_failed',
+            subject: client.endpoint,
+            message: `silence ${id} for ${this.subject} could not be expired (${reason}): it lapses by itself at ${endsAt.toISOString()}`,
+            suggestion: 'Expire it by hand in the Alertmanager (amtool silence expire) if the deployment\'s alerts must be heard before then',
+            details: { alertmanager: client.endpoint, silence: id, endsAt: endsAt.toISOString() },
+          });
+        }
+      }),
+    );
+  }
+}
+
+/** `scheme://host:port`: how the result names an Alertmanager (its URL may hold credentials). */
+function originOf(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return '[unparsable url]';
   }
 }

@@ -24,6 +24,12 @@ export interface PodRecoveryRequest {
   timeoutMs: number;
   signal: AbortSignal;
   log: Logger;
+  /**
+   * Runs once the pod to delete is chosen, just before the delete (dr-drill
+   * silences the deployment's alerts there). A throw ends the drill with
+   * `error`, nothing deleted.
+   */
+  beforeDelete?: (pod: string) => Promise<void>;
 }
 
 export interface PodRecoveryResult {
@@ -109,6 +115,13 @@ export async function measurePodRecovery(req: PodRecoveryRequest): Promise<PodRe
     if (!victim) throw new DrillStop(`no Ready pod of deployment ${subject} found with selector ${selector}`, 'refused');
 
     // 3. Delete it, with its normal grace period: the drill also tests a clean shutdown.
+    if (req.beforeDelete) {
+      try {
+        await req.beforeDelete(victim);
+      } catch (err) {
+        throw new DrillStop(`before deleting pod ${victim}: ${(err as Error).message ?? String(err)}`, 'error');
+      }
+    }
     if (req.signal.aborted) throw new DrillStop('aborted before deleting a pod', 'error');
     const t0 = performance.now();
     await api.call(`delete pod ${victim}`, (o) => clients.core.deleteNamespacedPod({ name: victim, namespace }, o)).catch((err: unknown) => {

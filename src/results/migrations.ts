@@ -114,4 +114,55 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX runs_job_id_idx ON caretaker.runs (job_id);
     `,
   },
+  {
+    version: 4,
+    name: 'alert routes, silences, waivers',
+    sql: `
+      -- Each alert remembers the channels its route chose (its "resolved"
+      -- message and its re-posts go there) and, while a silence or a
+      -- maintenance window holds it back, why: it is sent when the hold ends.
+      ALTER TABLE caretaker.alerts
+        ADD COLUMN channels        text[] NOT NULL DEFAULT '{}',
+        ADD COLUMN repeat_seconds  integer,
+        ADD COLUMN suggestion      text,
+        ADD COLUMN held_by         text;
+      CREATE INDEX alerts_held_idx ON caretaker.alerts (opened_at) WHERE held_by IS NOT NULL AND resolved_at IS NULL;
+
+      -- A silence: matching problems do not notify from starts_at to ends_at.
+      -- NULL matchers match anything; values may be globs (* and ?).
+      CREATE TABLE caretaker.silences (
+        id          bigserial PRIMARY KEY,
+        task        text,
+        target      text,
+        code        text,
+        subject     text,
+        starts_at   timestamptz NOT NULL,
+        ends_at     timestamptz NOT NULL,
+        reason      text NOT NULL,
+        created_by  text NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        expired_by  text,
+        CHECK (ends_at > starts_at)
+      );
+      CREATE INDEX silences_ends_at_idx ON caretaker.silences (ends_at);
+
+      -- An accepted finding: it leaves alerts and the report's open list until
+      -- it expires, is removed, or its severity rises above the one accepted.
+      CREATE TABLE caretaker.waivers (
+        id          bigserial PRIMARY KEY,
+        task        text NOT NULL,
+        target      text NOT NULL,
+        code        text NOT NULL,
+        subject     text NOT NULL,
+        severity    text NOT NULL,
+        reason      text NOT NULL,
+        created_by  text NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        expires_at  timestamptz,
+        removed_at  timestamptz,
+        removed_by  text
+      );
+      CREATE INDEX waivers_live_idx ON caretaker.waivers (task, target) WHERE removed_at IS NULL;
+    `,
+  },
 ];

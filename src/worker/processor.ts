@@ -17,7 +17,7 @@ import { findTarget } from '../config/targets';
 import { resolveParams } from '../config/params';
 import { formatIssues } from '../config/format-issues';
 import { acquireTargetLock, lockKey, runLockTtlMs } from './target-lock';
-import { rejectedResult, runTask, skippedResult } from './run-task';
+import { pausedByWindow, rejectedResult, runTask, skippedResult } from './run-task';
 import { coerceError } from '../errors';
 import type { Liveness } from '../liveness/liveness';
 import { configSecrets } from '../config/secrets';
@@ -141,6 +141,11 @@ function processJob(deps: ProcessorDeps) {
     if (!params.ok) return reject(task.name, target.name, `invalid params: ${params.problems.join('; ')}`);
 
     const runLog = log.child({ target: target.name });
+    const paused = pausedByWindow(deps.config, task, target.name, data.dryRun ?? false);
+    if (paused) {
+      runLog.info({ reason: paused.summary }, 'run skipped: maintenance window');
+      return store(paused);
+    }
     const held = await acquireTargetLock(deps.redis, lockKey(deps.config.redis.prefix, task.name, target.name), `job ${job.id}`, runLockTtlMs(task.timeoutMs));
     if ('heldBy' in held) {
       runLog.info({ heldBy: held.heldBy }, 'target busy: run skipped');

@@ -6,7 +6,9 @@
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import type { Task, TaskContext } from '../contract/task';
-import type { AnyTarget } from '../config/schema';
+import type { AnyTarget, Config } from '../config/schema';
+import { pausingWindow } from '../alerts/suppress/maintenance';
+import { windowText } from '../alerts/suppress/suppressions';
 import { statusOf, type Action, type TaskResult } from '../contract/result';
 import { TargetClients } from '../clients/target-clients';
 import { coerceError } from '../errors';
@@ -109,8 +111,22 @@ export async function runTask(req: RunRequest): Promise<TaskResult> {
 
 /** The result of a run that did not execute because another run (`heldBy`) holds the target. */
 export function skippedResult(taskName: string, targetName: string, dryRun: boolean, heldBy: string): TaskResult {
+  return skipped(taskName, targetName, dryRun, `another run of ${taskName} on ${targetName} is in progress (${heldBy})`);
+}
+
+/**
+ * A task that changes its target, not run because a maintenance window
+ * with `pauseChanges` is open on that target (a dry run changes nothing
+ * and still runs).
+ */
+export function pausedByWindow(config: Pick<Config, 'maintenance' | 'timezone'>, task: Task, targetName: string, dryRun: boolean, now = new Date()): TaskResult | undefined {
+  if (!task.changesTarget || dryRun) return undefined;
+  const window = pausingWindow(config.maintenance, config.timezone, task.name, targetName, now);
+  return window ? skipped(task.name, targetName, dryRun, `changes are paused during ${windowText(window)}`) : undefined;
+}
+
+function skipped(taskName: string, targetName: string, dryRun: boolean, reason: string): TaskResult {
   const now = new Date().toISOString();
-  const reason = `another run of ${taskName} on ${targetName} is in progress (${heldBy})`;
   return {
     task: taskName,
     target: targetName,

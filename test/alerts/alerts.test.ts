@@ -59,9 +59,15 @@ beforeEach(async () => {
   clock = new Date('2026-03-02T10:00:00.000Z');
 });
 
+/**
+ * These tests are about the mechanics (once per problem, repeat, resolve,
+ * failures, concurrency): critical problems only, to every channel, as
+ * before routes existed. Routing itself is test/alerts/routing.test.ts.
+ */
 function notifications(channels: { email?: boolean; webhook?: boolean; smtpPort?: number } = { email: true, webhook: true }): RawConfigInput['notifications'] {
   return {
     repeatAlertSeconds: REPEAT_SECONDS,
+    routes: [{ match: { severity: 'critical' }, channels: [...(channels.email ? ['email'] : []), ...(channels.webhook ? ['webhook'] : [])] }],
     ...(channels.email
       ? {
           email: {

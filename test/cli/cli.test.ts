@@ -46,7 +46,7 @@ const env = () => ({ MAIN_DB: db.url });
 /** Nothing listens on port 1 (binding it needs root): a Redis that refuses at once. */
 const CLOSED_REDIS_URL = 'redis://127.0.0.1:1';
 const LOCK_WARNING = 'caretaker: warning: redis unreachable: running without the per-target lock (err=connect ECONNREFUSED 127.0.0.1:1)';
-const NO_ALERTS = 'alerts go nowhere: configure notifications (notifications.email or notifications.webhook)';
+const NO_ALERTS = 'alerts go nowhere: configure notifications (notifications.email, notifications.webhook or notifications.channels)';
 
 /** A config file in the test's directory; `${MAIN_DB}` is the test database. */
 function writeConfig(name: string, lines: string[]): string {
@@ -195,6 +195,22 @@ describe('caretaker check-config, schedules, tasks', () => {
     const both = await runCli(['check-config', '--config', notified], env());
     expect(both.code).toBe(0);
     expect(both.stdout.split('\n')).toContain('alerts: email, webhook');
+    expect(both.stdout.split('\n')).toContain('routes: default: critical → every channel; warning → webhooks and Alertmanager; info → the report');
+
+    const routed = writeConfig('routed.yaml', [
+      'targets: { postgres: [{ name: main, url: "${MAIN_DB}" }] }',
+      'notifications:',
+      '  channels: { team: { kind: webhook, url: "http://127.0.0.1:1/team" }, spare: { kind: webhook, url: "http://127.0.0.1:1/spare" } }',
+      '  routes: [{ match: { severity: critical }, channels: [team] }, { match: { severity: critical, task: connections }, channels: [team] }]',
+    ]);
+    const notes = await runCli(['check-config', '--config', routed], env());
+    expect(notes.code).toBe(0);
+    expect(notes.stdout.split('\n')).toEqual(expect.arrayContaining([
+      'alerts: team, spare',
+      'routes: severity=critical → team; severity=critical task=connections → team',
+      'note: notifications.routes[1] (severity=critical task=connections) can never match: notifications.routes[0] (severity=critical) takes every problem it would',
+      'note: channel spare is in no route: it is never sent anything',
+    ]));
     expect(both.stdout).not.toContain('alerts go nowhere');
 
     const webhookOnly = writeConfig('webhook.yaml', ['targets: { postgres: [{ name: main, url: "${MAIN_DB}" }] }', 'notifications: { webhook: { url: "http://127.0.0.1:1/hook" } }']);

@@ -60,7 +60,7 @@ describe('caretaker start (real process)', () => {
       const messages = logLines(proc.stderr()).map((l) => l.msg);
       expect(messages).toEqual(expect.arrayContaining(['job schedulers in place', 'worker started', 'stopping: no new jobs, waiting for running ones', 'caretaker stopped']));
       // This config has no notification channel: one warning at start says alerts reach nobody.
-      expect(logLines(proc.stderr()).filter((l) => l.msg === 'alerts go nowhere: configure notifications (notifications.email or notifications.webhook)')).toEqual([
+      expect(logLines(proc.stderr()).filter((l) => l.msg === 'alerts go nowhere: configure notifications (notifications.email, notifications.webhook or notifications.channels)')).toEqual([
         expect.objectContaining({ level: 40 }),
       ]);
       // Nothing in the logs carries the database URL.

@@ -28,8 +28,8 @@ export interface FrameContext {
 }
 
 /** The frame of a request's page: the config's title, zone and alert channels, the caller's role, now. */
-export function frameFor(config: Pick<Config, 'report' | 'timezone' | 'notifications'>): (res: Response, now?: Date) => FrameContext {
-  const channels = alertChannels(config.notifications);
+export function frameFor(config: Pick<Config, 'report' | 'timezone' | 'alerting'>): (res: Response, now?: Date) => FrameContext {
+  const channels = alertChannels(config);
   return (res, now = new Date()) => ({ title: config.report.title, timezone: config.timezone, now, role: roleOf(res), alertChannels: channels });
 }
 
