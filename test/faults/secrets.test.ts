@@ -63,6 +63,8 @@ const SECRETS = {
   webhookPassword: `S3cr3t-hookpw-${core()}`,
   webhookPathKey: `S3cr3t-hookpath-${core()}`,
   webhookQueryKey: `S3cr3t-hookkey-${core()}`,
+  /** A PagerDuty channel's routing key: its own receiver sees it (it is the credential); no other sink may. */
+  pagerdutyRoutingKey: `S3cr3t-pdkey-${core()}`,
   k8sToken: `S3cr3t-k8s-${core()}`,
   k8sWrongToken: `S3cr3t-k8s-wrong-${core()}`,
   httpToken: `S3cr3t-http-${core()}`,
@@ -161,6 +163,9 @@ let s3: S3TestServer;
 let kube: KubeApi;
 let smtp: SmtpSink;
 let webhook: TestServer;
+let pagerduty: TestServer;
+/** Routing keys the PagerDuty receiver was sent (its bodies carry the key by design, so they are not a sink). */
+const pagerdutyKeys: string[] = [];
 let httpService: TestServer;
 let prometheus: TestServer;
 let caretaker: CaretakerProcess | undefined;
@@ -309,6 +314,16 @@ beforeAll(async () => {
     });
   });
 
+  // PagerDuty: refuses with a 400 that quotes the event (routing key and all) until the notifiers are "up".
+  pagerduty = await startServer((req, res) => {
+    void readBody(req).then((body) => {
+      const event = JSON.parse(body) as { routing_key?: string };
+      if (event.routing_key) pagerdutyKeys.push(event.routing_key);
+      if (notifiersUp) return void res.writeHead(202, { 'content-type': 'application/json' }).end('{"status":"success","message":"Event processed"}');
+      res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'invalid event', message: `bad event ${body}`, errors: [`routing_key ${event.routing_key} refused`] }));
+    });
+  });
+
   // The http service: /health is up; /health/detailed wants the token and echoes what it was sent.
   httpService = await startServer((req, res) => {
     httpRequests.push({ url: req.url ?? '', authorization: req.headers.authorization });
@@ -365,6 +380,7 @@ beforeAll(async () => {
     REDIS_URL: redisUrl(SECRETS.redisPassword),
     SMTP_PASSWORD: SECRETS.smtpPassword,
     ALERT_WEBHOOK_URL: webhookUrl,
+    PAGERDUTY_ROUTING_KEY: SECRETS.pagerdutyRoutingKey,
     CARETAKER_ADMIN: `admin:${SECRETS.adminPassword}`,
     CARETAKER_VIEWER: `viewer:${SECRETS.viewerPassword}`,
     HTTP_TOKEN: SECRETS.httpToken,
@@ -431,6 +447,7 @@ beforeAll(async () => {
     notifications: {
       email: { smtp: { host: '127.0.0.1', port: smtp.port, user: 'caretaker', password: '${SMTP_PASSWORD}' }, from: 'caretaker@example.com', to: ['ops@example.com'] },
       webhook: { url: '${ALERT_WEBHOOK_URL}' },
+      channels: { pd: { kind: 'pagerduty', routingKey: '${PAGERDUTY_ROUTING_KEY}', url: `http://127.0.0.1:${pagerduty.port}/v2/enqueue` } },
     },
     report: { title: 'SECRETS' },
   };
@@ -455,7 +472,7 @@ beforeAll(async () => {
     await eventually(
       async () => {
         const { rows } = await stateDb.pool.query<{ channel: string }>('SELECT DISTINCT channel FROM caretaker.notifier_failures');
-        return rows.length === 2 ? true : undefined;
+        return rows.length === 3 ? true : undefined;
       },
       30_000,
       'a failure of each notifier to be recorded',
@@ -534,7 +551,7 @@ afterAll(async () => {
   inspect?.disconnect();
   await redisServer?.stop();
   await smtp?.close();
-  await Promise.all([webhook?.close(), httpService?.close(), prometheus?.close()]);
+  await Promise.all([webhook?.close(), pagerduty?.close(), httpService?.close(), prometheus?.close()]);
   await kube?.close();
   if (s3) {
     s3rverAccount.DUMMY_ACCOUNT.revokeAccessKey(s3AccessKeyId);
@@ -643,7 +660,9 @@ describe('secrets planted in the config', () => {
 
     // Alerts: failed on both channels first (recorded), then delivered on both.
     const { rows: failures } = await stateDb.pool.query<{ channel: string }>('SELECT channel FROM caretaker.notifier_failures');
-    expect(new Set(failures.map((f) => f.channel))).toEqual(new Set(['email', 'webhook']));
+    expect(new Set(failures.map((f) => f.channel))).toEqual(new Set(['email', 'webhook', 'pd']));
+    expect(pagerdutyKeys.length).toBeGreaterThan(0);
+    expect(new Set(pagerdutyKeys)).toEqual(new Set([SECRETS.pagerdutyRoutingKey]));
     expect(hooks.filter((h) => (JSON.parse(h.body) as { kind?: string }).kind === 'alert').length).toBeGreaterThan(0);
     expect(mails.filter((m) => !m.subject?.includes('SECRETS week')).length).toBeGreaterThan(0);
     // The report: the file, the email of this week's and the scheduled task's email of last week.
