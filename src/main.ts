@@ -24,6 +24,7 @@ import { startWeb } from './web/server';
 import { coerceError } from './errors';
 import { createAlerter } from './alerts/alerter';
 import { startAlertSweep } from './alerts/sweep-loop';
+import { alertChannels } from './alerts/notifiers';
 import { redactUrl } from './logger';
 import { withTimeout } from './util/timeout';
 
@@ -149,9 +150,11 @@ export async function startCaretaker(opts: {
       });
       stops.unshift(watch.close);
       // Held alerts go out when their silence or window ends; Alertmanager keeps hearing of open ones.
-      const swept = liveness.loop('alert sweep', 3 * alerter.sweepIntervalMs + 60_000);
-      const sweeps = startAlertSweep(alerter, swept);
-      stops.unshift(sweeps.close);
+      if (alertChannels(config).length > 0) {
+        const swept = liveness.loop('alert sweep', 3 * alerter.sweepIntervalMs + 60_000);
+        const sweeps = startAlertSweep(alerter, swept);
+        stops.unshift(sweeps.close);
+      }
     }
     let webUrl: string | undefined;
     if (roles.includes('web')) {
