@@ -350,6 +350,9 @@ export interface CaretakerTarget {
   publicUrl?: string;
   /** Every enabled (task, target) with its cron: what was due (the weekly report's "never ran"). */
   schedulers: { task: string; target: string; cron: string; timezone: string }[];
+  /** The config's waivers and maintenance windows: the weekly report shows findings waived or silenced. */
+  waivers: Config['waivers'];
+  maintenance: Config['maintenance'];
   tasks: Record<string, Record<string, unknown>>;
 }
 

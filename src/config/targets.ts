@@ -2,7 +2,7 @@ import type { AnyTarget, Config, TargetKind } from './schema';
 import { UsageError } from '../errors';
 
 /** The configured targets of one kind; `caretaker` is always the single self-target. */
-type TargetSources = Pick<Config, 'targets' | 'state' | 'notifications' | 'report' | 'timezone' | 'web'> & { schedulers?: Config['schedulers'] };
+type TargetSources = Pick<Config, 'targets' | 'state' | 'notifications' | 'report' | 'timezone' | 'web' | 'waivers' | 'maintenance'> & { schedulers?: Config['schedulers'] };
 
 export function targetsOf(config: TargetSources, kind: TargetKind): AnyTarget[] {
   if (kind === 'caretaker') {
@@ -16,6 +16,8 @@ export function targetsOf(config: TargetSources, kind: TargetKind): AnyTarget[] 
         timezone: config.timezone,
         publicUrl: config.web.publicUrl,
         schedulers: config.schedulers ?? [],
+        waivers: config.waivers,
+        maintenance: config.maintenance,
         tasks: {},
       },
     ];

@@ -4,7 +4,8 @@
  * the results store, and sends it when notifications.email is configured.
  *
  * Its settings come from the caretaker self-target (report.title, timezone,
- * notifications.email, publicUrl, and `schedulers`: which runs were due).
+ * notifications.email, publicUrl, `schedulers`: which runs were due, and
+ * the config's waivers and maintenance windows).
  * Without notifications.email the report is still built, and an info
  * finding says it was not sent.
  */
@@ -36,6 +37,8 @@ export function settingsFromTarget(t: ReportTarget): ReportSettings {
     ...(t.publicUrl ? { publicUrl: t.publicUrl } : {}),
     ...(t.notifications.email ? { email: t.notifications.email } : {}),
     schedulers: t.schedulers ?? [],
+    waivers: t.waivers,
+    maintenance: t.maintenance,
   };
 }
 
@@ -56,12 +59,14 @@ export const weeklyReport = defineTask({
       week,
       title: settings.title,
       expected: expectedInWeek(settings.schedulers, week, now),
+      suppress: settings,
       now,
     });
     const buildMs = Date.now() - started;
     const metrics: Record<string, number> = {
       report_open_critical: report.headline.critical,
       report_open_warning: report.headline.warning,
+      report_waived: report.waived.length,
       report_build_ms: buildMs,
       report_sent: 0,
     };

@@ -23,6 +23,59 @@ export interface OpenFinding extends Pick<Finding, 'severity' | 'code' | 'subjec
   lastSeen: string;
 }
 
+/**
+ * What holds an open finding back from notifying at the report's time: a
+ * silence or an open maintenance window. It stays open and listed.
+ */
+export interface ReportHold {
+  kind: 'silence' | 'maintenance';
+  /** The silence's id, or the window's name. */
+  id: string;
+  /** `silenced by alice until ...: reason`, as the alerts say it. */
+  text: string;
+  /** Who silenced it; undefined for a maintenance window (the config's). */
+  by?: string;
+  reason?: string;
+  /** When the hold ends (ISO 8601). */
+  until: string;
+}
+
+/** A waiver as the report shows it. */
+export interface ReportWaiver {
+  /** A stored waiver's id, or `config-1`, `config-2`, ... for the config's. */
+  id: string;
+  source: 'config' | 'state';
+  /** What it matches (exact or glob). */
+  match: { task: string; target: string; code: string; subject: string };
+  /** The worst severity accepted. */
+  severity: Severity;
+  reason: string;
+  /** Who waived it ("config" for the config's). */
+  by: string;
+  createdAt?: string;
+  /** When it lapses (ISO 8601); undefined: never. */
+  expiresAt?: string;
+}
+
+/** An open finding in the report: maybe silenced, maybe back because it outgrew its waiver. */
+export interface ReportFinding extends OpenFinding {
+  silenced?: ReportHold;
+  /** A waiver matches it but accepts only a lower severity: it is open again. */
+  outgrew?: ReportWaiver;
+}
+
+/** A finding a waiver accepts at the report's time: not open, listed apart. */
+export interface WaivedFinding extends OpenFinding {
+  waiver: ReportWaiver;
+}
+
+/** A waiver in force at the report's time that lapses soon: its findings will come back. */
+export interface ExpiringWaiver extends ReportWaiver {
+  expiresAt: string;
+  /** How many of the report's findings it waives. */
+  covers: number;
+}
+
 export interface TaskRuns {
   task: string;
   target: string;
@@ -68,11 +121,27 @@ export interface WeeklyReport {
   title: string;
   week: ReportWeek;
   generatedAt: string;
+  /**
+   * The instant waivers, silences and maintenance windows are judged at:
+   * the week's end, or `generatedAt` for a week to date.
+   */
+  asOf: string;
+  /** Open findings only: waived ones are not counted. */
   headline: { critical: number; warning: number; text: string };
-  /** Critical and warning findings still open at the end of the week, worst first, grouped by target then task. */
-  open: OpenFinding[];
+  /**
+   * Critical and warning findings still open at the end of the week and not
+   * waived, worst first, grouped by target then task; silenced ones included
+   * (and marked).
+   */
+  open: ReportFinding[];
+  /** The week's findings that waivers accept at `asOf`, worst first. */
+  waived: WaivedFinding[];
+  /** Waivers in force at `asOf` that lapse within EXPIRING_WAIVER_DAYS of it, soonest first. */
+  expiringWaivers: ExpiringWaiver[];
   changes: {
-    new: OpenFinding[];
+    /** Open now, not reported at the end of the week before. */
+    new: ReportFinding[];
+    /** Reported at the end of the week before, gone now (a finding now waived is not resolved). */
     resolved: Pick<OpenFinding, 'task' | 'target' | 'code' | 'subject' | 'severity' | 'message'>[];
     stillOpen: number;
   };

@@ -7,7 +7,8 @@
 import type { Severity } from '../contract/result';
 import type { WeeklyReport } from './model';
 import { formatDuration } from '../util/format';
-import { formatValue, formatWhen, groupFindings, trendFigures, weekSpan } from './render-text';
+import { formatValue, formatWhen, groupFindings, openCountText, outgrewText, trendFigures, waiverMatchText, weekSpan } from './render-text';
+import { expiresSoon, EXPIRING_WAIVER_DAYS } from './suppressed';
 
 export interface HtmlOptions {
   /** The image source of a trend's chart (by metric), or undefined when there is no chart for it. */
@@ -24,12 +25,16 @@ export function isWeekToDate(report: Pick<WeeklyReport, 'week' | 'generatedAt'>)
 }
 
 const FONT = "font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;";
-const COLORS: Record<Severity | 'ok', { fg: string; bg: string }> = {
+/** Badge tones: the severities, `ok`, and `muted` for what is held back (silenced). */
+type Tone = Severity | 'ok' | 'muted';
+const COLORS: Record<Tone, { fg: string; bg: string }> = {
   critical: { fg: '#ffffff', bg: '#c62828' },
   warning: { fg: '#3e2800', bg: '#ffb300' },
   info: { fg: '#ffffff', bg: '#1565c0' },
   ok: { fg: '#ffffff', bg: '#2e7d32' },
+  muted: { fg: '#ffffff', bg: '#616161' },
 };
+const NOTE = 'color:#616161;';
 const TH = `style="${FONT}font-size:12px;text-align:left;padding:4px 8px;border-bottom:1px solid #ddd;color:#555;"`;
 const TD = `style="${FONT}font-size:13px;padding:4px 8px;border-bottom:1px solid #eee;vertical-align:top;"`;
 
@@ -38,7 +43,7 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
-function badge(severity: Severity | 'ok', text: string = severity): string {
+function badge(severity: Tone, text: string = severity): string {
   const c = COLORS[severity];
   return `<span style="${FONT}font-size:11px;font-weight:bold;color:${c.fg};background:${c.bg};padding:1px 6px;border-radius:3px;">${escapeHtml(text.toUpperCase())}</span>`;
 }
@@ -88,8 +93,10 @@ export function renderHtml(report: WeeklyReport, opts: HtmlOptions): string {
               table(
                 ['severity', 'finding', 'since'],
                 t.findings.map((f) => [
-                  badge(f.severity),
+                  badge(f.severity) + (f.silenced ? ` ${badge('muted', 'silenced')}` : ''),
                   `<b>${e(f.code)}</b> <code style="font-size:12px;">${e(f.subject)}</code><br>${e(f.message)}` +
+                    (f.silenced ? `<br><span style="${NOTE}">${e(f.silenced.text)}</span>` : '') +
+                    (f.outgrew ? `<br><span style="${NOTE}">open again: ${e(outgrewText(f.outgrew))}</span>` : '') +
                     (f.suggestion ? `<br><span style="color:#2e7d32;">&rarr; ${e(f.suggestion)}</span>` : ''),
                   e(formatWhen(f.firstSeen, tz)),
                 ]),
@@ -98,7 +105,43 @@ export function renderHtml(report: WeeklyReport, opts: HtmlOptions): string {
           .join(''),
     )
     .join('');
-  rows.push(section(`Open findings (${report.open.length})`, report.open.length ? groups : table([], [])));
+  rows.push(section(`Open findings (${openCountText(report)})`, report.open.length ? groups : table([], [])));
+
+  if (report.waived.length > 0) {
+    rows.push(
+      section(
+        `Waived (${report.waived.length})`,
+        table(
+          ['severity', 'finding', 'reason', 'waived by', 'expires'],
+          report.waived.map((f) => [
+            badge(f.severity),
+            `<b>${e(f.code)}</b> <code style="font-size:12px;">${e(f.subject)}</code><br>${e(f.message)}<br><span style="${NOTE}">${e(f.task)} on ${e(f.target)}</span>`,
+            e(f.waiver.reason),
+            `${e(f.waiver.by)}<br><span style="${NOTE}white-space:nowrap;">waiver ${e(f.waiver.id)}</span>`,
+            (f.waiver.expiresAt ? e(formatWhen(f.waiver.expiresAt, tz)) : 'never') + (expiresSoon(f.waiver, report.asOf) ? ` ${badge('warning', 'soon')}` : ''),
+          ]),
+        ),
+      ),
+    );
+  }
+  if (report.expiringWaivers.length > 0) {
+    rows.push(
+      section(
+        `Waivers expiring within ${EXPIRING_WAIVER_DAYS} days (${report.expiringWaivers.length})`,
+        table(
+          ['waiver', 'matches', 'reason', 'by', 'expires', 'waives'],
+          report.expiringWaivers.map((w) => [
+            e(w.id),
+            `<code style="font-size:12px;">${e(waiverMatchText(w))}</code>`,
+            e(w.reason),
+            e(w.by),
+            e(formatWhen(w.expiresAt, tz)),
+            `${w.covers} finding${w.covers === 1 ? '' : 's'}`,
+          ]),
+        ),
+      ),
+    );
+  }
 
   const c = report.changes;
   const changeRows = [

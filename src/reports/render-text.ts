@@ -2,7 +2,8 @@
  * The weekly report as plain text: the email's text part and the CLI's
  * output. Says the same as the HTML, worst first; trends as figures.
  */
-import type { OpenFinding, Trend, WeeklyReport } from './model';
+import type { OpenFinding, ReportWaiver, Trend, WeeklyReport } from './model';
+import { expiresSoon, EXPIRING_WAIVER_DAYS } from './suppressed';
 import { formatBytes, formatDuration } from '../util/format';
 import { formatInZone } from '../schedules/cron';
 
@@ -28,8 +29,8 @@ export function weekSpan(report: Pick<WeeklyReport, 'week'>): string {
 }
 
 /** Open findings grouped by target, then task, in report order. */
-export function groupFindings(findings: readonly OpenFinding[]): { target: string; tasks: { task: string; findings: OpenFinding[] }[] }[] {
-  const groups: { target: string; tasks: { task: string; findings: OpenFinding[] }[] }[] = [];
+export function groupFindings<F extends OpenFinding>(findings: readonly F[]): { target: string; tasks: { task: string; findings: F[] }[] }[] {
+  const groups: { target: string; tasks: { task: string; findings: F[] }[] }[] = [];
   for (const f of findings) {
     let g = groups.find((x) => x.target === f.target);
     if (!g) groups.push((g = { target: f.target, tasks: [] }));
@@ -38,6 +39,27 @@ export function groupFindings(findings: readonly OpenFinding[]): { target: strin
     t.findings.push(f);
   }
   return groups;
+}
+
+/** "Open findings (3, 1 silenced)": the open list's count, and how many of them are silenced. */
+export function openCountText(report: Pick<WeeklyReport, 'open'>): string {
+  const silenced = report.open.filter((f) => f.silenced).length;
+  return `${report.open.length}${silenced > 0 ? `, ${silenced} silenced` : ''}`;
+}
+
+/** `task=connections target=main code=idle_in_transaction subject=*`: what a waiver matches. */
+export function waiverMatchText(w: Pick<ReportWaiver, 'match'>): string {
+  return (['task', 'target', 'code', 'subject'] as const).map((k) => `${k}=${w.match[k]}`).join(' ');
+}
+
+/** "expires 2026-12-10 00:00:00 UTC", or "never expires". */
+export function expiryText(w: Pick<ReportWaiver, 'expiresAt'>, timezone: string): string {
+  return w.expiresAt ? `expires ${formatWhen(w.expiresAt, timezone)}` : 'never expires';
+}
+
+/** "waiver 3 accepts up to warning": why a finding that matches a waiver is open again. */
+export function outgrewText(w: Pick<ReportWaiver, 'id' | 'severity'>): string {
+  return `waiver ${w.id} accepts up to ${w.severity}`;
 }
 
 /** The last value of each series with data, and the 12-week range. */
@@ -68,19 +90,38 @@ export function renderText(report: WeeklyReport, opts: { link?: string } = {}): 
     line();
   }
 
-  line(`Open findings at the end of the week (${report.open.length})`);
+  line(`Open findings at the end of the week (${openCountText(report)})`);
   if (report.open.length === 0) line('  none');
   for (const g of groupFindings(report.open)) {
     line(`  ${g.target}`);
     for (const t of g.tasks) {
       line(`    ${t.task}`);
       for (const f of t.findings) {
-        line(`      [${f.severity.toUpperCase()}] ${f.code} ${f.subject}: ${f.message} (since ${formatWhen(f.firstSeen, tz)})`);
+        line(`      [${f.severity.toUpperCase()}]${f.silenced ? ' [SILENCED]' : ''} ${f.code} ${f.subject}: ${f.message} (since ${formatWhen(f.firstSeen, tz)})`);
+        if (f.silenced) line(`        ${f.silenced.text}`);
+        if (f.outgrew) line(`        open again: ${outgrewText(f.outgrew)}`);
         if (f.suggestion) line(`        -> ${f.suggestion}`);
       }
     }
   }
   line();
+
+  if (report.waived.length > 0) {
+    line(`Waived (${report.waived.length})`);
+    for (const f of report.waived) {
+      const w = f.waiver;
+      line(`  [${f.severity}] ${f.task} on ${f.target}: ${f.code} ${f.subject}: ${f.message}`);
+      line(`    waived by ${w.by} (waiver ${w.id}), ${expiryText(w, tz)}${expiresSoon(w, report.asOf) ? ' (soon)' : ''}: ${w.reason}`);
+    }
+    line();
+  }
+  if (report.expiringWaivers.length > 0) {
+    line(`Waivers expiring within ${EXPIRING_WAIVER_DAYS} days (${report.expiringWaivers.length})`);
+    for (const w of report.expiringWaivers) {
+      line(`  waiver ${w.id} (${waiverMatchText(w)}), by ${w.by}, ${expiryText(w, tz)}, waives ${w.covers} finding${w.covers === 1 ? '' : 's'}: ${w.reason}`);
+    }
+    line();
+  }
 
   const c = report.changes;
   line(`Since last week: ${c.new.length} new, ${c.resolved.length} resolved, ${c.stillOpen} still open`);

@@ -1,11 +1,13 @@
 /**
  * Builds the WeeklyReport of one ISO week from the results store: a fixed
- * number of queries (src/reports/weekly-data.sql.ts), whatever the history's
- * length. Everything the report needs beyond the state database is passed in.
+ * number of queries (src/reports/weekly-data.sql.ts, and two for the
+ * silences and waivers), whatever the history's or the fleet's size.
+ * Everything the report needs beyond the state database is passed in.
  */
 import type { Pool } from 'pg';
 import type { RunStatus, Severity } from '../contract/result';
 import type { BackupFigures, OpenFinding, ReportWeek, TaskRuns, Trend, WeeklyReport } from './model';
+import { judgeFindings, loadReportSuppressions, reportInstant, type ReportSuppressConfig } from './suppressed';
 import { WEEKLY_SQL } from './weekly-data.sql';
 import { openFindingOf, type SeenFindingRow } from '../results/finding-sql';
 import { weeksBefore } from './week';
@@ -36,6 +38,11 @@ export interface BuildOptions {
   title: string;
   /** The (task, target) pairs scheduled to run in the week (see expectedInWeek). */
   expected: readonly ExpectedRun[];
+  /**
+   * The config's maintenance windows and waivers (and its timezone, for the
+   * windows' crons). Without it only the stored silences and waivers apply.
+   */
+  suppress?: ReportSuppressConfig;
   now?: Date;
 }
 
@@ -56,6 +63,10 @@ export interface ReportSettings {
   email?: EmailSettings;
   /** Every enabled scheduler (task, target, cron), to tell which runs were due in a week. */
   schedulers: { task: string; target: string; cron: string; timezone: string }[];
+  /** The config's waivers: their findings leave the open list. */
+  waivers: Config['waivers'];
+  /** The config's maintenance windows: their findings are shown silenced. */
+  maintenance: Config['maintenance'];
 }
 
 /** The report settings of a validated config. */
@@ -67,6 +78,8 @@ export function reportSettingsOf(config: Config): ReportSettings {
     ...(config.notifications.email ? { email: config.notifications.email } : {}),
     // Resolved once, when the config was loaded.
     schedulers: config.schedulers,
+    waivers: config.waivers,
+    maintenance: config.maintenance,
   };
 }
 
@@ -136,8 +149,10 @@ export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise
   const trendWeeks = Array.from({ length: TREND_WEEKS }, (_, i) => weeksBefore(week, TREND_WEEKS - 1 - i));
   const start = new Date(week.start);
   const end = new Date(week.end);
+  const now = opts.now ?? new Date();
+  const asOf = reportInstant(week, now);
 
-  const [open, runs, maintenance, backups, trends, notifier, missed] = await Promise.all([
+  const [open, runs, maintenance, backups, trends, notifier, missed, suppressions] = await Promise.all([
     pool.query<SeenFindingRow & { which: 'current' | 'previous' }>(WEEKLY_SQL.openFindings, [end, new Date(previous.end)]),
     pool.query(WEEKLY_SQL.taskRuns, [start, end]),
     pool.query<{ kind: string; count: number }>(WEEKLY_SQL.maintenance, [start, end]),
@@ -153,18 +168,21 @@ export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise
     ]),
     pool.query<{ channel: string; count: number; last_error: string }>(WEEKLY_SQL.notifierFailures, [start, end]),
     pool.query<{ schedule: string; task: string; target: string; due_at: Date }>(WEEKLY_SQL.missedRuns, [start, end]),
+    loadReportSuppressions(pool, opts.suppress ?? { maintenance: [], waivers: [], timezone: week.timezone }, asOf),
   ]);
 
-  // Open findings now and a week ago, and the difference.
-  const current: OpenFinding[] = [];
+  // Findings now and a week ago; the waived ones set apart; the difference.
+  const reported: OpenFinding[] = [];
   const before = new Map<string, OpenFinding>();
   for (const r of open.rows) {
     const f = openFindingOf(r);
-    if (r.which === 'current') current.push(f);
+    if (r.which === 'current') reported.push(f);
     else before.set(identity(f), f);
   }
-  current.sort(compareFindings);
-  const currentIds = new Set(current.map(identity));
+  reported.sort(compareFindings);
+  const { open: current, waived, expiring } = judgeFindings(reported, suppressions);
+  // A finding still reported but waived now has not been resolved.
+  const currentIds = new Set(reported.map(identity));
   const newOnes = current.filter((f) => !before.has(identity(f)));
   const resolved = [...before.values()]
     .filter((f) => !currentIds.has(identity(f)))
@@ -239,9 +257,12 @@ export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise
   return {
     title: opts.title,
     week,
-    generatedAt: (opts.now ?? new Date()).toISOString(),
+    generatedAt: now.toISOString(),
+    asOf: asOf.toISOString(),
     headline: { critical, warning, text: headlineText(critical, warning) },
     open: current,
+    waived,
+    expiringWaivers: expiring,
     changes: { new: newOnes, resolved, stillOpen: current.length - newOnes.length },
     tasks,
     maintenance: { actions: maintenance.rows.map((r) => ({ kind: r.kind, count: Number(r.count) })) },

@@ -84,6 +84,8 @@ function selfTarget(s: ReportSettings): CaretakerTarget & { schedulers: ReportSe
     timezone: s.timezone,
     ...(s.publicUrl ? { publicUrl: s.publicUrl } : {}),
     schedulers: s.schedulers,
+    waivers: s.waivers,
+    maintenance: s.maintenance,
     tasks: {},
   };
 }
@@ -103,6 +105,8 @@ describe('the weekly report from stored runs', () => {
       { task: 'connections', target: 'main', cron: '0 3 * * *', timezone: 'UTC' },
       { task: 'index-audit', target: 'main', cron: '0 4 * * 1', timezone: 'UTC' },
     ],
+    waivers: [],
+    maintenance: [],
   });
 
   beforeAll(async () => {
