@@ -15,6 +15,7 @@ import { startCommand } from './commands/start';
 import { statusCommand } from './commands/status';
 import { packageVersion } from './commands/common';
 import { reportCommand } from './commands/report';
+import { silenceAddCommand, silenceExpireCommand, silenceListCommand, unwaiveCommand, waiveCommand, waiversCommand } from './commands/suppress';
 
 const EXIT_UNKNOWN = 3;
 
@@ -82,6 +83,59 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
     .option('--out <file>', 'write the report as a self-contained HTML file')
     .option('--send', 'email it to notifications.email.to')
     .action(async (opts, cmd: Command) => setExit(await reportCommand(io, { ...opts, config: cfg(cmd) })));
+
+  const silence = program.command('silence').description('silences: matching problems do not notify until the silence ends (stored in the state database)');
+  silence
+    .command('add')
+    .description('silence problems matching every given matcher (exact or glob)')
+    .option('--task <name>', 'task (exact or glob)')
+    .option('--target <name>', 'target (exact or glob)')
+    .option('--code <code>', 'finding code (exact or glob)')
+    .option('--subject <subject>', 'finding subject (exact or glob)')
+    .option('--for <duration>', 'how long from now, e.g. 2h, 90m, 1d')
+    .option('--until <time>', 'or until when (ISO 8601 with a zone)')
+    .option('--reason <text>', 'why (required)')
+    .option('--by <name>', 'who (default: your login name)')
+    .option('--json', 'print the silence as JSON')
+    .action(async (opts, cmd: Command) => setExit(await silenceAddCommand(io, { ...opts, config: cfg(cmd) })));
+  silence
+    .command('list')
+    .description('silences in force or to come, and those ended in the last 7 days')
+    .option('--json', 'as JSON')
+    .action(async (opts, cmd: Command) => setExit(await silenceListCommand(io, { ...opts, config: cfg(cmd) })));
+  silence
+    .command('expire')
+    .description('end a silence now; what it held alerts within 30 s if still open')
+    .argument('<id>', 'the silence (see "caretaker silence list")')
+    .option('--by <name>', 'who (default: your login name)')
+    .action(async (id: string, opts, cmd: Command) => setExit(await silenceExpireCommand(io, id, { ...opts, config: cfg(cmd) })));
+
+  program
+    .command('waive')
+    .description('accept a finding: it stops alerting and leaves the open list until the waiver lapses or the finding gets worse')
+    .option('--task <name>', 'task (exact or glob; required)')
+    .option('--target <name>', 'target (exact or glob; required)')
+    .option('--code <code>', 'finding code (exact or glob; required)')
+    .option('--subject <subject>', 'finding subject (exact or glob; required)')
+    .option('--reason <text>', 'why it is fine (required)')
+    .option('--until <date>', 'when it lapses: a date (as that day begins, UTC) or an ISO 8601 time; default never')
+    .option('--severity <level>', 'the worst severity accepted (default: the open finding\'s, else warning)')
+    .option('--by <name>', 'who (default: your login name)')
+    .option('--json', 'print the waiver as JSON')
+    .action(async (opts, cmd: Command) => setExit(await waiveCommand(io, { ...opts, config: cfg(cmd) })));
+
+  program
+    .command('waivers')
+    .description("the waivers in force (the config's and the stored ones), those lapsing first first")
+    .option('--json', 'as JSON')
+    .action(async (opts, cmd: Command) => setExit(await waiversCommand(io, { ...opts, config: cfg(cmd) })));
+
+  program
+    .command('unwaive')
+    .description('remove a stored waiver: the finding is open again')
+    .argument('<id>', 'the waiver (see "caretaker waivers")')
+    .option('--by <name>', 'who (default: your login name)')
+    .action(async (id: string, opts, cmd: Command) => setExit(await unwaiveCommand(io, id, { ...opts, config: cfg(cmd) })));
 
   program
     .command('check-config')

@@ -5,12 +5,14 @@
  * scheduled task; `--json` prints the whole status for scripts.
  */
 import type { Config } from '../config/schema';
+import { allTargetNames } from '../config/targets';
 import { createPool, stateLimits } from '../clients/postgres';
 import { createRedis } from '../clients/redis';
 import { createQueue, type JobData } from '../queue/queue';
 import type { Queue } from 'bullmq';
 import { buildStatus, stateCountsText, statusExitCode, STATE_LABEL, STATES_WORST_FIRST, type CheckRow, type StatusReport } from '../status/status';
 import { formatInZone } from '../schedules/cron';
+import { silencedText } from '../status/suppressed';
 import { formatDuration } from '../util/format';
 import { UsageError, coerceError } from '../errors';
 import { configFor, loggerFor, taskNamed } from './common';
@@ -24,11 +26,6 @@ export interface StatusOptions {
 }
 
 const PLUGIN_STATE = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
-
-/** The names of every configured target, of any kind. */
-function targetNames(config: Config): string[] {
-  return [...new Set([...Object.values(config.targets).flatMap((list) => list.map((t) => t.name)), 'caretaker'])];
-}
 
 /** `label=value` pairs after the `|`, as monitoring plugins print perfdata. */
 function perfdata(report: StatusReport): string {
@@ -55,7 +52,10 @@ function printGrid(io: CliIO, report: StatusReport, timezone: string): void {
       println(io.stdout, `${c.target} (${c.targetKind})`);
     }
     const last = c.lastRun ? `${formatInZone(new Date(c.lastRun.finishedAt), timezone)}, ${formatDuration(c.lastRun.durationMs)}` : 'never';
-    const open = [c.open.critical ? `${c.open.critical} critical` : '', c.open.warning ? `${c.open.warning} warning` : ''].filter(Boolean).join(', ') || '-';
+    const open =
+      [c.open.critical ? `${c.open.critical} critical` : '', c.open.warning ? `${c.open.warning} warning` : '', c.silenced ? `${c.silenced} silenced` : '', c.waived ? `${c.waived} waived` : '']
+        .filter(Boolean)
+        .join(', ') || '-';
     const next = c.nextDue ? formatInZone(new Date(c.nextDue), timezone) : report.schedulersRead ? 'not in Redis' : 'unknown';
     const summary = c.state === 'late' || c.state === 'missed' ? `due ${formatInZone(new Date(c.dueAt!), timezone)}, no run since` : (c.lastRun?.summary ?? '');
     println(io.stdout, `  ${pad(STATE_LABEL[c.state].toUpperCase(), 10)}${pad(c.task, 16)}${pad(c.schedule, 9)}last ${pad(last, 32)}next ${pad(next, 25)}open ${pad(open, 22)}${summary}`.trimEnd());
@@ -69,6 +69,17 @@ function printFindings(io: CliIO, report: StatusReport, timezone: string): void 
   for (const f of report.findings) {
     println(io.stdout, `  [${f.severity.toUpperCase()}] ${f.target} ${f.task} ${f.code} ${f.subject}: ${f.message} (since ${formatInZone(new Date(f.firstSeen), timezone)})`);
     if (f.suggestion) println(io.stdout, `      suggestion: ${f.suggestion}`);
+    if (f.silenced) println(io.stdout, `      ${silencedText(f.silenced, (iso) => formatInZone(new Date(iso), timezone))}`);
+  }
+}
+
+function printWaived(io: CliIO, report: StatusReport, timezone: string): void {
+  if (report.waived.length === 0) return;
+  println(io.stdout);
+  println(io.stdout, `waived (${report.waived.length}):`);
+  for (const f of report.waived) {
+    const until = f.waiver.expiresAt ? `until ${formatInZone(new Date(f.waiver.expiresAt), timezone)}` : 'no expiry';
+    println(io.stdout, `  [${f.severity.toUpperCase()}] ${f.target} ${f.task} ${f.code} ${f.subject}: waiver ${f.waiver.id} by ${f.waiver.by}, ${until}: ${f.waiver.reason}`);
   }
 }
 
@@ -94,8 +105,8 @@ async function connectQueue(config: Config, log: ReturnType<typeof loggerFor>): 
 export async function statusCommand(io: CliIO, opts: StatusOptions): Promise<number> {
   const config = configFor(io, opts.config);
   if (opts.task) taskNamed(opts.task);
-  if (opts.target && !targetNames(config).includes(opts.target)) {
-    throw new UsageError(`unknown target ${JSON.stringify(opts.target)} (known: ${targetNames(config).join(', ')})`);
+  if (opts.target && !allTargetNames(config).includes(opts.target)) {
+    throw new UsageError(`unknown target ${JSON.stringify(opts.target)} (known: ${allTargetNames(config).join(', ')})`);
   }
   const log = loggerFor(io, config, opts.json ? {} : { human: true });
   const state = createPool(config.state.url, stateLimits(config.state), log, 4);
@@ -104,7 +115,7 @@ export async function statusCommand(io: CliIO, opts: StatusOptions): Promise<num
     let report: StatusReport;
     try {
       // Bounded by the pool itself: connecting (10 s) and each query (statement timeout + 5 s, on the client too).
-      report = await buildStatus({ state, queue: redis.queue, entries: config.schedulers, filter: { task: opts.task, target: opts.target } });
+      report = await buildStatus({ state, queue: redis.queue, entries: config.schedulers, filter: { task: opts.task, target: opts.target }, suppress: config });
     } catch (err) {
       const e = coerceError(err) as Error & { code?: string };
       // A state database caretaker never started on has no history tables yet.
@@ -116,11 +127,12 @@ export async function statusCommand(io: CliIO, opts: StatusOptions): Promise<num
       println(io.stdout, JSON.stringify({ ...report, exitCode: code }));
       return code;
     }
-    const findings = `${report.findings.length} open finding${report.findings.length === 1 ? '' : 's'}`;
+    const findings = `${report.findings.length} open finding${report.findings.length === 1 ? '' : 's'}${report.waived.length ? `, ${report.waived.length} waived` : ''}`;
     println(io.stdout, `CARETAKER ${PLUGIN_STATE[code]} - ${stateCountsText(report.checks)}; ${findings} | ${perfdata(report)}`);
     if (!report.schedulersRead) println(io.stdout, `(redis did not answer: next due times unknown)`);
     printGrid(io, report, config.timezone);
     printFindings(io, report, config.timezone);
+    printWaived(io, report, config.timezone);
     return code;
   } finally {
     await redis.close();

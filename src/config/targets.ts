@@ -35,3 +35,8 @@ export function findTarget(config: TargetSources, kind: TargetKind, name: string
   }
   return found;
 }
+
+/** Every configured target's name, of any kind, and `caretaker`. */
+export function allTargetNames(config: Pick<Config, 'targets'>): string[] {
+  return [...new Set([...Object.values(config.targets).flatMap((list) => list.map((t) => t.name)), 'caretaker'])];
+}

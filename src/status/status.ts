@@ -12,12 +12,24 @@
  *   yet (the watch has not looked, or the scheduler is down), for a check
  *   that ran before that due time; one that never ran is `never_ran`;
  * - otherwise the status of its latest run (`ok`, `warning`, `critical`,
- *   `error`), or `never_ran`.
+ *   `error`), or `never_ran`; a run whose findings are waived counts as
+ *   its worst finding that is not (`ok` when none is left).
+ *
+ * Waivers and silences (src/alerts/suppress) are read once per build: a
+ * waived finding leaves the open findings, the counts and the state, and
+ * is listed apart in `waived` with its waiver; a silenced one (a silence or
+ * an open maintenance window) stays open, marked with why, who and until
+ * when.
  */
 import type { Queue } from 'bullmq';
 import type { Pool } from 'pg';
 import { EXIT_CODE, type RunStatus, type Severity } from '../contract/result';
-import type { TargetKind } from '../config/schema';
+import type { Config, TargetKind } from '../config/schema';
+import { loadSuppressions } from '../alerts/suppress/suppressions';
+import { globMatch, isGlob } from '../alerts/matchers';
+import { silencedBy, waivedBy, type SilencedBy, type WaivedBy } from './suppressed';
+
+export type { SilencedBy, WaivedBy } from './suppressed';
 import type { OpenFinding } from '../reports/model';
 import type { SchedulerEntry } from '../schedules/resolve';
 import { probeDueRuns, type DueProbe } from '../schedules/missed-runs';
@@ -67,8 +79,12 @@ export interface CheckRow {
   targetKind: TargetKind;
   state: CheckState;
   lastRun?: LastRun;
-  /** Open findings of the latest run that did its work. */
+  /** Open findings of the latest run that did its work (waived ones not counted). */
   open: { critical: number; warning: number };
+  /** How many of its findings are waived; absent when none is. */
+  waived?: number;
+  /** How many of its open findings are silenced; absent when none is. */
+  silenced?: number;
   /** The job scheduler's next fire time in Redis; undefined when Redis does not hold it (or could not be read). */
   nextDue?: string;
   /** For `late` and `missed`: the fire time that has no run. */
@@ -78,6 +94,14 @@ export interface CheckRow {
 export interface OpenFindingRow extends OpenFinding {
   /** The stored run that carries it. */
   runId: number;
+  /** Set while a silence or a maintenance window holds it back: it is still open. */
+  silenced?: SilencedBy;
+}
+
+/** A finding a waiver accepts: not open, listed apart. */
+export interface WaivedFindingRow extends OpenFinding {
+  runId: number;
+  waiver: WaivedBy;
 }
 
 export interface StatusFilter {
@@ -91,6 +115,8 @@ export interface StatusReport {
   generatedAt: string;
   checks: CheckRow[];
   findings: OpenFindingRow[];
+  /** The findings that waivers accept, worst first (the severity filter applies to them too). */
+  waived: WaivedFindingRow[];
   /**
    * Whether Redis answered with the job schedulers. When false, every
    * `nextDue` is unknown and `schedulersError` says why; when true, a row
@@ -99,6 +125,9 @@ export interface StatusReport {
   schedulersRead: boolean;
   schedulersError?: string;
 }
+
+/** Without a config: no maintenance window, no config waiver (the stored silences and waivers still apply). */
+const NO_CONFIG_SUPPRESSIONS: Pick<Config, 'maintenance' | 'waivers' | 'timezone'> = { maintenance: [], waivers: [], timezone: 'UTC' };
 
 /** How long the page waits for Redis to list the job schedulers: the page must render when Redis is away. */
 const SCHEDULERS_TIMEOUT_MS = 3_000;
@@ -164,7 +193,7 @@ function sortChecks(rows: CheckRow[]): CheckRow[] {
   );
 }
 
-function compareFindings(a: OpenFindingRow, b: OpenFindingRow): number {
+function compareFindings(a: OpenFinding, b: OpenFinding): number {
   return (
     SEVERITY_RANK[b.severity as 'warning' | 'critical'] - SEVERITY_RANK[a.severity as 'warning' | 'critical'] ||
     a.target.localeCompare(b.target) ||
@@ -175,9 +204,22 @@ function compareFindings(a: OpenFindingRow, b: OpenFindingRow): number {
 }
 
 /**
- * The fleet's status from the state database (four statements) and the job
- * schedulers in Redis (one call, bounded). Without `queue`, next due times
- * are unknown.
+ * A row's state once its waived findings are set aside: a finished run's
+ * status is its worst finding, so it becomes the worst one left. Late,
+ * missed, error and never-ran rows say nothing about findings: unchanged.
+ */
+function stateWithout(state: CheckState, lastRun: LastRun | undefined, findingsRun: number | undefined, open: { critical: number; warning: number }): CheckState {
+  if ((state !== 'critical' && state !== 'warning') || lastRun?.id !== findingsRun) return state;
+  const left: CheckState = open.critical > 0 ? 'critical' : open.warning > 0 ? 'warning' : 'ok';
+  return STATE_RANK[left] < STATE_RANK[state] ? left : state;
+}
+
+/**
+ * The fleet's status from the state database (six statements: four of its
+ * own, two for the silences and waivers) and the job schedulers in Redis
+ * (one call, bounded). Without `queue`, next due times are unknown;
+ * without `suppress`, only the stored silences and waivers apply (none
+ * from a config).
  */
 export async function buildStatus(deps: {
   state: Pool;
@@ -187,6 +229,8 @@ export async function buildStatus(deps: {
   filter?: StatusFilter;
   /** Read these (task, target) pairs' runs and findings even when no entry schedules them (a check's page). */
   alsoPairs?: readonly { task: string; target: string }[];
+  /** The config's maintenance windows and waivers (and its timezone, for the windows' crons). */
+  suppress?: Pick<Config, 'maintenance' | 'waivers' | 'timezone'>;
   now?: Date;
 }): Promise<StatusReport> {
   const now = deps.now ?? new Date();
@@ -195,11 +239,12 @@ export async function buildStatus(deps: {
   const tasks = pairs.map((p) => p.task);
   const targets = pairs.map((p) => p.target);
 
-  const [latest, open, probes, schedulers] = await Promise.all([
+  const [latest, open, probes, schedulers, suppressions] = await Promise.all([
     deps.state.query(STATUS_SQL.latestRuns, [tasks, targets]),
     deps.state.query<SeenFindingRow & { run_id: string }>(STATUS_SQL.openFindings, [tasks, targets]),
     probeDueRuns({ entries, state: deps.state, now }),
     nextDueTimes(deps.queue, entries.map((e) => e.id)),
+    loadSuppressions(deps.state, deps.suppress ?? NO_CONFIG_SUPPRESSIONS, now),
   ]);
 
   const unran = probes.filter((p) => !p.ran).map((p) => p.due);
@@ -226,18 +271,41 @@ export async function buildStatus(deps: {
     });
   }
 
-  const allFindings: OpenFindingRow[] = open.rows.map((r) => ({ runId: Number(r.run_id), ...openFindingOf(r) }));
+  const allFindings: OpenFindingRow[] = [];
+  const allWaived: WaivedFindingRow[] = [];
   const openByPair = new Map<string, { critical: number; warning: number }>();
-  for (const f of allFindings) {
-    const counts = openByPair.get(pairKey(f)) ?? { critical: 0, warning: 0 };
+  const waivedByPair = new Map<string, number>();
+  const silencedByPair = new Map<string, number>();
+  /** The run each pair's findings come from (its latest that did its work). */
+  const findingsRunByPair = new Map<string, number>();
+  const bump = (m: Map<string, number>, key: string) => m.set(key, (m.get(key) ?? 0) + 1);
+  for (const r of open.rows) {
+    const f = { runId: Number(r.run_id), ...openFindingOf(r) };
+    const key = pairKey(f);
+    findingsRunByPair.set(key, f.runId);
+    const waiver = suppressions.waiverFor(f);
+    if (waiver) {
+      allWaived.push({ ...f, waiver: waivedBy(waiver) });
+      bump(waivedByPair, key);
+      continue;
+    }
+    const hold = suppressions.holdFor(f);
+    allFindings.push(hold ? { ...f, silenced: silencedBy(hold) } : f);
+    if (hold) bump(silencedByPair, key);
+    const counts = openByPair.get(key) ?? { critical: 0, warning: 0 };
     counts[f.severity as 'warning' | 'critical'] += 1;
-    openByPair.set(pairKey(f), counts);
+    openByPair.set(key, counts);
   }
 
   const checks = entries.map((e): CheckRow => {
     const probe = probeById.get(e.id);
-    const lastRun = lastByPair.get(pairKey(e));
-    const state = stateOf(probe, recordedIds.has(e.id), lastRun);
+    const key = pairKey(e);
+    const lastRun = lastByPair.get(key);
+    const counts = openByPair.get(key) ?? { critical: 0, warning: 0 };
+    const waived = waivedByPair.get(key) ?? 0;
+    const silenced = silencedByPair.get(key) ?? 0;
+    const asRun = stateOf(probe, recordedIds.has(e.id), lastRun);
+    const state = waived > 0 ? stateWithout(asRun, lastRun, findingsRunByPair.get(key), counts) : asRun;
     const next = schedulers.next.get(e.id);
     return {
       id: e.id,
@@ -247,7 +315,9 @@ export async function buildStatus(deps: {
       targetKind: e.targetKind,
       state,
       ...(lastRun ? { lastRun } : {}),
-      open: openByPair.get(pairKey(e)) ?? { critical: 0, warning: 0 },
+      open: counts,
+      ...(waived > 0 ? { waived } : {}),
+      ...(silenced > 0 ? { silenced } : {}),
       ...(next !== undefined ? { nextDue: new Date(next).toISOString() } : {}),
       ...((state === 'late' || state === 'missed') && probe ? { dueAt: probe.due.dueAt.toISOString() } : {}),
     };
@@ -258,6 +328,7 @@ export async function buildStatus(deps: {
     generatedAt: now.toISOString(),
     checks: sortChecks(checks),
     findings: allFindings.filter((f) => !severity || f.severity === severity).sort(compareFindings),
+    waived: allWaived.filter((f) => !severity || f.severity === severity).sort(compareFindings),
     schedulersRead: schedulers.error === undefined,
     ...(schedulers.error !== undefined ? { schedulersError: schedulers.error } : {}),
   };
@@ -275,7 +346,9 @@ export function stateCountsText(checks: readonly CheckRow[]): string {
  * finding is a warning, else 3 when a check's latest run ended in error
  * (it could not look), else 0. Critical and warning outrank unknown, as in
  * check_multi: a fleet with one critical problem is critical, whatever else
- * could not be checked.
+ * could not be checked. Waived findings are not in `open` and do not
+ * count; silenced ones still do (a silence quiets notifications, not the
+ * check).
  */
 export function statusExitCode(report: Pick<StatusReport, 'checks'>): number {
   const rows = report.checks;
@@ -283,4 +356,15 @@ export function statusExitCode(report: Pick<StatusReport, 'checks'>): number {
   if (rows.some((r) => r.open.warning > 0 || r.state === 'warning')) return EXIT_CODE.warning;
   if (rows.some((r) => r.state === 'error')) return EXIT_CODE.error;
   return EXIT_CODE.ok;
+}
+
+/**
+ * The findings open now that `task` and `target` (exact or glob) cover,
+ * waived ones included: what a new waiver on them would accept.
+ */
+export async function openProblems(deps: { state: Pool; entries: readonly SchedulerEntry[]; suppress?: Pick<Config, 'maintenance' | 'waivers' | 'timezone'>; now?: Date }, task: string, target: string): Promise<OpenFinding[]> {
+  const entries = deps.entries.filter((e) => globMatch(task, e.task) && globMatch(target, e.target));
+  const alsoPairs = isGlob(task) || isGlob(target) ? [] : [{ task, target }];
+  const report = await buildStatus({ state: deps.state, entries, alsoPairs, ...(deps.suppress ? { suppress: deps.suppress } : {}), ...(deps.now ? { now: deps.now } : {}) });
+  return [...report.findings, ...report.waived];
 }

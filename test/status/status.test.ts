@@ -12,6 +12,8 @@ import type { Config } from '../../src/config/schema';
 import { createQueue, jobOptions, type JobData } from '../../src/queue/queue';
 import { migrate } from '../../src/results/migrate';
 import { syncSchedulers } from '../../src/schedules/sync';
+import { SilenceStore } from '../../src/alerts/suppress/silences';
+import { WaiverStore } from '../../src/alerts/suppress/waivers';
 import { buildStatus, statusExitCode, type CheckRow, type StatusReport } from '../../src/status/status';
 import { testConfig } from '../support/config';
 import { createTestDatabase, type TestDatabase } from '../support/db';
@@ -163,6 +165,71 @@ describe('next due, from the job schedulers in Redis', () => {
   });
 });
 
+describe('waivers and silences', () => {
+  let silences: SilenceStore;
+  let waivers: WaiverStore;
+  let silenceId: string;
+  let waiverId: string;
+  beforeAll(async () => {
+    silences = new SilenceStore(db.pool);
+    waivers = new WaiverStore(db.pool);
+    const waiver = await waivers.add({ task: 'index-audit', target: 'main', code: 'invalid_index', subject: FINDINGS.invalidIndex.subject, severity: 'critical', reason: 'rebuilt on Sunday', createdBy: 'alice' });
+    waiverId = waiver.id;
+    const silence = await silences.add({ matchers: { task: 'disk-*' }, startsAt: new Date(fleet.now.getTime() - 60_000), endsAt: new Date(fleet.now.getTime() + 3_600_000), reason: 'resizing the volume', createdBy: 'bob' });
+    silenceId = silence.id;
+  });
+  afterAll(async () => {
+    await db.pool.query('DELETE FROM caretaker.silences WHERE id = $1', [silenceId]);
+    await db.pool.query('DELETE FROM caretaker.waivers WHERE id = $1', [waiverId]);
+  });
+
+  it('sets a waived finding apart: out of the open list, the counts and the state, listed with its waiver', async () => {
+    const report = await buildStatus({ state: db.pool, entries: config.schedulers, now: fleet.now });
+    expect(report.findings.map((f) => f.code)).not.toContain('invalid_index');
+    expect(report.waived).toEqual([
+      expect.objectContaining({ code: 'invalid_index', task: 'index-audit', waiver: expect.objectContaining({ id: waiverId, by: 'alice', reason: 'rebuilt on Sunday', source: 'state' }) }),
+    ]);
+    expect(row(report, 'index-audit')).toMatchObject({ state: 'ok', open: { critical: 0, warning: 0 }, waived: 1 });
+    // The fleet's worst is now the late and missed checks, still critical; the waived finding no longer counts.
+    expect(report.checks.reduce((n, c) => n + c.open.critical, 0)).toBe(0);
+  });
+
+  it('keeps a silenced finding open, marked with who, why and until when', async () => {
+    const report = await buildStatus({ state: db.pool, entries: config.schedulers, now: fleet.now });
+    const disk = report.findings.find((f) => f.code === 'disk_usage_high')!;
+    expect(disk.silenced).toMatchObject({ kind: 'silence', id: silenceId, by: 'bob', reason: 'resizing the volume', until: new Date(fleet.now.getTime() + 3_600_000).toISOString() });
+    expect(row(report, 'disk-check')).toMatchObject({ open: { critical: 0, warning: 1 }, silenced: 1 });
+    expect(report.findings.find((f) => f.code === 'long_transaction')!.silenced).toBeUndefined();
+  });
+
+  it('opens a finding again when it is worse than its waiver accepts', async () => {
+    const warningOnly = await waivers.add({ task: 'pg-health', target: 'main', code: 'long_transaction', subject: '*', severity: 'info', reason: 'batch job', createdBy: 'carol' });
+    try {
+      const report = await buildStatus({ state: db.pool, entries: config.schedulers, now: fleet.now });
+      expect(report.findings.map((f) => f.code)).toContain('long_transaction');
+      expect(report.waived.map((f) => f.code)).toEqual(['invalid_index']);
+    } finally {
+      await db.pool.query('DELETE FROM caretaker.waivers WHERE id = $1', [warningOnly.id]);
+    }
+  });
+
+  it('applies the config\'s waivers and maintenance windows', async () => {
+    const suppress = {
+      timezone: 'UTC',
+      waivers: [{ task: 'pg-health', target: 'main', code: 'long_transaction', subject: '*', severity: 'warning' as const, reason: 'the nightly export' }],
+      maintenance: [{ name: 'patching', cron: '* * * * *', duration: 600, target: 'main', pauseChanges: false }],
+    };
+    const report = await buildStatus({ state: db.pool, entries: config.schedulers, now: fleet.now, suppress });
+    expect(report.waived.map((f) => [f.code, f.waiver.id, f.waiver.by])).toEqual([
+      ['invalid_index', waiverId, 'alice'],
+      ['long_transaction', 'config-1', 'config'],
+    ]);
+    // The silence ends after the window: it is the one shown.
+    expect(report.findings.find((f) => f.code === 'disk_usage_high')!.silenced).toMatchObject({ kind: 'silence' });
+    expect(row(report, 'pg-health').state).toBe('late');
+  });
+});
+
 describe('the statements it costs', () => {
   /** Counts the statements sent through `pool` while `work` runs. */
   async function statementsOf(pool: Pool, work: () => Promise<unknown>): Promise<number> {
@@ -186,7 +253,8 @@ describe('the statements it costs', () => {
     const fleetOf300 = await statementsOf(db.pool, () => buildStatus({ state: db.pool, entries: many.schedulers, now: fleet.now }));
     expect(many.schedulers.length).toBeGreaterThan(1_800);
     expect(fleetOf300).toBe(one);
-    expect(one).toBe(4);
+    // Four for runs, findings and due probes; two for the silences and waivers.
+    expect(one).toBe(6);
   });
 });
 
