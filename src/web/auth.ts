@@ -51,7 +51,7 @@ export function basicCredential(header: string | undefined): string | undefined 
 export function authenticate(auth: Credentials, throttle?: LoginThrottle): RequestHandler {
   if (!authEnabled(auth)) {
     return (_req, res, next) => {
-      setRole(res, 'admin');
+      setRole(res, 'admin', NO_LOGIN_USER);
       next();
     };
   }
@@ -64,9 +64,9 @@ export function authenticate(auth: Credentials, throttle?: LoginThrottle): Reque
       res.set('Retry-After', String(verdict.retryAfterSeconds)).status(429).json({ error: 'too many failed logins, retry later' });
       return;
     }
-    const role = roleFor(req.headers.authorization);
-    if (role !== undefined) {
-      setRole(res, role);
+    const login = roleFor(req.headers.authorization);
+    if (login !== undefined) {
+      setRole(res, login.role, login.user);
       next();
       return;
     }
@@ -75,8 +75,8 @@ export function authenticate(auth: Credentials, throttle?: LoginThrottle): Reque
   };
 }
 
-/** `Authorization` header → the role whose credential it carries, or undefined. */
-function credentialChecker(auth: Credentials): (header: string | undefined) => Role | undefined {
+/** `Authorization` header → the role whose credential it carries and its user name, or undefined. */
+function credentialChecker(auth: Credentials): (header: string | undefined) => { role: Role; user: string } | undefined {
   const admin = auth.admin !== undefined ? digest(auth.admin) : undefined;
   const viewer = auth.viewer !== undefined ? digest(auth.viewer) : undefined;
   return (header) => {
@@ -86,7 +86,9 @@ function credentialChecker(auth: Credentials): (header: string | undefined) => R
     // Both compared every time: the answer's timing says nothing about which matched.
     const isAdmin = admin !== undefined && timingSafeEqual(d, admin);
     const isViewer = viewer !== undefined && timingSafeEqual(d, viewer);
-    return isAdmin ? 'admin' : isViewer ? 'viewer' : undefined;
+    const role = isAdmin ? 'admin' : isViewer ? 'viewer' : undefined;
+    // The user part of the credential that matched: what a silence or waiver records as who.
+    return role ? { role, user: given.slice(0, given.indexOf(':')) || role } : undefined;
   };
 }
 
@@ -105,8 +107,18 @@ export function viewersReadOnly(): RequestHandler {
   };
 }
 
-function setRole(res: Response, role: Role): void {
+/** Who a change is recorded as when auth is off (loopback only: nobody logged in). */
+export const NO_LOGIN_USER = 'console (no login)';
+
+function setRole(res: Response, role: Role, user: string): void {
   res.locals.role = role;
+  res.locals.user = user;
+}
+
+/** The signed-in user's name (the user part of the credential); undefined before `authenticate` ran. */
+export function userOf(res: Response): string | undefined {
+  const user: unknown = res.locals.user;
+  return typeof user === 'string' ? user : undefined;
 }
 
 /** The role `authenticate` gave this request; undefined before it ran. */

@@ -44,3 +44,27 @@ export function runPath(id: number): string {
 export function runOfJobPath(jobId: string): string {
   return `/runs/job/${encodeURIComponent(jobId)}`;
 }
+
+/** The console's silences: the list, the form, and where it posts (admin). */
+export const SILENCES_PATH = '/silences';
+
+/** The console's waivers: the list, the form, and where it posts (admin). */
+export const WAIVERS_PATH = '/waivers';
+
+/** A finding's identity, as the Silence… and Waive… links prefill the forms with it. */
+export interface FindingRef {
+  task: string;
+  target: string;
+  code: string;
+  subject: string;
+}
+
+/** The silences page with its form filled in for one finding. */
+export function silenceFormPath(f: FindingRef): string {
+  return `${SILENCES_PATH}?${new URLSearchParams({ task: f.task, target: f.target, code: f.code, subject: f.subject }).toString()}#new`;
+}
+
+/** The waivers page with its form filled in for one finding. */
+export function waiverFormPath(f: FindingRef): string {
+  return `${WAIVERS_PATH}?${new URLSearchParams({ task: f.task, target: f.target, code: f.code, subject: f.subject }).toString()}#new`;
+}

@@ -207,6 +207,30 @@ describe('the console in a browser', () => {
     await page.close();
   });
 
+  it("silences a finding from its Silence… link: the form comes filled in, the finding then reads silenced by the admin, and Expire ends it", async () => {
+    const page = await admin.newPage();
+    await page.goto(`${base}/`);
+    const disk = page.locator('tr.finding', { hasText: 'disk_usage_high' });
+    await Promise.all([page.waitForURL(/\/silences\?/), disk.getByRole('link', { name: 'Silence…' }).click()]);
+    expect(await page.getByLabel('task').inputValue()).toBe('disk-check');
+    expect(await page.getByLabel('subject').inputValue()).toBe('/var/lib/postgresql');
+    await page.getByLabel('for').fill('30m');
+    await page.getByLabel('reason').fill('resizing the volume');
+    await Promise.all([page.waitForURL(/added=/), page.getByRole('button', { name: 'Add silence' }).click()]);
+    const id = new URL(page.url()).searchParams.get('added')!;
+    expect(await page.locator(`tr[data-silence="${id}"] td[data-label="state"]`).textContent()).toBe('active');
+
+    await page.goto(`${base}/`);
+    expect(await page.locator('tr.finding', { hasText: 'disk_usage_high' }).locator('.silenced').textContent()).toMatch(/^silenced by admin until .* \(in (30|29) min( \d+ s)?\): resizing the volume$/);
+
+    await page.goto(`${base}/silences`);
+    await Promise.all([page.waitForURL(/expired=/), page.locator(`tr[data-silence="${id}"]`).getByRole('button', { name: 'Expire' }).click()]);
+    expect(await page.locator(`tr[data-silence="${id}"] td[data-label="state"]`).textContent()).toBe('expired');
+    await page.goto(`${base}/`);
+    expect(await page.locator('tr.finding', { hasText: 'disk_usage_high' }).locator('.silenced').count()).toBe(0);
+    await page.close();
+  });
+
   it('stacks the grid into labelled cards on a phone', async () => {
     const page = await viewer.newPage();
     await page.goto(`${base}/`);

@@ -63,6 +63,10 @@ form.filter label { display:flex; flex-direction:column; font-size:12px; color:v
 .console select, .console input, .console button { font:inherit; padding:4px 6px; }
 .console button { cursor:pointer; }
 form.run-now { display:inline-flex; gap:8px; align-items:center; margin:4px 0; }
+form.suppress .fields { display:flex; flex-wrap:wrap; gap:8px; margin:6px 0; }
+form.suppress label { display:flex; flex-direction:column; font-size:12px; color:var(--muted); }
+.silenced { color:var(--muted); font-size:12px; }
+.finding-actions { font-size:12px; }
 dl.facts { display:grid; grid-template-columns:max-content 1fr; gap:2px 12px; margin:8px 0; }
 dl.facts dt { color:var(--muted); }
 dl.facts dd { margin:0; }

@@ -1,6 +1,6 @@
 /**
- * The frame every page of the web role shares: the header (console, this
- * week's report so far, last week's, the board), the banner that says
+ * The frame every page of the web role shares: the header (console,
+ * silences, waivers, this week's report so far, last week's, the board), the banner that says
  * when alerts reach nobody, and the HTML shell. Server-rendered; every
  * value that came from a target, a job or a config is escaped here or by
  * the caller with `escapeHtml`.
@@ -13,7 +13,7 @@ import type { Response } from 'express';
 import type { Config } from '../../config/schema';
 import { alertChannels } from '../../alerts/notifiers';
 import { roleOf, type Role } from '../auth';
-import { ASSETS_PATH, BOARD_PATH, CONSOLE_PATH, REPORTS_PATH } from '../paths';
+import { ASSETS_PATH, BOARD_PATH, CONSOLE_PATH, REPORTS_PATH, SILENCES_PATH, WAIVERS_PATH } from '../paths';
 import { ASSET_FILES } from './assets';
 
 /** What the frame needs to know about the request and the config. */
@@ -33,7 +33,7 @@ export function frameFor(config: Pick<Config, 'report' | 'timezone' | 'alerting'
   return (res, now = new Date()) => ({ title: config.report.title, timezone: config.timezone, now, role: roleOf(res), alertChannels: channels });
 }
 
-export type NavItem = 'console' | 'this-week' | 'last-week';
+export type NavItem = 'console' | 'silences' | 'waivers' | 'this-week' | 'last-week';
 
 /** Where the header's report links point, in the config's zone. */
 export function reportLinks(now: Date, timezone: string): { thisWeek: string; lastWeek: string } {
@@ -52,6 +52,8 @@ export function headerHtml(ctx: FrameContext, current?: NavItem): string {
     `<header class="top"><span class="brand">${e(ctx.title)}</span><nav>` +
     [
       item('console', CONSOLE_PATH, 'Console'),
+      item('silences', SILENCES_PATH, 'Silences'),
+      item('waivers', WAIVERS_PATH, 'Waivers'),
       item('this-week', links.thisWeek, 'This week (to date)'),
       item('last-week', links.lastWeek, 'Last week'),
       item('board', BOARD_PATH, 'Queue board'),
@@ -66,7 +68,7 @@ export function alertBannerHtml(channels: readonly string[]): string {
   return (
     `<div class="banner alarm" role="alert"><b>Alerts go nowhere: configure notifications.</b> ` +
     `No notification channel is configured, so critical findings and missed runs reach nobody. ` +
-    `Set <code>notifications.email</code> or <code>notifications.webhook</code> in the config.</div>`
+    `Set <code>notifications.email</code>, <code>notifications.webhook</code> or <code>notifications.channels</code> in the config.</div>`
   );
 }
 

@@ -3,11 +3,12 @@
  * - `GET /`: the status grid and the open findings (`?severity=&task=&target=`);
  * - `GET /checks/:task/:target`: one check's schedules, findings and last runs (`?limit=`);
  * - `GET /runs/:id`: one run, whole; `GET /runs/job/:jobId`: the run of a board job;
- * - `POST /run-now` (admin): queues a run as `caretaker enqueue` does.
- * The cross-site guard in front of the whole app refuses a run-now posted
+ * - `POST /run-now` (admin): queues a run as `caretaker enqueue` does;
+ * - `/silences` and `/waivers`, with their forms (suppress-routes.ts).
+ * The cross-site guard in front of the whole app refuses a form posted
  * from another site before it gets here.
  */
-import express, { Router, type RequestHandler, type Response } from 'express';
+import express, { Router, type RequestHandler } from 'express';
 import type { Queue } from 'bullmq';
 import type { Pool } from 'pg';
 import { z } from 'zod';
@@ -25,7 +26,9 @@ import { configSecrets } from '../../config/secrets';
 import { withTimeout } from '../../util/timeout';
 import { roleOf } from '../auth';
 import { CONSOLE_PATH, RUN_NOW_PATH, boardJobPath, checkPath, runPath } from '../paths';
-import { frameFor, pageHtml, type FrameContext } from './layout';
+import { frameFor, pageHtml } from './layout';
+import { sendMessage, sendPage } from './respond';
+import { suppressRoutes } from './suppress-routes';
 import { renderStatusPage } from './status-page';
 import { renderCheckPage, renderRunPage } from './run-pages';
 
@@ -74,16 +77,6 @@ const runNowBody = z.object({
   dryRun: z.literal('1').optional(),
 });
 
-/** A short page for an answer that is not the page asked for (bad filter, no such run, forbidden). */
-function sendMessage(res: Response, ctx: FrameContext, status: number, title: string, message: string): void {
-  const body = `<h1>${e(title)}</h1><p>${e(message)}</p><p><a href="${CONSOLE_PATH}">&larr; back to the console</a></p>`;
-  res.status(status).set('Cache-Control', 'no-store').type('html').send(pageHtml(ctx, { title, body }));
-}
-
-function sendPage(res: Response, html: string): void {
-  res.set('Cache-Control', 'no-store').type('html').send(html);
-}
-
 export function consoleRouter(deps: ConsoleDeps): Router {
   const { config, state, queue, store, login } = deps;
   const registry = deps.registry ?? TASKS;
@@ -106,7 +99,7 @@ export function consoleRouter(deps: ConsoleDeps): Router {
     const filter = parsed.data;
     let report;
     try {
-      report = await buildStatus({ state, queue, entries, filter, now: ctx.now });
+      report = await buildStatus({ state, queue, entries, filter, suppress: config, now: ctx.now });
     } catch (err) {
       // The history is away: say so on the page the on-call opened, not as a bare 500.
       return sendMessage(res, ctx, 503, 'History unavailable', `the state database did not answer: ${why(err)}`);
@@ -122,7 +115,7 @@ export function consoleRouter(deps: ConsoleDeps): Router {
     if (!parsed.success) return sendMessage(res, ctx, 400, 'Bad request', formatIssues(parsed.error).join('; '));
     if (!task) return sendMessage(res, ctx, 404, 'No such check', `unknown task ${JSON.stringify(taskName)}`);
     const [status, runs] = await Promise.all([
-      buildStatus({ state, queue, entries, filter: { task: taskName, target }, alsoPairs: [{ task: taskName, target }], now: ctx.now }),
+      buildStatus({ state, queue, entries, filter: { task: taskName, target }, alsoPairs: [{ task: taskName, target }], suppress: config, now: ctx.now }),
       store.list({ task: taskName, target, limit: parsed.data.limit ?? DEFAULT_RUNS }),
     ]);
     const configured = targetsOf(config, task.target).some((t) => t.name === target);
@@ -175,6 +168,8 @@ export function consoleRouter(deps: ConsoleDeps): Router {
     }
     res.redirect(303, `${checkPath(task.name, target.name)}?enqueued=${encodeURIComponent(jobId)}`);
   });
+
+  router.use(suppressRoutes({ config, state, login, frame, why }));
 
   return router;
 }

@@ -13,6 +13,7 @@ import { formatBytes, formatDuration } from '../../util/format';
 import { RUN_NOW_PATH, boardJobPath, checkPath, runPath } from '../paths';
 import { badgeHtml, pageHtml, whenHtml, whenText, type FrameContext } from './layout';
 import { findingsTableHtml } from './status-page';
+import { waivedTableHtml } from './suppress-pages';
 
 /** A run's status as a badge; a skipped run says so instead. */
 function runBadge(run: Pick<StoredRun, 'status' | 'skipped'>): string {
@@ -147,6 +148,7 @@ export function renderCheckPage(
     `<ul>${schedules}</ul>` +
     runNowHtml(task, target, ctx) +
     `<h2>Open findings</h2>${findingsTableHtml(status.findings, ctx)}` +
+    (status.waived.length > 0 ? `<h2>Waived (${status.waived.length})</h2>${waivedTableHtml(status.waived, ctx)}` : '') +
     `<h2>Last ${runs.length} runs</h2>` +
     (runs.length
       ? `<div class="table-wrap"><table class="cards"><thead><tr><th>status</th><th>finished</th><th>took</th><th>summary</th><th>run</th></tr></thead><tbody>${runRows.join('')}</tbody></table></div>`

@@ -7,14 +7,19 @@
 import { escapeHtml as e } from '../../reports/render-html';
 import { STATE_LABEL, stateCountsText, type CheckRow, type OpenFindingRow, type StatusFilter, type StatusReport } from '../../status/status';
 import { formatDuration } from '../../util/format';
-import { CONSOLE_PATH, boardJobPath, checkPath, runPath } from '../paths';
+import { silencedText } from '../../status/suppressed';
+import { CONSOLE_PATH, WAIVERS_PATH, boardJobPath, checkPath, runPath, silenceFormPath, waiverFormPath } from '../paths';
+import { waivedTableHtml } from './suppress-pages';
 import { badgeHtml, pageHtml, whenHtml, whenText, type FrameContext } from './layout';
 
-function countsHtml(open: CheckRow['open']): string {
+function countsHtml(row: CheckRow): string {
+  const { open } = row;
   const parts: string[] = [];
   if (open.critical > 0) parts.push(badgeHtml('critical', `${open.critical} critical`));
   if (open.warning > 0) parts.push(badgeHtml('warning', `${open.warning} warning${open.warning === 1 ? '' : 's'}`));
-  return parts.length ? `<span class="counts">${parts.join(' ')}</span>` : '<span class="muted">none</span>';
+  const quiet = [row.silenced ? `${row.silenced} silenced` : '', row.waived ? `${row.waived} waived` : ''].filter(Boolean).join(', ');
+  const counts = parts.length ? `<span class="counts">${parts.join(' ')}</span>` : '<span class="muted">none</span>';
+  return quiet ? `${counts}<br><span class="muted">${e(quiet)}</span>` : counts;
 }
 
 function nextDueHtml(row: CheckRow, report: StatusReport, ctx: FrameContext): string {
@@ -64,7 +69,7 @@ function gridHtml(report: StatusReport, ctx: FrameContext): string {
         `<td data-label="task"><a href="${e(checkPath(r.task, r.target))}"><b>${e(r.task)}</b></a></td>` +
         `<td data-label="last run" class="when">${lastRunHtml(r, ctx)}</td>` +
         `<td data-label="summary">${summaryCell(r)}</td>` +
-        `<td data-label="open findings">${countsHtml(r.open)}</td>` +
+        `<td data-label="open findings">${countsHtml(r)}</td>` +
         `<td data-label="next due" class="when">${nextDueHtml(r, report, ctx)}</td>` +
         `<td data-label="schedule"><code>${e(r.schedule)}</code></td>` +
         `<td data-label="links">${links.join(' · ')}</td>` +
@@ -75,6 +80,12 @@ function gridHtml(report: StatusReport, ctx: FrameContext): string {
     `<div class="table-wrap"><table class="cards grid"><thead><tr>${head.map((h) => `<th scope="col">${e(h)}</th>`).join('')}</tr></thead>` +
     `<tbody>${rows.join('')}</tbody></table></div>`
   );
+}
+
+/** The admin's way from a finding to silencing or waiving it: the forms, filled in for it. */
+function findingActions(f: OpenFindingRow, ctx: FrameContext): string {
+  if (ctx.role !== 'admin') return '';
+  return `<br><span class="finding-actions"><a href="${e(silenceFormPath(f))}">Silence…</a> · <a href="${e(waiverFormPath(f))}">Waive…</a></span>`;
 }
 
 /** The open findings as a table; shared by the front page and a check's history page. */
@@ -88,9 +99,10 @@ export function findingsTableHtml(findings: readonly OpenFindingRow[], ctx: Fram
       `<td data-label="task"><a href="${e(checkPath(f.task, f.target))}">${e(f.task)}</a></td>` +
       `<td data-label="finding"><b>${e(f.code)}</b> <code>${e(f.subject)}</code><br>${e(f.message)}` +
       (f.suggestion ? `<br><span class="suggestion">&rarr; ${e(f.suggestion)}</span>` : '') +
+      (f.silenced ? `<br><span class="silenced">${e(silencedText(f.silenced, (iso) => whenText(iso, ctx)))}</span>` : '') +
       `</td>` +
       `<td data-label="open since" class="when">${whenHtml(f.firstSeen, ctx)}</td>` +
-      `<td data-label="run"><a href="${e(runPath(f.runId))}">run ${f.runId}</a></td>` +
+      `<td data-label="run"><a href="${e(runPath(f.runId))}">run ${f.runId}</a>${findingActions(f, ctx)}</td>` +
       `</tr>`,
   );
   return (
@@ -130,11 +142,14 @@ export function renderStatusPage(
     : `<div class="banner note">Redis did not answer (${e(report.schedulersError ?? 'unknown error')}): next due times are unknown; everything else comes from the history.</div>`;
   const body =
     `<h1>Status${e(filtered)}</h1>` +
-    `<p class="summary-line">${e(stateCountsText(report.checks))} &middot; ${report.findings.length} open finding${report.findings.length === 1 ? '' : 's'} shown</p>` +
+    `<p class="summary-line">${e(stateCountsText(report.checks))} &middot; ${report.findings.length} open finding${report.findings.length === 1 ? '' : 's'} shown` +
+    (report.waived.length > 0 ? ` &middot; <a href="#waived">${report.waived.length} waived</a>` : '') +
+    `</p>` +
     notice +
     `<h2 id="findings">Open findings</h2>` +
     filterFormHtml(opts.filter, opts.choices) +
     findingsTableHtml(report.findings, ctx) +
+    (report.waived.length > 0 ? `<h2 id="waived">Waived (${report.waived.length})</h2>${waivedTableHtml(report.waived, ctx)}<p class="muted">Not open: accepted until the waiver lapses or the finding gets worse. <a href="${WAIVERS_PATH}">All waivers</a></p>` : '') +
     `<h2 id="checks">Checks</h2>` +
     gridHtml(report, ctx) +
     `<p class="muted">Generated ${e(whenText(report.generatedAt, ctx))}.</p>`;
