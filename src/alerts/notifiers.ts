@@ -15,6 +15,7 @@ import { createSmtpTransport, type EmailSettings } from '../clients/smtp';
 import { coerceError } from '../errors';
 import { basicAuthToken, originsOnlyIn, redactSecretsIn, safeDecode, scrubSecrets } from '../logger';
 import { withTimeout } from '../util/timeout';
+import { urlOrigin, fetchFailureReason } from '../util/fetch-errors';
 
 /**
  * A notifier's error text as it may be stored, logged and shown: every
@@ -115,29 +116,6 @@ export async function withRetry(policy: RetryPolicy, attempt: () => Promise<void
   throw new Error(`${cleanNotifierError(last.message, secrets)} (after ${policy.attempts > 1 && !(last instanceof PermanentError) ? `${policy.attempts} attempts` : 'one attempt'})`);
 }
 
-/** Only scheme, host and port: a webhook's path or query is often its secret (Slack, Teams). */
-function describeEndpoint(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}`;
-  } catch {
-    return '[unparsable url]';
-  }
-}
-
-/** Network errors from fetch hide the reason in `cause`. */
-function fetchReason(err: unknown): string {
-  const e = coerceError(err);
-  if (e.name === 'TimeoutError' || e.name === 'AbortError') return 'timed out';
-  const cause = (e as { cause?: unknown }).cause;
-  if (cause) {
-    const c = coerceError(cause);
-    const code = (c as { code?: unknown }).code;
-    return typeof code === 'string' ? code : c.message || e.message;
-  }
-  return e.message;
-}
-
 /**
  * Where the webhook's POST goes and how it logs in. fetch refuses a URL
  * with `user:pass@` in it, so credentials in the configured URL become an
@@ -165,7 +143,7 @@ export function webhookRequest(url: string): { url: string; headers: Record<stri
  */
 export function createWebhookNotifier(opts: { name?: string; url: string; retry?: RetryPolicy; secrets?: readonly string[] }): Notifier {
   const retry = opts.retry ?? DEFAULT_RETRY;
-  const endpoint = describeEndpoint(opts.url);
+  const endpoint = urlOrigin(opts.url);
   const request = webhookRequest(opts.url);
   const secrets = [...(opts.secrets ?? []), ...webhookSecrets(opts.url)];
   return {
@@ -182,7 +160,7 @@ export function createWebhookNotifier(opts: { name?: string; url: string; retry?
             signal: AbortSignal.timeout(retry.attemptTimeoutMs),
           });
         } catch (err) {
-          throw new Error(`webhook ${endpoint}: ${fetchReason(err)}`);
+          throw new Error(`webhook ${endpoint}: ${fetchFailureReason(err)}`);
         }
         // Drain the body so the connection is released.
         await res.arrayBuffer().catch(() => undefined);

@@ -10,8 +10,8 @@
  * request it refused.
  */
 import { webhookRequest } from '../alerts/notifiers';
-import { coerceError } from '../errors';
 import { basicAuthToken, originsOnlyIn, redactSecretsIn, safeDecode, scrubSecrets, secretsOfUrl } from '../logger';
+import { urlOrigin, fetchFailureReason } from '../util/fetch-errors';
 
 /** One request's bound when the caller gives none: Alertmanager answers in milliseconds when it is up. */
 export const ALERTMANAGER_REQUEST_TIMEOUT_MS = 5_000;
@@ -129,7 +129,7 @@ export interface AlertmanagerClientOptions {
 
 export function createAlertmanagerClient(opts: AlertmanagerClientOptions): AlertmanagerClient {
   const timeoutMs = opts.timeoutMs ?? ALERTMANAGER_REQUEST_TIMEOUT_MS;
-  const endpoint = originOf(opts.url);
+  const endpoint = urlOrigin(opts.url);
   const request = webhookRequest(opts.url);
   const secrets = [...(opts.secrets ?? []), ...alertmanagerUrlSecrets(opts.url)];
   const clean = (text: string) => redactSecretsIn(originsOnlyIn(scrubSecrets(text, secrets)));
@@ -160,7 +160,7 @@ export function createAlertmanagerClient(opts: AlertmanagerClientOptions): Alert
       // Read whole, within the same bound: it also releases the connection.
       text = await res.text();
     } catch (err) {
-      throw new AlertmanagerError(clean(`${where}: ${fetchReason(err, opts.signal)}`));
+      throw new AlertmanagerError(clean(`${where}: ${fetchFailureReason(err, opts.signal)}`));
     }
     if (!res.ok) {
       const excerpt = text.trim().replace(/\s+/g, ' ').slice(0, REPLY_EXCERPT_CHARS);
@@ -231,26 +231,3 @@ export function alertmanagerUrlSecrets(url: string): string[] {
   return out;
 }
 
-/** `scheme://host:port` of a URL, without credentials, path or query. */
-function originOf(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}`;
-  } catch {
-    return '[unparsable url]';
-  }
-}
-
-/** Why fetch failed: its network errors hide the reason (ECONNREFUSED...) in `cause`. */
-function fetchReason(err: unknown, signal?: AbortSignal): string {
-  const e = coerceError(err);
-  if (signal?.aborted) return 'aborted';
-  if (e.name === 'TimeoutError' || e.name === 'AbortError') return 'timed out';
-  const cause = (e as { cause?: unknown }).cause;
-  if (cause) {
-    const c = coerceError(cause);
-    const code = (c as { code?: unknown }).code;
-    return typeof code === 'string' ? code : c.message || e.message;
-  }
-  return e.message;
-}

@@ -72,17 +72,7 @@ function silenceLine(s: Silence, now: Date, timezone: string): string {
   return `${s.id.padEnd(6)}${state.padEnd(9)}${matcherText(s.matchers)}  ${ends}  by ${s.createdBy}: ${s.reason}`;
 }
 
-const silenceJson = (s: Silence, now: Date) => ({
-  id: s.id,
-  state: silenceState(s, now),
-  matchers: s.matchers,
-  startsAt: s.startsAt.toISOString(),
-  endsAt: s.endsAt.toISOString(),
-  reason: s.reason,
-  createdBy: s.createdBy,
-  createdAt: s.createdAt.toISOString(),
-  ...(s.expiredBy ? { expiredBy: s.expiredBy } : {}),
-});
+const silenceJson = (s: Silence, now: Date) => ({ ...s, state: silenceState(s, now) });
 
 export async function silenceAddCommand(io: CliIO, opts: Common & SilenceRequest & { json?: boolean }): Promise<number> {
   const config = configFor(io, opts.config);
@@ -130,19 +120,8 @@ function waiverLine(w: Waiver, now: Date, timezone: string): string {
   return `${w.id.padEnd(10)}${w.task} ${w.target} ${w.code} ${w.subject}  up to ${w.severity}, ${until}, by ${w.createdBy}: ${w.reason}`;
 }
 
-const waiverJson = (w: Waiver) => ({
-  id: w.id,
-  source: w.source,
-  task: w.task,
-  target: w.target,
-  code: w.code,
-  subject: w.subject,
-  severity: w.severity,
-  reason: w.reason,
-  createdBy: w.createdBy,
-  ...(w.createdAt ? { createdAt: w.createdAt.toISOString() } : {}),
-  ...(w.expiresAt ? { expiresAt: w.expiresAt.toISOString() } : {}),
-});
+/** As JSON: dates as ISO 8601 (JSON.stringify leaves out those that are undefined). */
+const waiverJson = (w: Waiver) => ({ ...w, createdAt: w.createdAt?.toISOString(), expiresAt: w.expiresAt?.toISOString() });
 
 export async function waiveCommand(io: CliIO, opts: Common & WaiverRequest & { json?: boolean }): Promise<number> {
   const config = configFor(io, opts.config);

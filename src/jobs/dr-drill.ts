@@ -20,6 +20,7 @@ import { measurePodRecovery, type PodRecoveryResult } from '../kubernetes/pod-re
 import { createAlertmanagerClient, type AlertmanagerClient, type SilenceMatcher } from '../clients/alertmanager';
 import type { BackupsTarget } from '../config/schema';
 import { formatDuration } from '../util/format';
+import { urlOrigin } from '../util/fetch-errors';
 
 /** The longest the pod-kill part may wait for the deployment and health URL. */
 const RECOVERY_TIMEOUT_MAX_MS = 3600_000;
@@ -96,7 +97,7 @@ export const drDrill = defineTask({
       const matchers = silenceMatchers(ctx.target);
       if (ctx.dryRun) {
         actions.push({ kind: 'delete_pod', subject, applied: false, details: { kubernetes: drill.kubernetes } });
-        if (matchers) actions.push({ kind: 'silence_created', subject, applied: false, details: { alertmanagers: (ctx.target.alertmanagers ?? []).map(originOf), matchers } });
+        if (matchers) actions.push({ kind: 'silence_created', subject, applied: false, details: { alertmanagers: (ctx.target.alertmanagers ?? []).map(urlOrigin), matchers } });
         parts.push(`would delete one pod of ${subject}`);
       } else {
         const started = Date.now();
@@ -343,12 +344,3 @@ class DrillSilences {
   }
 }
 
-/** `scheme://host:port`: how the result names an Alertmanager (its URL may hold credentials). */
-function originOf(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}`;
-  } catch {
-    return '[unparsable url]';
-  }
-}

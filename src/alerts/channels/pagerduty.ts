@@ -14,6 +14,7 @@ import type { Severity } from '../../contract/result';
 import { coerceError } from '../../errors';
 import { secretsOfUrl } from '../../logger';
 import { DEFAULT_RETRY, withRetry, type AlertEvent, type Notifier, type RetryPolicy } from '../notifiers';
+import { urlOrigin, fetchFailureReason } from '../../util/fetch-errors';
 
 /** PagerDuty's limits on an event (Events API v2, "Send an alert event"). */
 export const PAGERDUTY_DEDUP_KEY_MAX = 255;
@@ -127,7 +128,7 @@ export function createPagerdutyNotifier(opts: { name: string; channel: Extract<C
   const retry = opts.retry ?? DEFAULT_RETRY;
   const { routingKey, url } = opts.channel;
   const secrets = [...(opts.secrets ?? []), routingKey, encodeURIComponent(routingKey), ...secretsOfUrl(url)];
-  const endpoint = originOf(url);
+  const endpoint = urlOrigin(url);
 
   async function enqueue(body: PagerdutyEvent): Promise<void> {
     let res: Response;
@@ -143,7 +144,7 @@ export function createPagerdutyNotifier(opts: { name: string; channel: Extract<C
       });
       text = await res.text();
     } catch (err) {
-      throw new EnqueueError(`pagerduty ${endpoint}: ${fetchReason(err)}`, false);
+      throw new EnqueueError(`pagerduty ${endpoint}: ${fetchFailureReason(err)}`, false);
     }
     // PagerDuty answers 202 Accepted; any 2xx means it took the event.
     if (res.ok) return;
@@ -200,24 +201,3 @@ function replyReason(text: string): string {
   return reason ? ` (${reason})` : '';
 }
 
-function originOf(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}`;
-  } catch {
-    return '[unparsable url]';
-  }
-}
-
-/** Why fetch failed: its network errors hide the reason (ECONNREFUSED...) in `cause`. */
-function fetchReason(err: unknown): string {
-  const e = coerceError(err);
-  if (e.name === 'TimeoutError' || e.name === 'AbortError') return 'timed out';
-  const cause = (e as { cause?: unknown }).cause;
-  if (cause) {
-    const c = coerceError(cause);
-    const code = (c as { code?: unknown }).code;
-    return typeof code === 'string' ? code : c.message || e.message;
-  }
-  return e.message;
-}
