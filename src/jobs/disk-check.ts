@@ -1,24 +1,37 @@
 /**
  * disk-check (weekly): the runbook's "check disk usage" and "check table
  * sizes". Measures the target database and every database on the server,
- * lists the largest tables and indexes, computes growth since the previous
+ * lists the largest tables and indexes, computes growth against an earlier
  * run, checks the filesystem of the data directory (only when the server is
  * on this machine) and of the configured volumes, and estimates table bloat.
- * Read-only: five catalog queries, one statfs per path.
+ * Read-only: four catalog queries, one query on caretaker's history, one
+ * statfs per path. A relation another session has locked is left out of the
+ * sizes and named (`size_check_incomplete`), never waited for.
  */
 import { isAbsolute } from 'node:path';
 import { stat, statfs } from 'node:fs/promises';
 import { z } from 'zod';
 import type { Client } from 'pg';
-import { defineTask, type PreviousResult } from '../contract/task';
+import { defineTask, type TaskContext } from '../contract/task';
 import type { Finding, Severity } from '../contract/result';
-import { formatBytes, formatPercent } from '../util/format';
+import { formatBytes, formatDuration, formatPercent } from '../util/format';
 import { withTimeout } from '../util/timeout';
 import { coerceError } from '../errors';
 import { SQL } from './disk-check.sql';
 
+const TASK_NAME = 'disk-check';
 const GiB = 1024 ** 3;
+const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
+/** SQLSTATE of a statement cancelled by lock_timeout. */
+const LOCK_NOT_AVAILABLE = '55P03';
+/**
+ * Tries of the sizing statement. It skips what pg_locks shows locked; a lock
+ * taken just after that read makes it time out, and the next try sees it.
+ */
+const SIZE_ATTEMPTS = 3;
+/** Relations the `size_check_incomplete` message names; details list up to 100. */
+const SKIPPED_NAMED = 10;
 /** statfs answers in microseconds; a hung network mount must not hold the run. */
 const STATFS_TIMEOUT_MS = 5_000;
 
@@ -36,6 +49,18 @@ const params = z
     bloatWarningBytes: z.number().int().min(1).default(GiB),
     /** ...and as critical (check_postgres: 5 GB). */
     bloatCriticalBytes: z.number().int().min(1).default(5 * GiB),
+    /**
+     * Growth is measured against the newest earlier run at least this many
+     * hours old: a rate from runs minutes apart is noise (2 MB written in
+     * the minute between two runs reads as 2.9 GB a day).
+     */
+    growthMinHours: z.number().min(0).max(24 * 365).default(12),
+    /**
+     * The longest the sizing waits for any one lock (capped by the target's
+     * lockTimeoutMs). Relations already locked are skipped without waiting;
+     * this only bounds a lock taken in the instant between.
+     */
+    sizeLockTimeoutMs: z.number().int().min(1).max(60_000).default(200),
   })
   .refine((p) => p.diskWarning <= p.diskCritical, { error: 'diskWarning must not be above diskCritical', path: ['diskWarning'] })
   .refine((p) => p.bloatWarningBytes <= p.bloatCriticalBytes, {
@@ -62,6 +87,29 @@ interface IndexSize {
   index: string;
   table: string;
   bytes: number;
+}
+/** A relation left unsized because another session holds or awaits ACCESS EXCLUSIVE on it (or, for a table, on its index or toast). */
+interface SkippedRelation {
+  schema: string;
+  name: string;
+  kind: 'table' | 'index';
+  /** pg_class's relpages × block size: as of the last VACUUM, ANALYZE or CREATE INDEX. */
+  estimatedBytes: number;
+  /** The sessions locking it; pid null for a prepared transaction. */
+  lockedBy: { pid: number | null; granted: boolean }[];
+}
+interface RelationSizes {
+  tables: TableSize[];
+  indexes: IndexSize[];
+  skipped: SkippedRelation[];
+  skippedCount: number;
+}
+/** The history row growth is computed from. */
+interface GrowthHistory {
+  lastAt: Date | null;
+  baseAt: Date | null;
+  bytes: unknown;
+  database: string | null;
 }
 interface BloatedTable {
   schema: string;
@@ -132,8 +180,8 @@ const reason = (err: unknown): string => {
 };
 
 export const diskCheck = defineTask({
-  name: 'disk-check',
-  description: 'Database and table sizes, growth since the last run, filesystem usage of the data directory and volumes, estimated table bloat',
+  name: TASK_NAME,
+  description: 'Database and table sizes, growth against a run at least growthMinHours (12 h) earlier, filesystem usage of the data directory and volumes, estimated table bloat',
   target: 'postgres',
   defaultSchedule: 'weekly',
   timeoutMs: 10 * 60_000,
@@ -164,12 +212,9 @@ export const diskCheck = defineTask({
     });
     summary.push(`${current.name} ${formatBytes(size)}`);
 
-    summary.push(growth(await ctx.previousResult(), current.name, size, measuredAt, findings, metrics));
+    summary.push(await growth(ctx, current.name, size, measuredAt, p.growthMinHours, findings, metrics));
 
-    const tables = (await db.query<TableSize>(SQL.largestTables, [p.topN])).rows;
-    const indexes = (await db.query<IndexSize>(SQL.largestIndexes, [p.topN])).rows;
-    findings.push(largestFinding(current.name, tables, indexes));
-    if (tables[0]) summary.push(`largest ${tables[0].schema}.${tables[0].table} ${formatBytes(tables[0].totalBytes)}`);
+    summary.push(...(await largestRelations(db, current.name, Math.min(p.sizeLockTimeoutMs, ctx.target.lockTimeoutMs), p.topN, findings, metrics)));
     await ctx.progress(40);
 
     // Filesystems: the data directory when it is on this machine, then the volumes.
@@ -195,22 +240,39 @@ export const diskCheck = defineTask({
   },
 });
 
-/** Growth since the previous completed run of this task on this target; returns the summary part. */
-function growth(
-  { result: previous, readable }: PreviousResult,
+/**
+ * Growth against the newest completed run of this task on this target that
+ * is at least `minHours` old; returns the summary part. The history is
+ * caretaker's own database: when it cannot be read, the run goes on
+ * without a growth figure.
+ */
+async function growth(
+  ctx: TaskContext<'postgres'>,
   database: string,
   size: number,
   measuredAt: Date,
+  minHours: number,
   findings: Finding[],
   metrics: Record<string, number>,
-): string {
-  if (!readable) return 'growth unknown (history unreadable)';
-  if (!previous) return 'first run, no growth figure yet';
-  const previousSize = previous.metrics?.database_size_bytes;
-  const previousDb = previous.findings?.find((f) => f.code === 'database_size')?.details?.database;
-  const elapsedMs = measuredAt.getTime() - Date.parse(previous.finishedAt);
+): Promise<string> {
+  let history: GrowthHistory;
+  try {
+    const cutoff = new Date(measuredAt.getTime() - minHours * HOUR_MS);
+    history = (await ctx.clients.state.query<GrowthHistory>(SQL.growthBaseline, [TASK_NAME, ctx.target.name, cutoff])).rows[0]!;
+  } catch (err) {
+    ctx.log.warn({ err: coerceError(err).message }, `cannot read the ${TASK_NAME} history: this run goes without a growth figure`);
+    return 'growth unknown (history unreadable)';
+  }
+  if (!history.lastAt) return 'first run, no growth figure yet';
+  if (!history.baseAt) {
+    const sinceLast = Math.max(0, measuredAt.getTime() - history.lastAt.getTime());
+    return `growth needs ${minHours} h between runs; the last run was ${formatDuration(sinceLast)} ago`;
+  }
+  const previousSize = history.bytes;
+  const previousAt = history.baseAt.toISOString();
+  const elapsedMs = measuredAt.getTime() - history.baseAt.getTime();
   if (typeof previousSize !== 'number' || !Number.isFinite(previousSize) || !(elapsedMs > 0)) return 'growth unknown (no previous size)';
-  if (typeof previousDb === 'string' && previousDb !== database) return `growth unknown (the previous run measured ${previousDb})`;
+  if (history.database !== null && history.database !== database) return `growth unknown (the previous run measured ${history.database})`;
 
   const elapsedDays = elapsedMs / DAY_MS;
   const bytesPerDay = Math.round((size - previousSize) / elapsedDays);
@@ -225,12 +287,96 @@ function growth(
       bytesPerDay,
       previousBytes: previousSize,
       bytes: size,
-      previousAt: previous.finishedAt,
+      previousAt,
       measuredAt: measuredAt.toISOString(),
       elapsedDays,
+      minHours,
     },
   });
   return `${rate} over ${elapsedDays.toFixed(1)} days`;
+}
+
+/**
+ * The largest tables and indexes (`largest_tables`), and what was locked
+ * and so not sized (`size_check_incomplete`); returns the summary parts.
+ */
+async function largestRelations(
+  db: Client,
+  database: string,
+  lockTimeoutMs: number,
+  topN: number,
+  findings: Finding[],
+  metrics: Record<string, number>,
+): Promise<string[]> {
+  const sizes = await relationSizes(db, lockTimeoutMs, topN);
+  if ('failed' in sizes) {
+    findings.push({
+      severity: 'info',
+      code: 'size_check_incomplete',
+      subject: database,
+      message: `could not size the tables and indexes without waiting for a lock (${SIZE_ATTEMPTS} tries, the last: ${sizes.failed}): largest_tables is not reported this run`,
+      suggestion: "A session is taking ACCESS EXCLUSIVE locks (a migration, VACUUM FULL, a lock on a catalog): see pg-health's lock_wait and long_transaction findings; the next run sizes them",
+      details: { error: sizes.failed, attempts: SIZE_ATTEMPTS },
+    });
+    return ['table sizes not checked (locked)'];
+  }
+  const parts: string[] = [];
+  findings.push(largestFinding(database, sizes.tables, sizes.indexes));
+  const top = sizes.tables[0];
+  if (top) parts.push(`largest ${top.schema}.${top.table} ${formatBytes(top.totalBytes)}`);
+  metrics.relations_not_sized = sizes.skippedCount;
+  if (sizes.skippedCount > 0) {
+    findings.push(sizeIncompleteFinding(database, sizes.skipped, sizes.skippedCount));
+    parts.push(`${sizes.skippedCount} relation${sizes.skippedCount === 1 ? '' : 's'} not sized (locked)`);
+  }
+  return parts;
+}
+
+/**
+ * The sizing statement under a short lock_timeout, tried again when a lock
+ * taken after its read of pg_locks makes it time out. Any other error is the
+ * run's.
+ */
+async function relationSizes(db: Client, lockTimeoutMs: number, topN: number): Promise<RelationSizes | { failed: string }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await withLockTimeout(db, lockTimeoutMs, async () => (await db.query<RelationSizes>(SQL.relationSizes, [topN])).rows[0]!);
+    } catch (err) {
+      if ((err as { code?: unknown } | null)?.code !== LOCK_NOT_AVAILABLE) throw err;
+      if (attempt >= SIZE_ATTEMPTS) return { failed: reason(err) };
+    }
+  }
+}
+
+/** `work` in a read-only transaction whose lock waits end after `ms`; the session's own lock_timeout is back after it. */
+async function withLockTimeout<T>(db: Client, ms: number, work: () => Promise<T>): Promise<T> {
+  await db.query('BEGIN READ ONLY');
+  try {
+    await db.query(SQL.localLockTimeout, [`${ms}ms`]);
+    const result = await work();
+    await db.query('COMMIT');
+    return result;
+  } catch (err) {
+    // A broken session cannot roll back; the error that matters is the first.
+    await db.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+function sizeIncompleteFinding(database: string, skipped: SkippedRelation[], count: number): Finding {
+  const lockers = (r: SkippedRelation) =>
+    r.lockedBy.map((l) => `${l.granted ? 'held' : 'awaited'} by ${l.pid === null ? 'a prepared transaction' : `pid ${l.pid}`}`).join(', ');
+  const named = skipped.slice(0, SKIPPED_NAMED).map((r) => `${r.schema}.${r.name} (${r.kind}, about ${formatBytes(r.estimatedBytes)}, ${lockers(r)})`).join('; ')
+    + (count > SKIPPED_NAMED ? `; and ${count - SKIPPED_NAMED} more` : '');
+  return {
+    severity: 'info',
+    code: 'size_check_incomplete',
+    subject: database,
+    message: `${count} relation${count === 1 ? '' : 's'} not sized: another session holds or awaits an ACCESS EXCLUSIVE lock on `
+      + `${count === 1 ? 'it' : 'them'} (for a table, or on its indexes or toast), so ${count === 1 ? 'it is' : 'they are'} left out of largest_tables rather than waited for: ${named}`,
+    suggestion: "A migration or a long transaction holds the lock: see pg-health's lock_wait and long_transaction findings. The next run sizes them; details.relations has pg_class's estimate (as of the last VACUUM or ANALYZE) meanwhile",
+    details: { relations: skipped, count },
+  };
 }
 
 function largestFinding(database: string, tables: TableSize[], indexes: IndexSize[]): Finding {

@@ -24,6 +24,8 @@ import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook';
 
 const prefix = randomPrefix('targetdown');
 let db: TestDatabase;
+/** The slow target's own database: its catalog is locked by the test, which the state database must never be. */
+let slowDb: TestDatabase;
 let redis: Redis;
 let queue: Queue<JobData>;
 let role: WorkerRole;
@@ -34,6 +36,7 @@ let alerter: ReturnType<typeof createAlerter>;
 
 beforeAll(async () => {
   db = await createTestDatabase('targetdown');
+  slowDb = await createTestDatabase('targetdown_slow');
   await migrate(db.pool);
   redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
   queue = createQueue(redis, prefix);
@@ -52,7 +55,7 @@ beforeAll(async () => {
         { name: 'refusing', url: 'postgres://postgres@127.0.0.1:1/nowhere' },
         { name: 'proxied', url: proxied.toString() },
         // Statements bounded at 100 ms, lock waits far longer: a blocked statement ends on statement_timeout.
-        { name: 'slow', url: db.url, statementTimeoutMs: 100, lockTimeoutMs: 60_000 },
+        { name: 'slow', url: slowDb.url, statementTimeoutMs: 100, lockTimeoutMs: 60_000 },
       ],
     },
   } as never);
@@ -77,6 +80,7 @@ afterAll(async () => {
   await proxy?.close();
   await receiver.close();
   await db.drop();
+  await slowDb?.drop();
   await deleteKeys(prefix);
 });
 
@@ -120,12 +124,12 @@ describe('the target database is down or refuses', () => {
   });
 
   it('a statement timing out (statement_timeout behind a lock): retried, one error result naming the timeout, one alert', async () => {
-    await db.pool.query('CREATE TABLE held_by_migration (id int)');
-    const holder = await db.pool.connect();
+    const holder = await slowDb.pool.connect();
     try {
-      // A migration holding ACCESS EXCLUSIVE: disk-check's size functions wait for it until the statement times out.
+      // disk-check steps round a table a migration holds (it sizes the rest), but not round the catalog: with
+      // pg_statistic held, planning any of its statements waits for the lock until the statement times out.
       await holder.query('BEGIN');
-      await holder.query('LOCK TABLE held_by_migration IN ACCESS EXCLUSIVE MODE');
+      await holder.query('LOCK TABLE pg_catalog.pg_statistic IN ACCESS EXCLUSIVE MODE');
       const job = await queue.add('disk-check', { task: 'disk-check', target: 'slow' }, jobOptions(config.worker));
       const done = await waitForJob(queue, job.id!);
       expect(await done.getState()).toBe('failed');

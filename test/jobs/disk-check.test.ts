@@ -36,11 +36,16 @@ async function size(sql: string, params: unknown[] = []): Promise<number> {
   return Number(rows[0]!.n);
 }
 
-/** What the task must never change: every relation's file, every table's row count. */
+/**
+ * What the task must never change: every relation's file (a rewrite), and
+ * the page and tuple counts only VACUUM and ANALYZE set. From pg_class, not
+ * the statistics views: their counters arrive when a session flushes them,
+ * so the setup's own inserts could land between two snapshots.
+ */
 async function snapshot(): Promise<string> {
   const { rows } = await db.pool.query(`
-    SELECT c.relname, c.relfilenode, s.n_live_tup, s.n_tup_ins, s.n_tup_upd, s.n_tup_del
-    FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+    SELECT c.relname, c.relfilenode, c.relpages, c.reltuples
+    FROM pg_class c
     WHERE c.relnamespace = 'public'::regnamespace ORDER BY c.relname`);
   return JSON.stringify(rows);
 }
@@ -201,6 +206,56 @@ describe('disk-check: growth', () => {
     const result = await run();
     expect(byCode(result, 'database_growth')).toEqual([]);
     expect(result.summary).toMatch(/growth unknown \(the previous run measured olddb\)/);
+  });
+
+  describe('with runs minutes apart', () => {
+    const HOUR_MS = 3_600_000;
+    /** A stored disk-check run of this target, `agoMs` back, that measured this database at `bytes`. */
+    async function plant(agoMs: number, bytes: number): Promise<string> {
+      const at = new Date(Date.now() - agoMs).toISOString();
+      await new ResultStore(db.pool).save({
+        task: 'disk-check', target: 'main', status: 'ok', startedAt: at, finishedAt: at, durationMs: 120, dryRun: false,
+        summary: 'fabricated', actions: [], metrics: { database_size_bytes: bytes },
+        findings: [{ severity: 'info', code: 'database_size', subject: db.name, message: 'fabricated', details: { database: db.name, bytes } }],
+      });
+      return at;
+    }
+    // Only these tests' runs: the ones planted above are a day or more old and would be the baseline.
+    beforeEach(async () => {
+      await db.pool.query(`DELETE FROM caretaker.runs WHERE task = 'disk-check'`);
+    });
+
+    it('gives no growth figure from a run minutes ago, and says how long it needs', async () => {
+      const current = await size('SELECT pg_database_size(current_database()) AS n');
+      await plant(20 * 60_000, current - 50_000_000);
+      await plant(5 * 60_000, current - 1_000_000);
+      const result = await run();
+      expect(result.status).not.toBe('error');
+      expect(byCode(result, 'database_growth')).toEqual([]);
+      expect(result.metrics.database_growth_bytes_per_day).toBeUndefined();
+      expect(result.summary).toMatch(/growth needs 12 h between runs; the last run was \d+ min \d+ s ago/);
+
+      // growthMinHours lowers the bar: 0.05 h is 3 minutes, so the run of 5 minutes ago counts.
+      const lowered = await run({ growthMinHours: 0.05 });
+      expect(one(lowered, 'database_growth')!.details!.previousBytes).toBe(current - 1_000_000);
+    });
+
+    it('compares with the newest run at least growthMinHours old, not with the last one', async () => {
+      const current = await size('SELECT pg_database_size(current_database()) AS n');
+      await plant(30 * HOUR_MS, current - 9_000_000);
+      const baselineAt = await plant(13 * HOUR_MS, current - 2_000_000);
+      await plant(10 * 60_000, current - 1_000);
+      const result = await run();
+      const d = one(result, 'database_growth')!.details as { bytesPerDay: number; previousBytes: number; previousAt: string; measuredAt: string; elapsedDays: number };
+      expect(d.previousAt).toBe(baselineAt);
+      expect(d.previousBytes).toBe(current - 2_000_000);
+      const elapsedDays = (Date.parse(d.measuredAt) - Date.parse(baselineAt)) / 86_400_000;
+      expect(d.elapsedDays).toBe(elapsedDays);
+      expect(elapsedDays).toBeGreaterThanOrEqual(13 / 24);
+      expect(result.metrics.database_growth_bytes_per_day).toBe(d.bytesPerDay);
+      expect(d.bytesPerDay).toBe(Math.round((result.metrics.database_size_bytes! - (current - 2_000_000)) / elapsedDays));
+      expect(result.summary).toMatch(/\+\d+(\.\d)? MB\/day over 0\.5 days/);
+    });
   });
 });
 
