@@ -2,7 +2,8 @@
  * restore-test (weekly): the runbook's "test backup restore". Restores the
  * newest dump of a backups target into a scratch database on the scratch
  * server, checks every table's row count against the dump's manifest (or
- * the live source within a tolerance), key tables and smoke queries, and
+ * the live source within a tolerance; caretaker's own schema never), key
+ * tables and smoke queries, and
  * drops the scratch database again, whatever happens. The flow is the
  * restore engine's (src/backups/restore.ts), shared with dr-drill.
  */

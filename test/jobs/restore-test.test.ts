@@ -14,6 +14,8 @@ import { createTestDatabase, type TestDatabase } from '../support/db';
 import { makeDump, runOnBackups } from '../support/backups';
 import { eventually } from '../support/jobs';
 import { TEST_PG_ADMIN_URL } from '../support/env';
+import { migrate } from '../../src/results/migrate';
+import { ResultStore } from '../../src/results/store';
 
 /** A target name of this file only: scratch names (and the sweep) are per target, and test files run in parallel. */
 const TARGET = `rt-${randomBytes(3).toString('hex')}`;
@@ -155,17 +157,63 @@ describe('restore-test', () => {
     expect(await scratchDatabases()).toEqual([]);
   });
 
-  it('reports a table the dump lost against the live source as a warning (it may be newer than the dump)', async () => {
+  it('reports a table created in the source after the dump as info, not as a mismatch', async () => {
     const dir = await storeDir();
     await makeDump(source.url, dir, 'auditron-3.sql.gz');
     await source.pool.query('CREATE TABLE public.added_later (id int); INSERT INTO public.added_later VALUES (1)');
     try {
       const result = await run(restoreTest, { dir });
-      expect(byCode(result, 'restore_mismatch')).toEqual([
-        expect.objectContaining({ severity: 'warning', subject: 'public.added_later', details: expect.objectContaining({ expected: 1, restored: null }) }),
+      expect(result.status).toBe('ok');
+      expect(byCode(result, 'restore_mismatch')).toEqual([]);
+      expect(result.findings).toEqual([
+        expect.objectContaining({
+          severity: 'info',
+          code: 'table_created_after_dump',
+          subject: 'public.added_later',
+          message: expect.stringContaining('created after the dump was taken, or excluded from it'),
+          details: { table: 'public.added_later', source: 1, restored: null, against: 'source' },
+        }),
       ]);
+      expect(result.summary).toContain('all match');
+      // A table that must be in every dump is a key table: its absence stays critical.
+      const keyed = await run(restoreTest, { dir, params: { keyTables: ['added_later'] } });
+      expect(byCode(keyed, 'key_table_empty')).toEqual([expect.objectContaining({ severity: 'critical', subject: 'public.added_later' })]);
     } finally {
       await source.pool.query('DROP TABLE public.added_later');
+    }
+  });
+
+  it("never compares caretaker's own schema, whether the dump predates it, holds an older copy or its manifest counts it", async () => {
+    // The local default: caretaker's state in the database it backs up.
+    const before = await storeDir();
+    await makeDump(source.url, before, 'auditron-3b.sql.gz');
+    await migrate(source.pool);
+    try {
+      const history = new ResultStore(source.pool);
+      const saveRuns = async (n: number) => {
+        for (let i = 0; i < n; i++) await history.save(await run(restoreTest, { dir: await storeDir(), allow: { restore: false } }));
+      };
+      await saveRuns(1);
+      // The dump was taken before caretaker created its schema.
+      const predates = await run(restoreTest, { dir: before });
+      expect(predates.findings).toEqual([]);
+      expect(predates.status).toBe('ok');
+
+      // The dump holds caretaker.* from then; the history has grown past the tolerance since.
+      const after = await storeDir();
+      await makeDump(source.url, after, 'auditron-3c.sql.gz');
+      await saveRuns(12);
+      const older = await run(restoreTest, { dir: after });
+      expect(older.findings).toEqual([]);
+      expect(older.metrics).toMatchObject({ restore_tables: 4, restore_rows: 1250 });
+
+      // The backup task's manifest counts caretaker's tables too: none is compared.
+      await writeManifest(after, 'auditron-3c.sql.gz', { ...COUNTS, 'caretaker.runs': 1, 'caretaker.findings': 0, 'caretaker.schema_migrations': 99 });
+      const manifested = await run(restoreTest, { dir: after });
+      expect(manifested.findings).toEqual([]);
+      expect(manifested.summary).toContain('checked against the manifest');
+    } finally {
+      await source.pool.query('DROP SCHEMA caretaker CASCADE');
     }
   });
 
