@@ -44,7 +44,15 @@ const params = z
     failedWarning: z.number().int().min(1).default(1),
     /** Without a previous run, "since the last run" means this far back. */
     failedWindowSeconds: z.number().int().min(60).default(DAY_S),
-    /** Failed jobs read per queue to group their reasons (newest first); the count itself is exact. */
+    /**
+     * Failed jobs from before the last run, still in the failed set, at or
+     * above which `failed_jobs_retained` is a warning; unset: it stays info.
+     * Info by default because many applications keep failed jobs on purpose
+     * (BullMQ keeps them until removed): they are reported every run, but a
+     * week-old failure must not hold the queue at warning until it is cleaned.
+     */
+    failedRetainedWarning: z.number().int().min(1).optional(),
+    /** Failed jobs read per queue (and per kind: new, retained) to group their reasons; the counts themselves are exact. */
     failedScanLimit: z.number().int().min(1).max(10_000).default(500),
     /** Failure reasons listed per queue, most frequent first. */
     topReasons: z.number().int().min(1).max(50).default(5),
@@ -102,7 +110,7 @@ export const queueHealth = defineTask({
       const findings: Finding[] = [];
       const actions: Action[] = [];
       const metrics: Record<string, number> = {};
-      const totals = { waiting: 0, active: 0, failed: 0, delayed: 0, failedSince: 0, stuck: 0, paused: 0, deadLetters: 0, cleaned: 0, wouldClean: 0 };
+      const totals = { waiting: 0, active: 0, failed: 0, delayed: 0, failedSince: 0, failedRetained: 0, stuck: 0, paused: 0, deadLetters: 0, cleaned: 0, wouldClean: 0 };
       const missing: string[] = [];
       const deadLetter = new Set(target.deadLetterQueues);
       const names = [...new Set([...target.queues, ...target.deadLetterQueues])];
@@ -141,6 +149,7 @@ export const queueHealth = defineTask({
           totals.delayed += counts.delayed;
           checkBacklog(look, waiting, counts);
           totals.failedSince += await checkFailed(look, since, counts.failed);
+          totals.failedRetained += await checkRetainedFailed(look, since, counts.failed);
           totals.stuck += await checkStuck(look);
           if (await queue.isPaused()) {
             totals.paused++;
@@ -175,6 +184,7 @@ export const queueHealth = defineTask({
         queue_failed_total: totals.failed,
         queue_delayed_total: totals.delayed,
         queue_failed_since_last_run: totals.failedSince,
+        queue_failed_retained: totals.failedRetained,
         queue_stuck_jobs: totals.stuck,
         queue_paused: totals.paused,
         queue_dead_letter_jobs: totals.deadLetters,
@@ -184,7 +194,7 @@ export const queueHealth = defineTask({
       const parts = [
         `${names.length} queue${names.length === 1 ? '' : 's'}: ${totals.waiting} waiting`,
         `${totals.active} active`,
-        `${totals.failedSince} failed ${sinceText(since, p.failedWindowSeconds)}`,
+        `${totals.failedSince} failed ${sinceText(since, p.failedWindowSeconds)}` + (totals.failedRetained > 0 ? ` (${totals.failedRetained} older still failed)` : ''),
         `${totals.stuck} stuck`,
         `${totals.paused} paused`,
       ];
@@ -218,20 +228,97 @@ function checkBacklog({ queue, p, findings }: Look, waiting: number, counts: Cou
   });
 }
 
-/** Failed jobs since the last run: exact count, reasons grouped over the newest `failedScanLimit`. */
-async function checkFailed({ queue, redis, p, findings, signal }: Look, since: Since, failedTotal: number): Promise<number> {
+/**
+ * Failed jobs since the last run (`failed_jobs`): exact count, reasons
+ * grouped over the newest `failedScanLimit`.
+ */
+async function checkFailed(look: Look, since: Since, failedTotal: number): Promise<number> {
+  const { queue, redis, p, findings } = look;
   // The failed set is scored by finishedOn.
   const count = await redis.zcount(queue.keys.failed, `(${since.at.getTime()}`, '+inf');
   if (count < p.failedWarning) return count;
+  const read = await readFailed(look, 'newest', (finishedOn) => finishedOn > since.at.getTime(), Math.min(count, p.failedScanLimit));
+  const top = read.top;
+  findings.push({
+    severity: 'warning',
+    code: 'failed_jobs',
+    subject: queue.name,
+    message: `${count} jobs failed in ${queue.name} ${sinceText(since, p.failedWindowSeconds)}` + (top[0] ? `; top reason (${top[0].count}×): ${top[0].reason}` : ''),
+    suggestion: 'Read the reasons and stack traces in Bull Board; retry the failed jobs once the cause is fixed',
+    details: { queue: queue.name, failed: count, failedTotal, since: since.at.toISOString(), window: since.window, scanned: read.scanned, distinctReasons: read.distinctReasons, topReasons: top },
+  });
+  return count;
+}
+
+/**
+ * Failed jobs from before the last run that are still in the failed set
+ * (`failed_jobs_retained`): neither retried nor removed. Kept apart from
+ * failed_jobs so that "new since the last run" keeps its meaning while
+ * what is still broken is reported every run, not only the run after it
+ * failed. Reasons grouped over the oldest `failedScanLimit`.
+ */
+async function checkRetainedFailed(look: Look, since: Since, failedTotal: number): Promise<number> {
+  const { queue, redis, p, findings } = look;
+  const count = await redis.zcount(queue.keys.failed, '-inf', since.at.getTime());
+  if (count === 0) return 0;
+  const read = await readFailed(look, 'oldest', (finishedOn) => finishedOn <= since.at.getTime(), Math.min(count, p.failedScanLimit));
+  const top = read.top;
+  const oldest = read.oldest;
+  const warn = p.failedRetainedWarning !== undefined && count >= p.failedRetainedWarning;
+  const before = since.window === 'since_last_run' ? 'from before the last run' : `older than ${windowText(p.failedWindowSeconds)}`;
+  findings.push({
+    severity: warn ? 'warning' : 'info',
+    code: 'failed_jobs_retained',
+    subject: queue.name,
+    message:
+      `${count} failed jobs ${before} are still in ${queue.name}` +
+      (oldest ? ` (oldest failed ${formatDuration(Date.now() - oldest.finishedOn)} ago)` : '') +
+      (top[0] ? `; top reason (${top[0].count}×): ${top[0].reason}` : ''),
+    suggestion: 'Retry them once the cause is fixed, or remove them (Bull Board); with allow.clean, failed jobs older than cleanFailedAgeSeconds are removed',
+    details: {
+      queue: queue.name,
+      retained: count,
+      failedTotal,
+      before: since.at.toISOString(),
+      window: since.window,
+      oldestFailedAt: oldest ? new Date(oldest.finishedOn).toISOString() : undefined,
+      oldestJobId: oldest?.id,
+      scanned: read.scanned,
+      distinctReasons: read.distinctReasons,
+      topReasons: top,
+      ...(p.failedRetainedWarning !== undefined ? { threshold: p.failedRetainedWarning } : {}),
+    },
+  });
+  return count;
+}
+
+interface FailedRead {
+  scanned: number;
+  distinctReasons: number;
+  top: { reason: string; count: number; sampleJobId?: string; sampleJobName: string }[];
+  /** The earliest failure read (the set's oldest when reading oldest first). */
+  oldest?: { id?: string; finishedOn: number };
+}
+
+/**
+ * Reads up to `toRead` failed jobs that `wanted` (by finishedOn) accepts,
+ * in pages from the newest or the oldest end of the failed set, and groups
+ * the first lines of their failedReason. The set is scored by finishedOn,
+ * so the wanted jobs sit together at the end read from.
+ */
+async function readFailed({ queue, p, signal }: Look, from: 'newest' | 'oldest', wanted: (finishedOn: number) => boolean, toRead: number): Promise<FailedRead> {
   const reasons = new Map<string, { count: number; sample: { id?: string; name: string } }>();
-  const toRead = Math.min(count, p.failedScanLimit);
   let scanned = 0;
+  let oldest: FailedRead['oldest'];
+  // The wanted jobs are the first `toRead` from that end: reading those positions is enough, and bounded.
   for (let start = 0; start < toRead; start += PAGE) {
     signal.throwIfAborted();
-    const page = await queue.getFailed(start, Math.min(start + PAGE, toRead) - 1);
+    const page = await queue.getJobs(['failed'], start, Math.min(start + PAGE, toRead) - 1, from === 'oldest');
     for (const job of page) {
-      if ((job.finishedOn ?? 0) <= since.at.getTime()) continue;
+      const finishedOn = job.finishedOn ?? 0;
+      if (!wanted(finishedOn)) continue; // failed again in between, or its score and finishedOn disagree
       scanned++;
+      if (!oldest || finishedOn < oldest.finishedOn) oldest = { id: job.id, finishedOn };
       const reason = firstLine(job.failedReason) || '(no reason)';
       const entry = reasons.get(reason) ?? { count: 0, sample: { id: job.id, name: job.name } };
       entry.count++;
@@ -243,15 +330,7 @@ async function checkFailed({ queue, redis, p, findings, signal }: Look, since: S
     .sort((a, b) => b[1].count - a[1].count || a[0].localeCompare(b[0]))
     .slice(0, p.topReasons)
     .map(([reason, e]) => ({ reason, count: e.count, sampleJobId: e.sample.id, sampleJobName: e.sample.name }));
-  findings.push({
-    severity: 'warning',
-    code: 'failed_jobs',
-    subject: queue.name,
-    message: `${count} jobs failed in ${queue.name} ${sinceText(since, p.failedWindowSeconds)}` + (top[0] ? `; top reason (${top[0].count}×): ${top[0].reason}` : ''),
-    suggestion: 'Read the reasons and stack traces in Bull Board; retry the failed jobs once the cause is fixed',
-    details: { queue: queue.name, failed: count, failedTotal, since: since.at.toISOString(), window: since.window, scanned, distinctReasons: reasons.size, topReasons: top },
-  });
-  return count;
+  return { scanned, distinctReasons: reasons.size, top, oldest };
 }
 
 /** Active jobs processing for longer than stuckSeconds (a worker that died or hangs). */

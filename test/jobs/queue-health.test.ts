@@ -266,6 +266,62 @@ describe('queue-health: failed jobs', () => {
   });
 });
 
+describe('queue-health: failed jobs still kept', () => {
+  it('reports failed jobs still in the queue on every run, apart from the new ones since the last run', async () => {
+    // Its own queue and target: the history (the "last run") is per target.
+    const name = 'stale';
+    const target = 'stale-twice';
+    worker(name, async (job) => {
+      throw new Error(job.data.reason);
+    });
+    await queue(name).addBulk([
+      ...Array.from({ length: 3 }, () => ({ name: 'charge', data: { reason: 'card declined\n    at charge (pay.js:9)' } })),
+      ...Array.from({ length: 2 }, () => ({ name: 'charge', data: { reason: 'gateway down' } })),
+    ]);
+    await settle(name, { failed: 5 });
+    const failedAt = (await queue(name).getFailed()).map((j) => j.finishedOn!);
+    expect(failedAt).toHaveLength(5);
+
+    const first = await run([name], { name: target });
+    expect(find(first, 'failed_jobs', name)?.details).toMatchObject({ failed: 5, window: 'window' });
+    expect(find(first, 'failed_jobs_retained')).toBeUndefined();
+    // What the worker records after each run: the next run's "since the last run".
+    await new ResultStore(db.pool).save(first);
+
+    const second = await run([name], { name: target });
+    expect(find(second, 'failed_jobs')).toBeUndefined();
+    expect(second.metrics).toMatchObject({ queue_failed_since_last_run: 0, queue_failed_retained: 5, queue_stale_failed: 5 });
+    expect(second.summary).toMatch(/0 failed since the last run \(5 older still failed\)/);
+    const retained = find(second, 'failed_jobs_retained', name)!;
+    expect(retained).toMatchObject({
+      severity: 'info',
+      details: {
+        retained: 5,
+        failedTotal: 5,
+        window: 'since_last_run',
+        before: first.finishedAt,
+        oldestFailedAt: new Date(Math.min(...failedAt)).toISOString(),
+        scanned: 5,
+        distinctReasons: 2,
+        topReasons: [
+          { reason: 'card declined', count: 3, sampleJobName: 'charge' },
+          { reason: 'gateway down', count: 2, sampleJobName: 'charge' },
+        ],
+      },
+    });
+    // Reasons are read from the oldest end, at most failedScanLimit; the count stays exact.
+    expect(find(await run([name], { name: target }, { failedScanLimit: 2 }), 'failed_jobs_retained')?.details).toMatchObject({
+      retained: 5,
+      scanned: 2,
+      oldestFailedAt: new Date(Math.min(...failedAt)).toISOString(),
+    });
+    expect(retained.message).toMatch(/^5 failed jobs from before the last run are still in stale \(oldest failed .* ago\); top reason \(3×\): card declined$/);
+    // Info unless asked: kept failures must not hold the queue at warning until they are cleaned.
+    expect(second.status).toBe('ok');
+    expect(find(await run([name], { name: target }, { failedRetainedWarning: 5 }), 'failed_jobs_retained')?.severity).toBe('warning');
+  });
+});
+
 describe('queue-health: stuck, paused, dead letters', () => {
   it('raises stuck_jobs for a job active longer than stuckSeconds', async () => {
     const result = await run(['slow'], {}, { stuckSeconds: 1 });
