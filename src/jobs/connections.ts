@@ -2,8 +2,9 @@
  * connections (daily): the runbook's "database connections < 80 % of max"
  * and "kill idle connections > 5 min". Counts client sessions against
  * max_connections, lists sessions of the target's database idle (or idle in
- * a transaction) past the threshold, and ends them only when the target's
- * config allows it, only for the configured roles, never caretaker's own.
+ * a transaction, or in one that failed) past the threshold, and ends them
+ * only when the target's config allows it, only for the configured roles,
+ * never caretaker's own.
  */
 import { z } from 'zod';
 import type { Client } from 'pg';
@@ -13,6 +14,13 @@ import { otherSessions } from '../clients/postgres';
 
 /** States of a session that holds a connection without doing anything. */
 const IDLE_STATES = ['idle', 'idle in transaction', 'idle in transaction (aborted)'];
+/**
+ * A transaction that failed and awaits its ROLLBACK. When the whole
+ * transaction failed, the server has released its locks, xid and snapshot;
+ * when only a subtransaction (after a SAVEPOINT) failed, the outer
+ * transaction still holds them, so the query says which.
+ */
+const ABORTED = 'idle in transaction (aborted)';
 
 /**
  * Others' client sessions of this database in one of the states `$states`
@@ -30,11 +38,20 @@ export const SQL = {
       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND state IS NULL)::int AS hidden,
       current_setting('max_connections')::int AS max,
       current_setting('superuser_reserved_connections')::int AS reserved`,
-  /** Client sessions of this database idle longer than $1 seconds, oldest first; never ours. */
+  /**
+   * Client sessions of this database idle longer than $1 seconds, oldest
+   * first; never ours. For a failed transaction, "holdsNothing" says it
+   * keeps no lock, xid or snapshot (asked of that state only: pg_locks is
+   * read once per such session).
+   */
   idleSessions: `
     SELECT pid, usename AS "user", application_name AS application, state,
            client_addr::text AS "clientAddr",
-           floor(extract(epoch FROM now() - state_change))::int AS "idleSeconds"
+           floor(extract(epoch FROM now() - state_change))::int AS "idleSeconds",
+           CASE WHEN a.state = '${ABORTED}' THEN
+             a.backend_xid IS NULL AND a.backend_xmin IS NULL
+             AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.granted)
+           END AS "holdsNothing"
     FROM pg_stat_activity a
     WHERE ${idleOthers('$1', '$2')}
     ORDER BY state_change`,
@@ -57,6 +74,8 @@ interface IdleSession {
   state: string;
   clientAddr: string | null;
   idleSeconds: number;
+  /** Only for a failed transaction; null otherwise. */
+  holdsNothing: boolean | null;
 }
 
 const params = z
@@ -113,13 +132,15 @@ export const connections = defineTask({
     }
 
     const idle = (await db.query<IdleSession>(SQL.idleSessions, [p.idleSeconds, IDLE_STATES])).rows;
-    const idleInTx = idle.filter((s) => s.state !== 'idle');
     const plainIdle = idle.filter((s) => s.state === 'idle');
+    const abortedEmpty = idle.filter((s) => s.state === ABORTED && s.holdsNothing);
+    // An aborted subtransaction leaves the outer transaction's locks held: that session counts here.
+    const idleInTx = idle.filter((s) => s.state !== 'idle' && !abortedEmpty.includes(s));
     const allowed = ctx.target.allow.terminateIdle && p.terminateRoles.length > 0;
     const suggestion = allowed
       ? undefined
       : 'Set allow.terminateIdle on the target and tasks.connections.terminateRoles to let caretaker end them; or set idle_session_timeout / idle_in_transaction_session_timeout for the role';
-    const list = (sessions: IdleSession[]) => ({ count: sessions.length, sessions: sessions.slice(0, p.maxListed) });
+    const list = (sessions: IdleSession[]) => ({ count: sessions.length, sessions: sessions.slice(0, p.maxListed).map(({ holdsNothing: _, ...s }) => s) });
     if (plainIdle.length > 0) {
       findings.push({
         severity: p.idleSeverity,
@@ -140,6 +161,18 @@ export const connections = defineTask({
         details: list(idleInTx),
       });
     }
+    if (abortedEmpty.length > 0) {
+      findings.push({
+        severity: 'info',
+        code: 'idle_in_aborted_transaction',
+        subject: ctx.target.name,
+        message: `${abortedEmpty.length} sessions idle in a failed transaction for more than ${p.idleSeconds} s (oldest ${abortedEmpty[0]!.idleSeconds} s): they hold no lock and do not block vacuum, only a connection, until their client sends ROLLBACK`,
+        suggestion: allowed
+          ? 'Find the client that leaves failed transactions open (application, user) and make it roll back on error'
+          : `Find the client that leaves failed transactions open (application, user) and make it roll back on error; ${suggestion}`,
+        details: list(abortedEmpty),
+      });
+    }
 
     let terminated = 0;
     if (allowed) {
@@ -154,6 +187,7 @@ export const connections = defineTask({
     }
 
     const parts = [`${usage.used}/${usage.max} connections (${pct} %)`, `${plainIdle.length} idle`, `${idleInTx.length} idle in transaction`];
+    if (abortedEmpty.length > 0) parts.push(`${abortedEmpty.length} idle in a failed transaction`);
     if (allowed) parts.push(ctx.dryRun ? `would terminate ${actions.length}` : `terminated ${terminated}`);
     return {
       summary: parts.join(', '),
@@ -165,6 +199,7 @@ export const connections = defineTask({
         connections_used_ratio: ratio,
         connections_idle: plainIdle.length,
         connections_idle_in_transaction: idleInTx.length,
+        connections_idle_in_aborted_transaction: abortedEmpty.length,
         connections_terminated: terminated,
       },
     };

@@ -4,13 +4,16 @@
  * transactions are those of the target's database only; caretaker's own
  * sessions are never reported.
  */
-import { otherSessions } from '../clients/postgres';
+import { APPLICATION_NAME, otherSessions } from '../clients/postgres';
 
 /** The oldest server the queries run on (pg_replication_slots.wal_status). */
 export const MIN_SERVER_VERSION = 130000;
 
 /** Since 14, pg_locks.waitstart says when a wait began; before, the statement start is the best guess. */
 const WAITSTART_VERSION = 140000;
+
+/** Since 17, the MAINTAIN privilege (owner, pg_maintain, or granted) says who may VACUUM a table. */
+const MAINTAIN_VERSION = 170000;
 
 /** The LSN lag is measured against: the primary's insert position, or a standby's replay position. */
 const REFERENCE_LSN = `(SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn)`;
@@ -198,4 +201,114 @@ export const SQL = {
                ORDER BY p.prepared
                LIMIT $2
              ) x), '[]') AS transactions`,
+
+  /**
+   * The database's transaction ID and multixact ID ages (what check_postgres's
+   * txn_wraparound measures: datfrozenxid is the oldest relfrozenxid of any
+   * table in it, catalogs and toast included), and the $1 tables holding each
+   * back, oldest first: any table here counts, another session's temporary
+   * table too (only that session can vacuum it), and whether this role may
+   * VACUUM it.
+   */
+  wraparound(serverVersion: number): string {
+    const mayVacuum =
+      serverVersion >= MAINTAIN_VERSION
+        ? `has_table_privilege(c.oid, 'MAINTAIN')`
+        : `pg_has_role(c.relowner, 'USAGE')`;
+    const oldest = (age: string, column: string) => `
+      coalesce((
+        SELECT json_agg(x ORDER BY x.age DESC, x.name)
+        FROM (
+          SELECT n.nspname || '.' || c.relname AS name, ${age} AS age, c.${column}::text AS "frozenId",
+                 CASE c.relkind WHEN 't' THEN 'toast' WHEN 'm' THEN 'materialized view' ELSE 'table' END AS kind,
+                 CASE WHEN main.oid IS NOT NULL THEN mn.nspname || '.' || main.relname END AS "toastOf",
+                 c.relisshared AS shared,
+                 c.relpersistence = 't' AND pg_is_other_temp_schema(c.relnamespace) AS "otherSessionTemp",
+                 (${mayVacuum} OR (pg_has_role(d.datdba, 'USAGE') AND NOT c.relisshared)) AS "mayVacuum"
+          FROM pg_class c
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          LEFT JOIN pg_class main ON c.relkind = 't' AND main.reltoastrelid = c.oid
+          LEFT JOIN pg_namespace mn ON mn.oid = main.relnamespace
+          WHERE c.relkind IN ('r', 't', 'm') AND c.${column} <> '0'
+          ORDER BY ${age} DESC, n.nspname, c.relname
+          LIMIT $1
+        ) x), '[]')`;
+    return `
+    SELECT d.datname AS database,
+           age(d.datfrozenxid) AS "xidAge", d.datfrozenxid::text AS "frozenXid",
+           mxid_age(d.datminmxid) AS "mxidAge", d.datminmxid::text AS "minMxid",
+           ${oldest('age(c.relfrozenxid)', 'relfrozenxid')} AS "oldestByXid",
+           ${oldest('mxid_age(c.relminmxid)', 'relminmxid')} AS "oldestByMxid"
+    FROM pg_database d
+    WHERE d.datname = current_database()`;
+  },
+
+  /**
+   * What holds the xmin horizon back, so that VACUUM cannot freeze past it
+   * (pganalyze's "VACUUM blocked by xmin horizon"): sessions with an xid or
+   * a snapshot, prepared transactions, replication slots' xmin and
+   * catalog_xmin, and replicas' hot_standby_feedback. Server-wide, since
+   * each reaches this database: a session or prepared transaction of
+   * another database holds back only the shared catalogs, a slot's
+   * catalog_xmin only the catalogs. The $1 oldest, those that reach every
+   * table first. Autovacuum workers' (and VACUUM's) own xmin is ignored by
+   * the server for the horizon, and caretaker's own sessions are left out.
+   * Other roles' xid and xmin show only with pg_read_all_stats: whether this
+   * role has it is returned too.
+   */
+  xminHolders: `
+    WITH h AS (
+      SELECT 'session' AS kind, a.pid, NULL::text AS name, a.datname AS database, a.usename AS "user",
+             a.application_name AS application, a.state,
+             extract(epoch FROM now() - a.xact_start)::float8 AS "ageSeconds",
+             greatest(age(a.backend_xid), age(a.backend_xmin)) AS "xidAge",
+             CASE WHEN a.datname = current_database() THEN 'all tables' ELSE 'shared catalogs' END AS reaches
+      FROM pg_stat_activity a
+      WHERE (a.backend_xid IS NOT NULL OR a.backend_xmin IS NOT NULL)
+        AND a.pid <> pg_backend_pid()
+        AND a.backend_type NOT IN ('autovacuum worker', 'walsender')
+        AND a.application_name NOT LIKE '${APPLICATION_NAME}%'
+      UNION ALL
+      SELECT 'prepared', NULL, p.gid, p.database, p.owner, NULL, NULL,
+             extract(epoch FROM now() - p.prepared)::float8, age(p.transaction),
+             CASE WHEN p.database = current_database() THEN 'all tables' ELSE 'shared catalogs' END
+      FROM pg_prepared_xacts p
+      UNION ALL
+      SELECT 'slot', NULL, s.slot_name, s.database, NULL, NULL, CASE WHEN s.active THEN 'active' ELSE 'inactive' END,
+             NULL, greatest(age(s.xmin), age(s.catalog_xmin)),
+             CASE WHEN s.xmin IS NOT NULL THEN 'all tables' ELSE 'catalogs' END
+      FROM pg_replication_slots s
+      WHERE s.xmin IS NOT NULL OR s.catalog_xmin IS NOT NULL
+      UNION ALL
+      SELECT 'replica', r.pid, NULL, NULL, r.usename, r.application_name, r.state, NULL, age(r.backend_xmin), 'all tables'
+      FROM pg_stat_replication r
+      WHERE r.backend_xmin IS NOT NULL
+    )
+    SELECT coalesce(max("xidAge"), 0) AS "oldestXidAge",
+           count(*)::int AS total,
+           pg_has_role('pg_read_all_stats', 'USAGE') AS "seesAllSessions",
+           coalesce((
+             SELECT json_agg(x ORDER BY x.reaches <> 'all tables', x."xidAge" DESC)
+             FROM (SELECT * FROM h ORDER BY reaches <> 'all tables', "xidAge" DESC LIMIT $1) x), '[]') AS holders
+    FROM h`,
+
+  /**
+   * WAL archiving: the archive_mode in force, pg_stat_archiver's counters,
+   * and whether this role may list pg_wal/archive_status (superuser or
+   * pg_monitor), asked first so that an unprivileged role is never refused.
+   */
+  archiver: `
+    SELECT current_setting('archive_mode') AS mode,
+           s.archived_count::float8 AS "archivedCount", s.last_archived_wal AS "lastArchivedWal", s.last_archived_time AS "lastArchivedTime",
+           s.failed_count::float8 AS "failedCount", s.last_failed_wal AS "lastFailedWal", s.last_failed_time AS "lastFailedTime",
+           s.stats_reset AS "statsReset",
+           extract(epoch FROM now() - s.last_archived_time)::float8 AS "secondsSinceArchived",
+           has_function_privilege('pg_ls_archive_statusdir()', 'EXECUTE') AS "mayListStatus"
+    FROM pg_stat_archiver s`,
+
+  /** WAL segments waiting to be archived (a .ready file each in pg_wal/archive_status), and the oldest. */
+  archiveReady: `
+    SELECT count(*)::int AS ready, min(left(name, -length('.ready'))) AS oldest
+    FROM pg_ls_archive_statusdir()
+    WHERE name LIKE '%.ready'`,
 } as const;

@@ -3,12 +3,15 @@
  * Long transactions, sessions stuck behind a lock and who blocks them,
  * sequences near the end of their range (or of their column's type), the
  * block cache hit ratio, replication lag and inactive slots, and prepared
- * transactions left open. Read-only; a constant number of catalog queries.
+ * transactions left open, the database's transaction ID and multixact ages
+ * (with the tables and the xmin holders that keep them from falling), and
+ * WAL archiving. Read-only; a constant number of catalog queries.
  *
  * Scope: sessions, locks, prepared transactions and logical slots are the
  * target database's own; replicas and physical slots belong to the whole
  * server, so every target on that server reports them (turn physical slots
- * off with `physicalSlots: false` on all but one).
+ * off with `physicalSlots: false` on all but one); so is WAL archiving
+ * (`archiving: false`).
  */
 import { z } from 'zod';
 import type { Client } from 'pg';
@@ -19,6 +22,13 @@ import { MIN_SERVER_VERSION, SQL } from './pg-health.sql';
 
 /** SQLSTATE of a statement cancelled by lock_timeout. */
 const LOCK_NOT_AVAILABLE = '55P03';
+/** SQLSTATE of a refused privilege. */
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+/** Transaction and multixact IDs wrap at 2³¹: PostgreSQL stops assigning new ones a few million before. */
+const ID_WRAP = 2 ** 31;
+/** Tables and xmin holders a wraparound message names (details list up to maxListed). */
+const NAMED_IN_MESSAGE = 5;
 
 const seconds = z.number().min(0).max(30 * 86_400);
 const ratio = z.number().min(0).max(1);
@@ -58,6 +68,14 @@ const params = z
     preparedWarningSeconds: seconds.default(300),
     /** ...and critical. */
     preparedCriticalSeconds: seconds.default(1800),
+    /** age(datfrozenxid) or mxid_age(datminmxid) of the database that raises `database_wraparound_risk` / `multixact_wraparound_risk` (warning, check_postgres's txn_wraparound default)... */
+    wraparoundWarning: z.number().int().min(1).max(ID_WRAP).default(1_300_000_000),
+    /** ...and critical. */
+    wraparoundCritical: z.number().int().min(1).max(ID_WRAP).default(1_400_000_000),
+    /** Watch WAL archiving (server-wide: every target on the server sees it). */
+    archiving: z.boolean().default(true),
+    /** `archive_failing` is critical once nothing was archived for this long (or ever since the statistics reset). */
+    archiveFailingCriticalSeconds: seconds.default(3600),
     /** Characters of a session's query text kept in details (0: none; the text can hold data). */
     queryTextChars: z.number().int().min(0).max(1000).default(100),
     /** Findings per code at most (the worst first); counts in metrics are always complete. */
@@ -68,7 +86,8 @@ const params = z
   .refine((p) => p.sequenceWarning <= p.sequenceCritical, { error: 'must not be above sequenceCritical', path: ['sequenceWarning'] })
   .refine((p) => p.replicationLagWarningSeconds <= p.replicationLagCriticalSeconds, { error: 'must not be above replicationLagCriticalSeconds', path: ['replicationLagWarningSeconds'] })
   .refine((p) => p.replicationLagWarningBytes <= p.replicationLagCriticalBytes, { error: 'must not be above replicationLagCriticalBytes', path: ['replicationLagWarningBytes'] })
-  .refine((p) => p.preparedWarningSeconds <= p.preparedCriticalSeconds, { error: 'must not be above preparedCriticalSeconds', path: ['preparedWarningSeconds'] });
+  .refine((p) => p.preparedWarningSeconds <= p.preparedCriticalSeconds, { error: 'must not be above preparedCriticalSeconds', path: ['preparedWarningSeconds'] })
+  .refine((p) => p.wraparoundWarning <= p.wraparoundCritical, { error: 'must not be above wraparoundCritical', path: ['wraparoundWarning'] });
 
 export type PgHealthParams = z.infer<typeof params>;
 
@@ -162,6 +181,67 @@ interface Prepared {
   ageSeconds: number;
 }
 
+/** A table holding the database's frozen ID back. */
+interface OldTable {
+  name: string;
+  age: number;
+  frozenId: string;
+  kind: 'table' | 'toast' | 'materialized view';
+  toastOf: string | null;
+  shared: boolean;
+  otherSessionTemp: boolean;
+  mayVacuum: boolean;
+}
+
+interface DatabaseAge {
+  database: string;
+  xidAge: number;
+  frozenXid: string;
+  mxidAge: number;
+  minMxid: string;
+  oldestByXid: OldTable[];
+  oldestByMxid: OldTable[];
+}
+
+/** Something that keeps VACUUM from freezing past its xmin. */
+interface XminHolder {
+  kind: 'session' | 'prepared' | 'slot' | 'replica';
+  pid: number | null;
+  name: string | null;
+  database: string | null;
+  user: string | null;
+  application: string | null;
+  state: string | null;
+  ageSeconds: number | null;
+  xidAge: number;
+  reaches: 'all tables' | 'shared catalogs' | 'catalogs';
+}
+
+interface XminHolders {
+  oldestXidAge: number;
+  total: number;
+  seesAllSessions: boolean;
+  holders: XminHolder[];
+}
+
+interface Archiver {
+  mode: string;
+  archivedCount: number;
+  lastArchivedWal: string | null;
+  lastArchivedTime: Date | null;
+  failedCount: number;
+  lastFailedWal: string | null;
+  lastFailedTime: Date | null;
+  statsReset: Date | null;
+  secondsSinceArchived: number | null;
+  mayListStatus: boolean;
+}
+
+/** WAL segments waiting for archive_command, or why they could not be counted. */
+type ArchiveReady = { ready: number; oldest: string | null } | { unreadable: string };
+
+/** 1300000000 → "1,300,000,000". */
+const fmt = (n: number) => n.toLocaleString('en-US');
 const pct = (r: number, digits = 1) => `${(r * 100).toFixed(digits)} %`;
 /** A share rounded down: a sequence with values left never reads "100.0 %". */
 const pctDown = (r: number) => `${(Math.floor(r * 1000) / 10).toFixed(1)} %`;
@@ -277,6 +357,31 @@ export const pgHealth = defineTask({
     metrics.prepared_transactions = prepared.total;
     summary.push(`${prepared.total} prepared transactions`);
 
+    await ctx.progress(90);
+
+    // Transaction ID and multixact wraparound of the database.
+    const age = (await db.query(SQL.wraparound(server.version), [p.maxListed])).rows[0] as DatabaseAge;
+    const horizon = (await db.query(SQL.xminHolders, [p.maxListed])).rows[0] as XminHolders;
+    findings.push(...wraparoundFindings(age, horizon, p));
+    metrics.database_xid_age = age.xidAge;
+    metrics.database_mxid_age = age.mxidAge;
+    metrics.oldest_xmin_age = horizon.oldestXidAge;
+    summary.push(`database xid age ${fmt(age.xidAge)}`);
+
+    // WAL archiving (server-wide).
+    if (p.archiving) {
+      const archive = await archiving(db, server.inRecovery);
+      if (archive === undefined) {
+        summary.push('archiving off');
+      } else {
+        const failing = archiveFailingFinding(archive.stats, archive.ready, p);
+        if (failing) findings.push(failing);
+        metrics.archive_failed_count = archive.stats.failedCount;
+        if ('ready' in archive.ready) metrics.archive_ready_files = archive.ready.ready;
+        summary.push(failing ? 'archiving failing' : 'archiving ok');
+      }
+    }
+
     ctx.log.info({ findings: findings.length }, 'pg-health checked');
     return { summary: summary.join(', '), findings, metrics };
   },
@@ -290,6 +395,136 @@ async function sequences(db: Client, warning: number) {
     if ((err as { code?: string }).code === LOCK_NOT_AVAILABLE) return { failed: (err as Error).message };
     throw err;
   }
+}
+
+/**
+ * The archiver's state when this server archives (archive_mode on, and not
+ * a standby, or always); undefined when it does not. The .ready files are
+ * counted only with the privilege to list them.
+ */
+async function archiving(db: Client, inRecovery: boolean): Promise<{ stats: Archiver; ready: ArchiveReady } | undefined> {
+  const stats = (await db.query(SQL.archiver)).rows[0] as Archiver;
+  // A standby archives only with archive_mode = always; with "on" it leaves that to its primary.
+  const archives = stats.mode === 'always' || (stats.mode === 'on' && !inRecovery);
+  if (!archives) return undefined;
+  if (!stats.mayListStatus) return { stats, ready: { unreadable: 'listing pg_wal/archive_status needs pg_monitor (or superuser)' } };
+  try {
+    return { stats, ready: (await db.query(SQL.archiveReady)).rows[0] as { ready: number; oldest: string | null } };
+  } catch (err) {
+    // Refused after all (a revoked grant): the counters still tell whether archiving fails.
+    if ((err as { code?: string }).code === INSUFFICIENT_PRIVILEGE) return { stats, ready: { unreadable: (err as Error).message } };
+    throw err;
+  }
+}
+
+/**
+ * archive_failing when the last thing the archiver did was fail: a failure
+ * since the statistics reset, later than the last success (or with none).
+ */
+export function archiveFailingFinding(a: Archiver, ready: ArchiveReady, p: PgHealthParams): Finding | undefined {
+  if (a.failedCount === 0 || !a.lastFailedTime) return undefined;
+  if (a.lastArchivedTime && a.lastArchivedTime >= a.lastFailedTime) return undefined;
+  const neverArchived = a.secondsSinceArchived === null;
+  const severity: Severity = neverArchived || a.secondsSinceArchived! >= p.archiveFailingCriticalSeconds ? 'critical' : 'warning';
+  const lastSuccess = neverArchived
+    ? `nothing archived since ${a.statsReset ? `the statistics reset at ${a.statsReset.toISOString()}` : 'the statistics reset'}`
+    : `last success ${a.lastArchivedWal} at ${a.lastArchivedTime!.toISOString()} (${formatDuration(a.secondsSinceArchived! * 1000)} ago)`;
+  const waiting = 'ready' in ready
+    ? `${ready.ready} WAL files wait in pg_wal/archive_status${ready.oldest ? ` (oldest ${ready.oldest})` : ''}`
+    : `the WAL files waiting are not counted: ${ready.unreadable}`;
+  return {
+    severity,
+    code: 'archive_failing',
+    subject: 'archive_command',
+    message: `WAL archiving is failing: last failure on ${a.lastFailedWal} at ${a.lastFailedTime.toISOString()}, ${lastSuccess}; ${a.failedCount} failures since the statistics reset; ${waiting}`,
+    suggestion:
+      'Point-in-time recovery stops at the last archived WAL, and pg_wal keeps every unarchived file until the disk fills: read the archive_command errors in the server log, fix the command or its destination, and check the files are archived (pg_stat_archiver.last_archived_wal moves)',
+    details: {
+      ...a,
+      lastArchivedTime: a.lastArchivedTime?.toISOString() ?? null,
+      lastFailedTime: a.lastFailedTime.toISOString(),
+      statsReset: a.statsReset?.toISOString() ?? null,
+      secondsSinceArchived: a.secondsSinceArchived === null ? null : Math.floor(a.secondsSinceArchived),
+      ...('ready' in ready ? { readyFiles: ready.ready, oldestReady: ready.oldest } : { readyFiles: null, readyUnreadable: ready.unreadable }),
+    },
+  };
+}
+
+/** database_wraparound_risk and multixact_wraparound_risk, each naming the tables and xmin holders that hold it back. */
+export function wraparoundFindings(age: DatabaseAge, horizon: XminHolders, p: PgHealthParams): Finding[] {
+  const findings: Finding[] = [];
+  const ids = [
+    { code: 'database_wraparound_risk', what: 'transaction ID', measure: 'age(datfrozenxid)', value: age.xidAge, frozen: age.frozenXid, tables: age.oldestByXid },
+    { code: 'multixact_wraparound_risk', what: 'multixact ID', measure: 'mxid_age(datminmxid)', value: age.mxidAge, frozen: age.minMxid, tables: age.oldestByMxid },
+  ];
+  for (const id of ids) {
+    const severity = severityOf(id.value, p.wraparoundWarning, p.wraparoundCritical);
+    if (!severity) continue;
+    const limit = severity === 'critical' ? p.wraparoundCritical : p.wraparoundWarning;
+    const tables = id.tables.slice(0, NAMED_IN_MESSAGE).map(describeTable).join(', ');
+    findings.push({
+      severity,
+      code: id.code,
+      subject: age.database,
+      message:
+        `database ${age.database} has ${id.what} age ${fmt(id.value)} (${id.measure}; ${severity} at ${fmt(limit)}; PostgreSQL stops assigning new IDs shortly before ${fmt(ID_WRAP)}); ` +
+        `held back by ${tables || 'no table this role can see'}; ${describeHorizon(horizon)}`,
+      suggestion: wraparoundSuggestion(id.tables, horizon),
+      details: { age: id.value, frozenId: id.frozen, warning: p.wraparoundWarning, critical: p.wraparoundCritical, oldestTables: id.tables, xminHolders: horizon.holders, xminHoldersTotal: horizon.total },
+    });
+  }
+  return findings;
+}
+
+function describeTable(t: OldTable): string {
+  const notes = [
+    `age ${fmt(t.age)}`,
+    t.toastOf ? `toast of ${t.toastOf}` : null,
+    t.kind === 'materialized view' ? 'materialized view' : null,
+    t.shared ? 'shared catalog' : null,
+    t.otherSessionTemp ? "another session's temporary table: only that session can vacuum it" : !t.mayVacuum ? 'this role may not vacuum it' : null,
+  ].filter(Boolean);
+  return `${t.name} (${notes.join(', ')})`;
+}
+
+function describeHolder(h: XminHolder): string {
+  const open = h.ageSeconds === null ? '' : `, open ${formatDuration(h.ageSeconds * 1000)}`;
+  const where = h.reaches === 'all tables' ? '' : `, holds back the ${h.reaches} only`;
+  switch (h.kind) {
+    case 'session':
+      return `pid ${h.pid} (database ${h.database}, user ${h.user ?? '?'}, ${h.state ?? 'state hidden'}${open}, xmin age ${fmt(h.xidAge)}${where})`;
+    case 'prepared':
+      return `prepared transaction ${h.name} (database ${h.database}, owner ${h.user}${open}, xmin age ${fmt(h.xidAge)}${where})`;
+    case 'slot':
+      return `replication slot ${h.name} (${h.state}, xmin age ${fmt(h.xidAge)}${where})`;
+    case 'replica':
+      return `replica ${h.application || `pid ${h.pid}`} (hot_standby_feedback, xmin age ${fmt(h.xidAge)})`;
+  }
+}
+
+function describeHorizon(horizon: XminHolders): string {
+  if (horizon.total === 0) {
+    return horizon.seesAllSessions
+      ? 'nothing holds the xmin horizon back: VACUUM can freeze them now'
+      : "nothing this role can see holds the xmin horizon back (other roles' sessions show only with pg_read_all_stats)";
+  }
+  const more = horizon.total > NAMED_IN_MESSAGE ? ` and ${horizon.total - NAMED_IN_MESSAGE} more` : '';
+  return `VACUUM cannot freeze past the xmin of ${horizon.holders.slice(0, NAMED_IN_MESSAGE).map(describeHolder).join(', ')}${more}`;
+}
+
+function wraparoundSuggestion(tables: readonly OldTable[], horizon: XminHolders): string {
+  const steps: string[] = [];
+  if (horizon.holders.some((h) => h.kind === 'prepared')) steps.push('finish or roll back the prepared transactions (COMMIT/ROLLBACK PREPARED)');
+  if (horizon.holders.some((h) => h.kind === 'session')) steps.push('end the old transactions (pg_terminate_backend)');
+  if (horizon.holders.some((h) => h.kind === 'slot')) steps.push('drop the slots nothing consumes (pg_drop_replication_slot)');
+  if (horizon.holders.some((h) => h.kind === 'replica')) steps.push("check the replicas' long queries (hot_standby_feedback)");
+  if (tables.some((t) => t.otherSessionTemp)) steps.push('end the sessions owning old temporary tables');
+  const vacuum = tables.some((t) => !t.mayVacuum && !t.otherSessionTemp)
+    ? "VACUUM (FREEZE) the oldest tables as their owner or a superuser (caretaker's role may not vacuum some of them)"
+    : 'VACUUM (FREEZE) the oldest tables, or let autovacuum finish its anti-wraparound run (check it is not cancelled or throttled)';
+  // Freezing only gets past the horizon once what holds it is gone: those steps come first.
+  const text = [...steps, steps.length > 0 ? `then ${vacuum}` : vacuum].join('; ');
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
 function transactionFinding(s: Transaction, p: PgHealthParams): Finding {

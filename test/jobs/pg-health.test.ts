@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { pgHealth, replicationFindings, type PgHealthParams, type Replica } from '../../src/jobs/pg-health';
+import { connections } from '../../src/jobs/connections';
 import type { Finding, TaskResult } from '../../src/contract/result';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { runOnPostgres } from '../support/run-task';
@@ -71,7 +72,9 @@ describe('pg-health', () => {
       prepared_transactions: 0,
     });
     expect(result.metrics.max_sequence_used_ratio).toBeCloseTo(99 / (2 ** 31 - 2), 12);
-    expect(result.summary).toMatch(/longest transaction .*, 0 lock waits, sequences at most 0\.0 % used, .*0 replicas.*0 prepared transactions$/);
+    expect(result.metrics.database_xid_age).toBeGreaterThan(0);
+    expect(result.metrics.database_mxid_age).toBeGreaterThanOrEqual(0);
+    expect(result.summary).toMatch(/longest transaction .*, 0 lock waits, sequences at most 0\.0 % used, .*0 replicas.*0 prepared transactions, database xid age [\d,]+, archiving (off|ok)$/);
   });
 
   it('reports transactions open past the thresholds, warning then critical, never caretaker\'s own', async () => {
@@ -108,6 +111,45 @@ describe('pg-health', () => {
     } finally {
       await open.client.query('COMMIT');
       await own.client.query('COMMIT');
+    }
+  });
+
+  it('a session idle in a failed transaction is idle_in_aborted_transaction (info) in connections, not idle_in_transaction nor long_transaction', async () => {
+    await db.pool.query('CREATE TABLE aborted_t (id int)');
+    const failed = await session();
+    await failed.client.query('BEGIN');
+    await failed.client.query('INSERT INTO aborted_t VALUES (1)');
+    await expect(failed.client.query('SELECT 1/0')).rejects.toThrow(/division by zero/);
+    // A failed subtransaction keeps the outer transaction's xid and locks: still idle in a transaction.
+    const savepoint = await session();
+    await savepoint.client.query('BEGIN');
+    await savepoint.client.query('INSERT INTO aborted_t VALUES (2)');
+    await savepoint.client.query('SAVEPOINT s');
+    await expect(savepoint.client.query('SELECT 1/0')).rejects.toThrow(/division by zero/);
+    try {
+      await eventually(async () => {
+        const { rows } = await db.pool.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ANY($1) AND state = 'idle in transaction (aborted)' AND state_change <= now() - interval '1.5 seconds'`,
+          [[failed.pid, savepoint.pid]],
+        );
+        return rows[0].n === 2 ? true : undefined;
+      }, 15_000, 'both sessions to be idle in a failed transaction for 1.5 s');
+
+      const conn = await runOnPostgres(connections, { url: db.url, state: db.pool, params: { idleSeconds: 1 } });
+      const pidsOf = (code: string) => withCode(conn, code).flatMap((f) => (f.details!.sessions as { pid: number }[]).map((s) => s.pid));
+      const aborted = withCode(conn, 'idle_in_aborted_transaction');
+      expect(aborted).toEqual([expect.objectContaining({ severity: 'info', subject: 'main' })]);
+      expect(pidsOf('idle_in_aborted_transaction')).toEqual([failed.pid]);
+      expect(aborted[0]!.message).toMatch(/^1 sessions idle in a failed transaction for more than 1 s \(oldest \d+ s\): they hold no lock/);
+      expect(pidsOf('idle_in_transaction')).toEqual([savepoint.pid]);
+      expect(conn.metrics).toMatchObject({ connections_idle_in_transaction: 1, connections_idle_in_aborted_transaction: 1 });
+      expect(conn.summary).toMatch(/1 idle in transaction, 1 idle in a failed transaction$/);
+
+      const health = await run({ transactionWarningSeconds: 1, transactionCriticalSeconds: 3600 });
+      expect(withCode(health, 'long_transaction').map((f) => f.subject)).toEqual([`pid ${savepoint.pid}`]);
+    } finally {
+      await failed.client.query('ROLLBACK');
+      await savepoint.client.query('ROLLBACK');
     }
   });
 
