@@ -45,11 +45,30 @@ export const SQL = {
     FROM pg_stat_user_tables s
     WHERE s.relid = ANY($1::oid[])`,
 
-  /** The session's statement timeout, to put back after the VACUUMs. */
-  statementTimeout: `SELECT current_setting('statement_timeout') AS value`,
+  /**
+   * What the VACUUMs change in the session, to put back after them (its
+   * statement timeout and cost settings), and autovacuum's pace: a manual
+   * VACUUM runs unthrottled (vacuum_cost_delay 0), so caretaker's take
+   * autovacuum's delay and limit unless told otherwise. -1 in autovacuum's
+   * settings means "use vacuum_cost_*".
+   */
+  session: `
+    SELECT current_setting('statement_timeout') AS "statementTimeout",
+           current_setting('vacuum_cost_delay') AS "costDelay",
+           current_setting('vacuum_cost_limit') AS "costLimit",
+           (SELECT setting::float8 FROM pg_settings WHERE name = 'autovacuum_vacuum_cost_delay') AS "autovacuumDelayMs",
+           (SELECT setting::int FROM pg_settings WHERE name = 'autovacuum_vacuum_cost_limit') AS "autovacuumLimit",
+           (SELECT setting::int FROM pg_settings WHERE name = 'vacuum_cost_limit') AS "vacuumLimit"`,
 
-  /** Sets the statement timeout for the session (a value, so a parameter). */
-  setStatementTimeout: `SELECT set_config('statement_timeout', $1, false)`,
+  /**
+   * Sets the session's statement timeout, vacuum_cost_delay and
+   * vacuum_cost_limit (values, so parameters) and answers what the server
+   * now says they are.
+   */
+  setSession: `
+    SELECT set_config('statement_timeout', $1, false) AS "statementTimeout",
+           set_config('vacuum_cost_delay', $2, false) AS "costDelay",
+           set_config('vacuum_cost_limit', $3, false) AS "costLimit"`,
 
   /**
    * PostgreSQL 14+: a VACUUM whose client went away (the run timed out or

@@ -71,8 +71,23 @@ const params = z
     wraparoundCritical: z.number().int().min(1).max(XID_MAX).default(1_400_000_000),
     /** At most this many tables are vacuumed per run, worst first; the rest wait for the next run. */
     maxTables: z.number().int().min(1).max(100_000).default(100),
-    /** statement_timeout of each VACUUM (the session's, 30 s by default, is too short for a big table). */
+    /**
+     * statement_timeout of each VACUUM (the session's, 30 s by default, is
+     * too short for a big table). It bounds a paced VACUUM: at autovacuum's
+     * pace one hour covers tens of GB of dirty pages; raise it (or costLimit)
+     * for bigger tables, or leave them to autovacuum.
+     */
     vacuumTimeoutMs: z.number().int().min(1_000).max(24 * 3600_000).default(3600_000),
+    /**
+     * vacuum_cost_delay of caretaker's VACUUMs, in ms. A manual VACUUM is
+     * unthrottled (0) and took 16-30 % of a busy server's TPS while it ran;
+     * autovacuum sleeps 2 ms per cost_limit of work. Default: the server's
+     * autovacuum_vacuum_cost_delay (vacuum_cost_delay when that is -1). 0 runs
+     * them unthrottled.
+     */
+    costDelayMs: z.number().min(0).max(100).optional(),
+    /** vacuum_cost_limit of caretaker's VACUUMs. Default: the server's autovacuum_vacuum_cost_limit (vacuum_cost_limit when that is -1). */
+    costLimit: z.number().int().min(1).max(10_000).optional(),
   })
   .refine((p) => p.wraparoundWarning <= p.wraparoundCritical, {
     error: 'wraparoundWarning must not be above wraparoundCritical',
@@ -100,6 +115,8 @@ export const vacuumAnalyze = defineTask({
     const actions: Action[] = [];
     const counts = { vacuumed: 0, locked: 0, failed: 0, notReached: 0 };
     let deadAfter = 0;
+    /** The pace the server confirmed for the VACUUMs; undefined when none ran. */
+    let pace: Pace | undefined;
 
     if (!allowed || ctx.dryRun) {
       for (const c of selected) actions.push(vacuumAction(c, false));
@@ -115,11 +132,13 @@ export const vacuumAnalyze = defineTask({
         });
       }
     } else if (selected.length > 0) {
-      const restoreTo = (await db.query<{ value: string }>(SQL.statementTimeout)).rows[0]!.value;
+      const session = (await db.query<SessionSettings>(SQL.session)).rows[0]!;
       await checkClientConnection(db);
       const done: { candidate: Candidate; result: VacuumResult }[] = [];
-      // The session runs nothing but the VACUUMs in between: their timeout is set once, the session's put back after the last.
-      await db.query(SQL.setStatementTimeout, [`${p.vacuumTimeoutMs}ms`]);
+      // The session runs nothing but the VACUUMs in between: their timeout and pace are set once, the session's put back after the last.
+      const wanted = paceOf(session, p);
+      const set = (await db.query<SetSession>(SQL.setSession, [`${p.vacuumTimeoutMs}ms`, `${wanted.costDelayMs}ms`, String(wanted.costLimit)])).rows[0]!;
+      pace = { costDelayMs: delayMs(set.costDelay), costLimit: Number(set.costLimit) };
       try {
         for (const [i, c] of selected.entries()) {
           if (ctx.signal.aborted) {
@@ -135,14 +154,14 @@ export const vacuumAnalyze = defineTask({
           await ctx.progress(((i + 1) / selected.length) * 100);
         }
       } finally {
-        await db.query(SQL.setStatementTimeout, [restoreTo]);
+        await db.query(SQL.setSession, [session.statementTimeout, session.costDelay, session.costLimit]);
       }
       const after = await statsAfter(db, done.filter((d) => d.result.outcome === 'done').map((d) => d.candidate.stats.relid));
       for (const { candidate, result } of done) {
         const a = after.get(candidate.stats.relid);
         actions.push(vacuumAction(candidate, result.outcome === 'done', result, a));
         deadAfter += a?.deadTuples ?? candidate.stats.deadTuples;
-        const f = outcomeFinding(candidate, result);
+        const f = outcomeFinding(candidate, result, pace!);
         if (f) findings.push(f);
       }
       for (const c of selected.slice(done.length)) deadAfter += c.stats.deadTuples;
@@ -164,6 +183,7 @@ export const vacuumAnalyze = defineTask({
         dead_tuples_before: deadBefore,
         dead_tuples_after: deadAfter,
         max_xid_age: maxXidAge,
+        ...(pace ? { vacuum_cost_delay_ms: pace.costDelayMs, vacuum_cost_limit: pace.costLimit } : {}),
       },
     };
   },
@@ -298,6 +318,38 @@ interface Notice {
   message?: string;
 }
 
+interface SessionSettings {
+  statementTimeout: string;
+  costDelay: string;
+  costLimit: string;
+  autovacuumDelayMs: number;
+  autovacuumLimit: number;
+  vacuumLimit: number;
+}
+
+type SetSession = Pick<SessionSettings, 'statementTimeout' | 'costDelay' | 'costLimit'>;
+
+/** How fast the VACUUMs go: they sleep `costDelayMs` each time they have done `costLimit` of work. */
+interface Pace {
+  costDelayMs: number;
+  costLimit: number;
+}
+
+/** The params' pace, else autovacuum's as the server has it (its -1 meaning "vacuum_cost_*"). */
+function paceOf(s: SessionSettings, p: VacuumParams): Pace {
+  const autovacuumDelay = s.autovacuumDelayMs >= 0 ? s.autovacuumDelayMs : delayMs(s.costDelay);
+  const autovacuumLimit = s.autovacuumLimit > 0 ? s.autovacuumLimit : s.vacuumLimit;
+  return { costDelayMs: p.costDelayMs ?? autovacuumDelay, costLimit: p.costLimit ?? autovacuumLimit };
+}
+
+/** `2ms`, `500us`, `0`: vacuum_cost_delay as the server shows it, in ms. */
+function delayMs(shown: string): number {
+  const m = /^([0-9.]+)\s*(us|ms|s)?$/.exec(shown.trim());
+  if (!m) throw new Error(`unexpected vacuum_cost_delay ${JSON.stringify(shown)}`);
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
+}
+
 interface VacuumResult {
   outcome: 'done' | 'locked' | 'failed';
   durationMs: number;
@@ -381,7 +433,7 @@ function vacuumAction(c: Candidate, applied: boolean, result?: VacuumResult, aft
   };
 }
 
-function outcomeFinding(c: Candidate, r: VacuumResult): Finding | undefined {
+function outcomeFinding(c: Candidate, r: VacuumResult, pace: Pace): Finding | undefined {
   const subject = subjectOf(c.stats);
   if (r.outcome === 'locked') {
     return {
@@ -403,7 +455,7 @@ function outcomeFinding(c: Candidate, r: VacuumResult): Finding | undefined {
       suggestion: permission
         ? 'Connect as the table owner (or a role that is a member of it); on PostgreSQL 17+, GRANT pg_maintain to the role caretaker uses'
         : r.errorCode === '57014'
-          ? 'The VACUUM hit its statement timeout: raise tasks.vacuum-analyze.vacuumTimeoutMs, or leave big tables to autovacuum'
+          ? `The VACUUM hit its statement timeout at autovacuum's pace (vacuum_cost_delay ${pace.costDelayMs} ms, vacuum_cost_limit ${pace.costLimit}): raise tasks.vacuum-analyze.vacuumTimeoutMs or costLimit, or leave big tables to autovacuum`
           : undefined,
       details: { errorCode: r.errorCode, messages: r.messages, durationMs: r.durationMs, reason: c.why },
     };

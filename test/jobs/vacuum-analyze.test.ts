@@ -132,6 +132,8 @@ describe('vacuum-analyze', () => {
       dead_tuples_before: 600,
       dead_tuples_after: 0,
       max_xid_age: expect.any(Number),
+      vacuum_cost_delay_ms: expect.any(Number),
+      vacuum_cost_limit: expect.any(Number),
     });
 
     const busy = (await state(db, 'public', 'busy'))!;
@@ -352,6 +354,30 @@ describe('vacuum-analyze', () => {
     expect(long.actions.map((a) => [a.subject, a.applied])).toEqual([['public.slow', true]]);
     expect(long.summary).toBe('vacuumed 1 of 1 tables, dead tuples 0 → 0');
     expect((await state(db, 'public', 'slow'))!.analyzeCount).toBe(1);
+  });
+
+  it("paces its VACUUMs as autovacuum does (a manual VACUUM is unthrottled), or as the params say, and the server confirms it", async () => {
+    const db = await fresh();
+    await plant(db, 'public', 'paced', 300, 100);
+    const server = (await db.pool.query<{ delay: number; limit: number; vacuumLimit: number }>(
+      `SELECT (SELECT setting::float8 FROM pg_settings WHERE name = 'autovacuum_vacuum_cost_delay') AS delay,
+              (SELECT setting::int FROM pg_settings WHERE name = 'autovacuum_vacuum_cost_limit') AS "limit",
+              (SELECT setting::int FROM pg_settings WHERE name = 'vacuum_cost_limit') AS "vacuumLimit"`,
+    )).rows[0]!;
+    const byDefault = await run(db);
+    expect(byDefault.metrics.tables_vacuumed).toBe(1);
+    // The figures are what set_config answered in the VACUUMs' own session, not what was asked.
+    expect(byDefault.metrics).toMatchObject({ vacuum_cost_delay_ms: server.delay, vacuum_cost_limit: server.limit > 0 ? server.limit : server.vacuumLimit });
+    expect(byDefault.metrics.vacuum_cost_delay_ms).toBeGreaterThan(0);
+
+    await plant(db, 'public', 'paced_again', 300, 100);
+    const tuned = await run(db, { params: { costDelayMs: 0.5, costLimit: 1000 } });
+    expect(tuned.metrics).toMatchObject({ vacuum_cost_delay_ms: 0.5, vacuum_cost_limit: 1000 });
+
+    await plant(db, 'public', 'unthrottled', 300, 100);
+    expect((await run(db, { params: { costDelayMs: 0 } })).metrics).toMatchObject({ vacuum_cost_delay_ms: 0 });
+    // Nothing to vacuum: no session was paced, no figure is made up.
+    expect((await run(db)).metrics.vacuum_cost_delay_ms).toBeUndefined();
   });
 
   it('sends one statement per table beyond a fixed few: the VACUUM timeout is set once per run, not around each table', async () => {
