@@ -53,6 +53,7 @@ const postgresTarget = z.strictObject({
   statementTimeoutMs: z.number().int().min(100).max(24 * 3600_000).default(30_000),
   /** Bound on waiting for any lock. */
   lockTimeoutMs: z.number().int().min(10).max(600_000).default(5_000),
+  allDatabases: z.boolean().default(false), // security-audit reports on every database of the server, not only the target's own
   tasks: taskParams,
 });
 

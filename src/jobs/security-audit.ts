@@ -5,7 +5,8 @@
  * (`ctx.target.targets`), and composes the per-kind checks of src/security/:
  *
  * - postgres targets: superusers, login roles without a password or without
- *   password expiry, CREATE for PUBLIC on a schema, CONNECT for PUBLIC;
+ *   password expiry, CREATE for PUBLIC on a schema, CONNECT for PUBLIC (on
+ *   the target's own database; on all of the server's with `allDatabases`);
  * - redis targets: answers without credentials, protected mode off;
  * - http targets (https URLs): certificate expiry, and trust;
  * - kubernetes targets: privileged / root / host-namespace pods; opt-in,
@@ -112,6 +113,7 @@ export async function runSecurityAudit(targets: AuditTargets, p: SecurityAuditPa
             allowedSuperusers: p.allowedSuperusers,
             passwordExemptRoles: p.passwordExemptRoles,
             requirePasswordExpiry: p.requirePasswordExpiry,
+            allDatabases: t.allDatabases,
           }),
       });
     }

@@ -1,9 +1,11 @@
 /**
  * security-audit on a PostgreSQL target: superusers, login roles without a
  * password or without password expiry, CREATE on a schema for PUBLIC, and
- * databases anyone may connect to. Roles and databases are server-wide;
- * schemas are those of the connected database. Five catalog queries at most,
- * whatever the number of roles; reads only.
+ * databases anyone may connect to. Roles are server-wide (a superuser of the
+ * server is one in every database); schemas are those of the connected
+ * database, and so are databases unless the target says `allDatabases`: a
+ * server shared by several tenants must not report on the others' databases.
+ * Five catalog queries at most, whatever the number of roles; reads only.
  */
 import type { Client } from 'pg';
 import type { Finding } from '../contract/result';
@@ -41,10 +43,11 @@ export const SQL = {
     WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
       AND has_schema_privilege('public', n.oid, 'CREATE')
     ORDER BY n.nspname`,
-  /** Databases every role may connect to (PostgreSQL's default). */
+  /** Databases every role may connect to (PostgreSQL's default): the connected one, or all of the server's when $1. */
   publicConnect: `
     SELECT datname AS name FROM pg_catalog.pg_database
     WHERE datallowconn AND NOT datistemplate AND has_database_privilege('public', oid, 'CONNECT')
+      AND ($1::boolean OR datname = current_database())
     ORDER BY datname`,
 } as const;
 
@@ -56,6 +59,8 @@ export interface PostgresAuditOptions {
   passwordExemptRoles: readonly string[];
   /** When true, a login role without VALID UNTIL is a warning; else info. */
   requirePasswordExpiry: boolean;
+  /** Look at every database of the server for database_connect_public, not only the connected one. Default false. */
+  allDatabases?: boolean;
   /** For the example date in suggestions; default now. */
   now?: Date;
 }
@@ -134,7 +139,7 @@ export async function auditPostgres(client: Client, opts: PostgresAuditOptions):
     });
   }
 
-  for (const d of (await client.query<{ name: string }>(SQL.publicConnect)).rows) {
+  for (const d of (await client.query<{ name: string }>(SQL.publicConnect, [opts.allDatabases ?? false])).rows) {
     findings.push({
       severity: 'info',
       code: 'database_connect_public',

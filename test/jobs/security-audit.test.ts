@@ -525,6 +525,22 @@ describe('security-audit task', () => {
     expect(JSON.stringify(result)).not.toContain(SECRET_VALUE);
   });
 
+  it("reports CONNECT for PUBLIC on the target's own database only, and on the server's other databases with allDatabases: true", async () => {
+    const others = [await createTestDatabase('security_tenant_a'), await createTestDatabase('security_tenant_b')];
+    try {
+      const connectSubjects = (r: TaskResult) => r.findings.filter((f) => f.code === 'database_connect_public').map((f) => f.subject);
+      const own = await runOn(securityAudit, 'caretaker', { postgres: [{ name: 'main', url: db.url }] }, { kinds: ['postgres'] });
+      // Every database on the server allows PUBLIC to connect (the default), yet only the target's own is reported.
+      expect(connectSubjects(own)).toEqual([`main/database ${db.name}`]);
+      expect(own.metrics.database_connect_public_count).toBe(1);
+
+      const all = await runOn(securityAudit, 'caretaker', { postgres: [{ name: 'main', url: db.url, allDatabases: true }] }, { kinds: ['postgres'] });
+      expect(connectSubjects(all)).toEqual(expect.arrayContaining([db, ...others].map((d) => `main/database ${d.name}`)));
+    } finally {
+      await Promise.all(others.map((d) => d.drop()));
+    }
+  });
+
   it('goes on past a target it cannot reach, and is an error only when it could audit none', async () => {
     const down = `redis://:${randomBytes(6).toString('hex')}@127.0.0.1:${await closedPort()}`;
     const partial = await runOn(securityAudit, 'caretaker', { redis: [{ name: 'down', url: down }], http: [{ name: 'api', url: https.url('/health') }] }, { tlsCheckTrust: false });
