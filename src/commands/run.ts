@@ -9,6 +9,7 @@ import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { EXIT_CODE, type TaskResult } from '../contract/result';
 import type { AnyTarget, Config } from '../config/schema';
+import type { Task } from '../contract/task';
 import { parseParamFlags, resolveParams } from '../config/params';
 import { findTarget, targetsOf } from '../config/targets';
 import { createPool, stateLimits } from '../clients/postgres';
@@ -19,7 +20,7 @@ import { configSecrets } from '../config/secrets';
 import { withTimeout } from '../util/timeout';
 import { migrate } from '../results/migrate';
 import { acquireTargetLock, lockKey, runLockTtlMs, type TargetLock } from '../worker/target-lock';
-import { pausedByWindow, runTask, skippedResult } from '../worker/run-task';
+import { pausedByWindow, rejectedResult, runTask, skippedResult } from '../worker/run-task';
 import { UsageError, coerceError } from '../errors';
 import { redactSecretsIn, type Logger } from '../logger';
 import { configFor, loggerFor, taskNamed } from './common';
@@ -36,12 +37,44 @@ export interface RunOptions {
 
 /** Runs `taskName` once in this process, prints its result (text, or one TaskResult with `--json`) and resolves with the exit code. */
 export async function runCommand(io: CliIO, taskName: string, opts: RunOptions): Promise<number> {
-  const config = configFor(io, opts.config);
-  const task = taskNamed(taskName);
-  const target = pickTarget(config, task.target, task.name, opts.target);
-  const overrides = parseParamFlags(opts.param ?? []);
-  const params = resolveParams(task, config, target, overrides);
-  if (!params.ok) throw new UsageError(params.problems.join('; '));
+  const prepared = prepareRun(io, taskName, opts);
+  if (prepared.ok) return runPrepared(io, prepared.run, opts);
+  if (!opts.json) throw prepared.error;
+  // Monitors parse stdout: a run that cannot start is still the one TaskResult --json promises, not silence.
+  const reason = redactSecretsIn(prepared.error.message);
+  println(io.stdout, JSON.stringify(rejectedResult(taskName, prepared.target, opts.dryRun === true, reason)));
+  return EXIT_CODE.error;
+}
+
+interface PreparedRun {
+  config: Config;
+  task: Task;
+  target: AnyTarget;
+  params: Record<string, unknown>;
+}
+
+/**
+ * Everything a run needs from the config and the command line, or why it
+ * cannot start (a UsageError saying what to fix, for a mistake) with the
+ * target to name in an error result: the one picked when it got that far,
+ * else --target, else "" (none was chosen).
+ */
+function prepareRun(io: CliIO, taskName: string, opts: RunOptions): { ok: true; run: PreparedRun } | { ok: false; error: Error; target: string } {
+  let targetName = opts.target ?? '';
+  try {
+    const config = configFor(io, opts.config);
+    const task = taskNamed(taskName);
+    const target = pickTarget(config, task.target, task.name, opts.target);
+    targetName = target.name;
+    const params = resolveParams(task, config, target, parseParamFlags(opts.param ?? []));
+    if (!params.ok) throw new UsageError(params.problems.join('; '));
+    return { ok: true, run: { config, task, target, params: params.params } };
+  } catch (err) {
+    return { ok: false, error: coerceError(err), target: targetName };
+  }
+}
+
+async function runPrepared(io: CliIO, { config, task, target, params }: PreparedRun, opts: RunOptions): Promise<number> {
   const dryRun = opts.dryRun === true;
 
   const context = { task: task.name, target: target.name, via: 'cli' };
@@ -59,7 +92,7 @@ export async function runCommand(io: CliIO, taskName: string, opts: RunOptions):
       result = skippedResult(task.name, target.name, dryRun, lock.heldBy);
     } else {
       try {
-        result = await runTask({ task, target, params: params.params, dryRun, log, state, secrets: configSecrets(config) });
+        result = await runTask({ task, target, params, dryRun, log, state, secrets: configSecrets(config) });
       } finally {
         await lock?.lock.release().catch(() => undefined);
       }
@@ -83,8 +116,13 @@ function pickTarget(config: Config, kind: Parameters<typeof targetsOf>[1], taskN
   if (name) return findTarget(config, kind, name);
   const targets = targetsOf(config, kind);
   if (targets.length === 1) return targets[0]!;
-  if (targets.length === 0) throw new UsageError(`${taskName} needs a ${kind} target and the config has none`);
+  if (targets.length === 0) throw new UsageError(`${taskName} needs ${articleFor(kind)} ${kind} target: add one under targets.${kind} in the config`);
   throw new UsageError(`${taskName} can run on ${targets.map((t) => t.name).join(', ')}: pick one with --target`);
+}
+
+/** "an http target", "a postgres target". */
+function articleFor(word: string): 'a' | 'an' {
+  return /^(?:[aeiou]|http)/.test(word) ? 'an' : 'a';
 }
 
 /**
