@@ -141,7 +141,8 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
     .command('check-config')
     .description('validate the config and print the resolved schedules')
     .option('--config <file>', 'config file to check')
-    .action((opts, cmd: Command) => setExit(checkConfigCommand(io, { config: opts.config ?? cfg(cmd) })));
+    .option('--connect', 'also try every server it names (targets, state database, Redis, SMTP), each with a short timeout; exit 3 if one fails')
+    .action(async (opts, cmd: Command) => setExit(await checkConfigCommand(io, { config: opts.config ?? cfg(cmd), connect: opts.connect === true })));
 
   program
     .command('migrate')

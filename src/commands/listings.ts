@@ -1,6 +1,7 @@
 /**
  * `caretaker tasks`, `caretaker schedules` and `caretaker check-config`:
- * what caretaker knows and will do, without touching Redis or a target.
+ * what caretaker knows and will do, without touching Redis or a target
+ * (except `check-config --connect`, which tries each one: connect-check.ts).
  */
 import { z } from 'zod';
 import type { Config } from '../config/schema';
@@ -10,7 +11,8 @@ import { formatInZone, nextFireTimes } from '../schedules/cron';
 import { alertChannels } from '../alerts/notifiers';
 import { routingNotes } from '../alerts/routing';
 import { matcherText } from '../alerts/matchers';
-import { NO_ALERT_CHANNELS, configFor } from './common';
+import { NO_ALERT_CHANNELS, configFor, loggerFor } from './common';
+import { CONNECT_TIMEOUT_MS, checkConnections, outcomeLine } from './connect-check';
 import { println, type CliIO } from './io';
 
 /** How many upcoming fire times `schedules` shows. */
@@ -70,8 +72,14 @@ export function schedulesCommand(io: CliIO, opts: { config?: string; json?: bool
   return 0;
 }
 
-export function checkConfigCommand(io: CliIO, opts: { config?: string; json?: boolean }): number {
+/** Validates the config and prints what it resolves to; with `connect`, also tries every server it names (exit 3 if one fails). */
+export async function checkConfigCommand(io: CliIO, opts: { config?: string; connect?: boolean }): Promise<number> {
   const config = configFor(io, opts.config);
+  printConfigCheck(io, config);
+  return opts.connect ? printConnections(io, config) : 0;
+}
+
+function printConfigCheck(io: CliIO, config: Config): void {
   const targets = Object.entries(config.targets)
     .filter(([, list]) => list.length > 0)
     .map(([kind, list]) => `${kind}: ${list.map((t) => t.name).join(', ')}`);
@@ -91,5 +99,13 @@ export function checkConfigCommand(io: CliIO, opts: { config?: string; json?: bo
   for (const note of routingNotes(config, [...TASKS.keys()], targetNames)) println(io.stdout, `note: ${note}`);
   println(io.stdout, 'schedules:');
   printSchedules(io, listSchedules(config));
-  return 0;
+}
+
+async function printConnections(io: CliIO, config: Config): Promise<number> {
+  println(io.stdout, `connections (each within ${CONNECT_TIMEOUT_MS / 1000} s):`);
+  const outcomes = await checkConnections(config, loggerFor(io, config, { human: true }));
+  for (const o of outcomes) println(io.stdout, `  ${outcomeLine(o)}`);
+  const failed = outcomes.filter((o) => !o.ok).length;
+  // A server that does not answer is what the 3 a.m. run would find: the same exit code as that run's error.
+  return failed > 0 ? 3 : 0;
 }
