@@ -229,10 +229,10 @@ export async function benchIndexAudit(env: { pgAdminUrl: string }): Promise<void
     const p = indexAudit.params.parse({}) as Record<string, number>;
     const ours = {
       overview: await bestOf3(() => c.query(SQL.overview)),
-      unused: await bestOf3(() => c.query(SQL.unused, [p.minIndexBytes])),
-      duplicates: await bestOf3(() => c.query(SQL.duplicates)),
-      invalid: await bestOf3(() => c.query(SQL.invalid)),
-      missing: await bestOf3(() => c.query(SQL.missing, [p.minRows, p.maxIndexScanPercent, p.minSeqScans, p.minRowsPerScan, p.minTableBytes])),
+      unused: await bestOf3(() => c.query(SQL.unused, [p.minIndexBytes, true])),
+      duplicates: await bestOf3(() => c.query(SQL.duplicates, [true])),
+      invalid: await bestOf3(() => c.query(SQL.invalid, [true])),
+      missing: await bestOf3(() => c.query(SQL.missing, [p.minRows, p.maxIndexScanPercent, p.minSeqScans, p.minRowsPerScan, p.minTableBytes, true])),
       bloat: await bestOf3(() => c.query(SQL.bloat, [p.minBloatBytes])),
     };
     const base = {
@@ -243,7 +243,7 @@ export async function benchIndexAudit(env: { pgAdminUrl: string }): Promise<void
       bloat: await bestOf3(() => c.query(PGHERO_BLOAT, [100 * 1024 * 1024])),
     };
     // Same thresholds as PgHero for the counts (PgHero lists unused indexes of any size).
-    const unusedAnySize = (await c.query(SQL.unused, [0])).rowCount;
+    const unusedAnySize = (await c.query(SQL.unused, [0, true])).rowCount;
     const ourDup = new Set(ours.duplicates.value.rows.map((r) => `${r.schema}.${r.index}`));
     const theirDup = base.duplicates.value.map((d) => `${d.unneeded.schema}.${d.unneeded.name}`);
     const dupCovered = theirDup.filter((n) => ourDup.has(n)).length;

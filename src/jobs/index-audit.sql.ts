@@ -1,9 +1,31 @@
 /**
  * index-audit's catalog queries. Each is one statement over the whole
- * database (never one per table), reads only catalogs and statistics, and
- * takes no lock beyond AccessShareLock: `pg_relation_size` is only called on
- * the few rows that survive every other filter (MATERIALIZED CTEs make sure
- * of that), and the bloat estimate uses `pg_class.relpages`, which needs none.
+ * database (never one per table) and reads only catalogs and statistics.
+ *
+ * Never queuing behind another session's lock: a function that opens a
+ * relation takes ACCESS SHARE on it (pg_relation_size on the relation it
+ * measures; pg_get_indexdef and pg_get_expr on the index's table, to name
+ * its columns), and ACCESS SHARE waits behind an ACCESS EXCLUSIVE lock that
+ * is held or merely queued: one ALTER TABLE waiting for a long transaction
+ * would hold the statement until lock_timeout and fail the whole run. So
+ * each statement first lists the relations of this database that some
+ * session holds or awaits in ACCESS EXCLUSIVE mode (`locked`), and opens
+ * none of them: their sizes are pg_class's (as of their last VACUUM, ANALYZE
+ * or index build) and their definitions are left out (`lockedRelations`
+ * names them per row). Expressions and predicates are compared as stored
+ * node trees, which needs no lock. A lock that appears while the statement
+ * runs can still make it wait: then the statement is run again with its
+ * last parameter ($open) false, which opens nothing at all.
+ *
+ * A partitioned index has no storage and no statistics of its own; its
+ * partitions' indexes, attached to it, cannot be dropped alone. So the
+ * partitioned index (the top one of its tree) is what is judged, from its
+ * leaf indexes at every level: their scans and sizes summed.
+ * `pg_partition_tree` is not used: it locks every member of the tree.
+ *
+ * The sizing functions are only called on the few rows that survive every
+ * other filter (MATERIALIZED CTEs make sure of that); the bloat estimate
+ * uses `pg_class.relpages` alone.
  */
 import { userRelation } from '../util/catalog-sql';
 
@@ -16,10 +38,109 @@ import { userRelation } from '../util/catalog-sql';
  */
 const BACKS_CONSTRAINT = (indexOid: string) => `(${indexOid} IN (SELECT k.conindid FROM pg_catalog.pg_constraint k))`;
 
+/** An index attached to a partitioned index: dropped or rebuilt only through it. */
+const ATTACHED = (indexOid: string) => `(${indexOid} IN (SELECT h.inhrelid FROM pg_catalog.pg_inherits h))`;
+
+/**
+ * The relations of this database another session holds or waits for in
+ * ACCESS EXCLUSIVE mode, with their names: not to be opened.
+ */
+const LOCKED = `
+    locked AS MATERIALIZED (
+      SELECT DISTINCT l.relation AS oid, ln.nspname || '.' || lc.relname AS name
+      FROM pg_catalog.pg_locks l
+      JOIN pg_catalog.pg_class lc ON lc.oid = l.relation
+      JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace
+      WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
+        AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+    )`;
+
+/**
+ * After WITH RECURSIVE: `leaves`, each top partitioned index's leaf indexes
+ * at every level (`tree` walks down pg_inherits), and `partitioned`, per
+ * top partitioned index, how many leaves and their scans summed.
+ */
+const PARTITIONS = `
+    tree AS (
+      SELECT c.oid AS root, c.oid AS member
+      FROM pg_catalog.pg_class c
+      WHERE c.relkind = 'I' AND NOT ${ATTACHED('c.oid')}
+      UNION ALL
+      SELECT t.root, h.inhrelid FROM tree t JOIN pg_catalog.pg_inherits h ON h.inhparent = t.member
+    ), leaves AS MATERIALIZED (
+      SELECT t.root, t.member AS oid, lc.relpages
+      FROM tree t JOIN pg_catalog.pg_class lc ON lc.oid = t.member
+      WHERE lc.relkind = 'i'
+    ), partitioned AS MATERIALIZED (
+      SELECT l.root, count(*)::int AS partitions, sum(coalesce(pg_stat_get_numscans(l.oid), 0))::float8 AS scans
+      FROM leaves l GROUP BY l.root
+    )`;
+
+/** True when `$open` allows opening relations and `oid` is not locked: opening it cannot queue. */
+const OPENABLE = (open: string, oid: string) => `(${open} AND NOT (${oid} IN (SELECT lk.oid FROM locked lk)))`;
+
+/** pg_get_indexdef(idx), or NULL when it would have to wait for its table `tbl`. */
+const DEFINITION = (open: string, idx: string, tbl: string) => `CASE WHEN ${OPENABLE(open, tbl)} THEN pg_get_indexdef(${idx}) END`;
+
+/** A relation's size without opening it: its pages as of its last VACUUM, ANALYZE or index build. */
+const CATALOG_BYTES = (relpages: string) => `(${relpages}::float8 * current_setting('block_size')::float8)`;
+
+/**
+ * CTE `leaf_sizes`: the size of each partitioned index of `source` (a CTE
+ * with indexrelid and relkind), its leaves' summed, each measured when it
+ * can be opened without queuing, else pg_class's figure; `estimated` when
+ * any was. Only those indexes' leaves are measured.
+ */
+const LEAF_SIZES = (open: string, source: string) => `
+    leaf_sizes AS MATERIALIZED (
+      SELECT l.root,
+             sum(CASE WHEN ${OPENABLE(open, 'l.oid')} THEN pg_relation_size(l.oid)::float8 ELSE ${CATALOG_BYTES('l.relpages')} END) AS bytes,
+             bool_or(NOT ${OPENABLE(open, 'l.oid')}) AS estimated
+      FROM leaves l
+      WHERE l.root IN (SELECT src.indexrelid FROM ${source} src WHERE src.relkind = 'I')
+      GROUP BY l.root
+    )`;
+
+/**
+ * The size of index `idx` (`relkind` and `relpages` its pg_class's): a
+ * partitioned index's from `ls`, its leaf_sizes row (LEFT JOINed); a plain
+ * one's measured when it can be opened without queuing, else pg_class's.
+ */
+const INDEX_BYTES = (open: string, idx: string, relkind: string, relpages: string, ls: string) => `
+      CASE WHEN ${relkind} = 'I' THEN coalesce(${ls}.bytes, 0)
+           WHEN ${OPENABLE(open, idx)} THEN pg_relation_size(${idx})::float8
+           ELSE ${CATALOG_BYTES(relpages)} END`;
+
+/** Whether INDEX_BYTES took any of its figures from pg_class. */
+const INDEX_SIZE_ESTIMATED = (open: string, idx: string, relkind: string, ls: string) => `
+      CASE WHEN ${relkind} = 'I' THEN coalesce(${ls}.estimated, false) ELSE NOT ${OPENABLE(open, idx)} END`;
+
+/**
+ * The locked relations an index's row did not open (names, sorted): the
+ * index, its leaves, its table (for its definition). The leaves are only
+ * read when something is locked.
+ */
+const LOCKED_FOR_INDEX = (idx: string, tbl: string) => `
+      ARRAY(SELECT lk.name FROM locked lk
+            WHERE lk.oid IN (${idx}, ${tbl}) OR lk.oid IN (SELECT l.oid FROM leaves l WHERE l.root = ${idx})
+            ORDER BY lk.name)`;
+
+/** Scans of index `idx`: a partitioned one's are its leaves', summed (`pt`: its `partitioned` row, LEFT JOINed). */
+const SCANS = (idx: string, relkind: string, pt: string) =>
+  `CASE WHEN ${relkind} = 'I' THEN coalesce(${pt}.scans, 0) ELSE coalesce(pg_stat_get_numscans(${idx}), 0)::float8 END`;
+
+/**
+ * A stored node tree (pg_node_tree: an index's expressions or predicate) as
+ * text without its parse locations, which differ between equal expressions
+ * written at different places of a statement. Equal text, equal expression.
+ */
+const NODE_TEXT = (tree: string) => `regexp_replace(${tree}::text, ' :location -?[0-9]+', '', 'g')`;
+
 export const SQL = {
   /** Once per run: when the statistics were reset, and how many indexes there are. */
   overview: `
-    SELECT d.stats_reset AS "statsReset",
+    SELECT current_database() AS database,
+           d.stats_reset AS "statsReset",
            extract(epoch FROM now() - d.stats_reset)::float8 AS "statsAgeSeconds",
            pg_is_in_recovery() AS "inRecovery",
            (SELECT count(*)
@@ -32,29 +153,40 @@ export const SQL = {
 
   /**
    * Valid, non-unique, non-primary indexes backing no constraint, never
-   * scanned since the statistics were reset, of at least $1 bytes. An index
-   * attached to a partitioned index is left out: it cannot be dropped alone.
+   * scanned since the statistics were reset, of at least $1 bytes: plain
+   * indexes of tables and materialized views (as pg_stat_user_indexes), and
+   * top partitioned indexes with at least one partition, their leaves'
+   * scans and sizes summed. An index attached to a partitioned index is
+   * left out: it is judged through its parent. $2: $open.
    */
   unused: `
-    WITH candidates AS MATERIALIZED (
-      SELECT s.indexrelid, s.schemaname, s.relname, s.indexrelname, s.idx_scan
-      FROM pg_catalog.pg_stat_user_indexes s
-      JOIN pg_catalog.pg_index i ON i.indexrelid = s.indexrelid
-      JOIN pg_catalog.pg_class c ON c.oid = s.indexrelid
+    WITH RECURSIVE ${LOCKED}, ${PARTITIONS},
+    candidates AS MATERIALIZED (
+      SELECT i.indexrelid, i.indrelid, n.nspname AS schema, t.relname AS tbl, c.relname AS name, c.relkind, c.relpages,
+             pt.partitions
+      FROM pg_catalog.pg_index i
+      JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+      JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE s.idx_scan = 0
-        AND i.indisvalid AND NOT i.indisunique AND NOT i.indisprimary
+      LEFT JOIN partitioned pt ON pt.root = i.indexrelid
+      WHERE i.indisvalid AND NOT i.indisunique AND NOT i.indisprimary
         AND ${userRelation('n', 'c')}
+        AND ((c.relkind = 'i' AND t.relkind IN ('r', 'm') AND coalesce(pg_stat_get_numscans(i.indexrelid), 0) = 0)
+             OR (c.relkind = 'I' AND pt.scans = 0))
         AND NOT ${BACKS_CONSTRAINT('i.indexrelid')}
-        AND NOT (i.indexrelid IN (SELECT h.inhrelid FROM pg_catalog.pg_inherits h))
-    ), sized AS MATERIALIZED (
-      SELECT cd.*, pg_relation_size(cd.indexrelid)::float8 AS bytes FROM candidates cd
+        AND NOT ${ATTACHED('i.indexrelid')}
+    ), ${LEAF_SIZES('$2', 'candidates')},
+    sized AS MATERIALIZED (
+      SELECT cd.*, ${INDEX_BYTES('$2', 'cd.indexrelid', 'cd.relkind', 'cd.relpages', 'ls')} AS bytes,
+             ${INDEX_SIZE_ESTIMATED('$2', 'cd.indexrelid', 'cd.relkind', 'ls')} AS "sizeEstimated"
+      FROM candidates cd LEFT JOIN leaf_sizes ls ON ls.root = cd.indexrelid
     )
-    SELECT schemaname AS schema, relname AS "table", indexrelname AS index, bytes,
-           idx_scan::float8 AS scans, pg_get_indexdef(indexrelid) AS definition
+    SELECT schema, tbl AS "table", name AS index, bytes, 0::float8 AS scans, partitions,
+           "sizeEstimated", ${DEFINITION('$2', 'indexrelid', 'indrelid')} AS definition,
+           ${LOCKED_FOR_INDEX('indexrelid', 'indrelid')} AS "lockedRelations"
     FROM sized
     WHERE bytes >= $1
-    ORDER BY bytes DESC, schemaname, indexrelname`,
+    ORDER BY bytes DESC, schema, name`,
 
   /**
    * Valid indexes whose key columns (column or expression, operator class,
@@ -63,16 +195,23 @@ export const SQL = {
    * and whose INCLUDE columns the other index also holds. A unique index is
    * only redundant beside a unique index on the same keys (and the same
    * NULLS [NOT] DISTINCT); a primary key or an index backing a constraint is
-   * never the one to drop. Of two equivalent indexes, the one kept is the
-   * primary key, else the one backing a constraint, else the unique one, else
-   * the first by name. The covering index named is the best one to keep.
+   * never the one to drop, nor one attached to a partitioned index (its
+   * parent is judged on the parent table instead). Of two equivalent
+   * indexes, the one kept is the primary key, else the one backing a
+   * constraint, else the unique one, else the first by name. The covering
+   * index named is the best one to keep.
+   *
+   * An expression column is keyed 'e' and the index's expressions compared
+   * as a list: the dropped index's list (`({A} {B})`) must begin the other's
+   * (`({A} {B} {C})`), node for node. $1: $open.
    */
   duplicates: `
-    WITH idx AS MATERIALIZED (
-      SELECT i.indexrelid, i.indrelid, n.nspname AS schema, t.relname AS tbl, c.relname AS name, c.relam,
+    WITH RECURSIVE ${LOCKED}, ${PARTITIONS},
+    idx AS MATERIALIZED (
+      SELECT i.indexrelid, i.indrelid, n.nspname AS schema, t.relname AS tbl, c.relname AS name, c.relam, c.relkind, c.relpages,
              i.indisunique AS uniq, i.indisprimary AS pk, i.indnullsnotdistinct AS nnd,
-             ${BACKS_CONSTRAINT('i.indexrelid')} AS backs,
-             pg_get_expr(i.indpred, i.indrelid) AS predicate,
+             ${BACKS_CONSTRAINT('i.indexrelid')} AS backs, ${ATTACHED('i.indexrelid')} AS attached,
+             ${NODE_TEXT('i.indpred')} AS predicate, ${NODE_TEXT('i.indexprs')} AS exprs,
              cols.keys, cols.included, cols.allcols
       FROM pg_catalog.pg_index i
       JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
@@ -84,8 +223,7 @@ export const SQL = {
                coalesce(array_agg(col.att ORDER BY col.pos) FILTER (WHERE col.pos > i.indnkeyatts), '{}') AS included,
                array_agg(col.att ORDER BY col.pos) AS allcols
         FROM (
-          SELECT k.pos,
-                 CASE WHEN k.attnum <> 0 THEN 'c' || k.attnum ELSE 'e:' || pg_get_indexdef(i.indexrelid, k.pos::int, false) END AS att,
+          SELECT k.pos, CASE WHEN k.attnum <> 0 THEN 'c' || k.attnum ELSE 'e' END AS att,
                  k.opclass::text AS opclass, k.coll::text AS coll, k.opt::text AS opt
           FROM unnest(i.indkey::int2[], i.indclass::oid[], i.indcollation::oid[], i.indoption::int2[])
                WITH ORDINALITY AS k(attnum, opclass, coll, opt, pos)
@@ -96,16 +234,18 @@ export const SQL = {
         AND EXISTS (SELECT 1 FROM pg_catalog.pg_index o WHERE o.indrelid = i.indrelid AND o.indexrelid <> i.indexrelid)
     ), pairs AS MATERIALIZED (
       SELECT DISTINCT ON (x.indexrelid)
-             x.indexrelid, x.schema, x.tbl, x.name, x.uniq,
-             y.name AS covering, pg_get_indexdef(y.indexrelid) AS "coveringDefinition",
+             x.indexrelid, x.indrelid, x.relkind, x.relpages, x.schema, x.tbl, x.name, x.uniq,
+             y.indexrelid AS "coveringOid", y.name AS covering,
              cardinality(x.keys) = cardinality(y.keys) AND y.included <@ x.allcols AS identical
       FROM idx x
       JOIN idx y ON y.indrelid = x.indrelid AND y.indexrelid <> x.indexrelid
       WHERE y.relam = x.relam
         AND y.predicate IS NOT DISTINCT FROM x.predicate
-        AND NOT x.pk AND NOT x.backs
+        AND NOT x.pk AND NOT x.backs AND NOT x.attached
         AND cardinality(x.keys) <= cardinality(y.keys)
         AND y.keys[1:cardinality(x.keys)] = x.keys
+        AND (x.exprs IS NULL
+             OR (starts_with(y.exprs, left(x.exprs, -1)) AND substr(y.exprs, length(x.exprs), 1) IN (' ', ')')))
         AND x.included <@ y.allcols
         AND (NOT x.uniq OR (y.uniq AND x.nnd = y.nnd AND cardinality(x.keys) = cardinality(y.keys)))
         AND (
@@ -115,12 +255,17 @@ export const SQL = {
           OR y.pk OR y.backs OR (y.uniq AND NOT x.uniq) OR x.name > y.name
         )
       ORDER BY x.indexrelid, y.pk DESC, y.backs DESC, y.uniq DESC, cardinality(y.keys), y.name
-    )
+    ), ${LEAF_SIZES('$1', 'pairs')}
     SELECT p.schema, p.tbl AS "table", p.name AS index, p.covering, p.identical, p.uniq AS "unique",
-           pg_relation_size(p.indexrelid)::float8 AS bytes,
-           coalesce(pg_stat_get_numscans(p.indexrelid), 0)::float8 AS scans,
-           pg_get_indexdef(p.indexrelid) AS definition, p."coveringDefinition"
+           ${INDEX_BYTES('$1', 'p.indexrelid', 'p.relkind', 'p.relpages', 'ls')} AS bytes,
+           ${INDEX_SIZE_ESTIMATED('$1', 'p.indexrelid', 'p.relkind', 'ls')} AS "sizeEstimated",
+           ${SCANS('p.indexrelid', 'p.relkind', 'pt')} AS scans, pt.partitions,
+           ${DEFINITION('$1', 'p.indexrelid', 'p.indrelid')} AS definition,
+           ${DEFINITION('$1', 'p."coveringOid"', 'p.indrelid')} AS "coveringDefinition",
+           ${LOCKED_FOR_INDEX('p.indexrelid', 'p.indrelid')} AS "lockedRelations"
     FROM pairs p
+    LEFT JOIN partitioned pt ON pt.root = p.indexrelid
+    LEFT JOIN leaf_sizes ls ON ls.root = p.indexrelid
     ORDER BY p.schema, p.tbl, p.name`,
 
   /**
@@ -128,10 +273,12 @@ export const SQL = {
    * REINDEX CONCURRENTLY is building right now. `validCopy` names a valid
    * index with the same definition (what an interrupted REINDEX CONCURRENTLY
    * leaves beside its `_ccnew` index): then dropping is all there is to do.
+   * $1: $open.
    */
   invalid: `
-    WITH bad AS MATERIALIZED (
-      SELECT i.indexrelid, i.indrelid, n.nspname AS schema, t.relname AS tbl, c.relname AS name, c.relam,
+    WITH RECURSIVE ${LOCKED}, ${PARTITIONS},
+    bad AS MATERIALIZED (
+      SELECT i.indexrelid, i.indrelid, n.nspname AS schema, t.relname AS tbl, c.relname AS name, c.relam, c.relkind, c.relpages,
              i.indisunique AS uniq, i.indisready AS ready
       FROM pg_catalog.pg_index i
       JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
@@ -143,13 +290,17 @@ export const SQL = {
           SELECT 1 FROM pg_catalog.pg_stat_progress_create_index p
           WHERE p.index_relid = i.indexrelid
              OR (p.relid = i.indrelid AND p.command = 'REINDEX CONCURRENTLY'))
-    )
+    ), ${LEAF_SIZES('$1', 'bad')}
     SELECT b.schema, b.tbl AS "table", b.name AS index, b.uniq AS "unique", b.ready,
-           pg_relation_size(b.indexrelid)::float8 AS bytes,
-           coalesce(pg_stat_get_numscans(b.indexrelid), 0)::float8 AS scans,
-           pg_get_indexdef(b.indexrelid) AS definition,
+           ${INDEX_BYTES('$1', 'b.indexrelid', 'b.relkind', 'b.relpages', 'ls')} AS bytes,
+           ${INDEX_SIZE_ESTIMATED('$1', 'b.indexrelid', 'b.relkind', 'ls')} AS "sizeEstimated",
+           ${SCANS('b.indexrelid', 'b.relkind', 'pt')} AS scans, pt.partitions,
+           ${DEFINITION('$1', 'b.indexrelid', 'b.indrelid')} AS definition,
+           ${LOCKED_FOR_INDEX('b.indexrelid', 'b.indrelid')} AS "lockedRelations",
            copy.name AS "validCopy"
     FROM bad b
+    LEFT JOIN partitioned pt ON pt.root = b.indexrelid
+    LEFT JOIN leaf_sizes ls ON ls.root = b.indexrelid
     JOIN pg_catalog.pg_index bi ON bi.indexrelid = b.indexrelid
     LEFT JOIN LATERAL (
       SELECT oc.relname AS name
@@ -159,8 +310,8 @@ export const SQL = {
         AND oc.relam = b.relam AND o.indisunique = bi.indisunique
         AND o.indkey = bi.indkey AND o.indclass = bi.indclass
         AND o.indcollation = bi.indcollation AND o.indoption = bi.indoption
-        AND pg_get_expr(o.indexprs, o.indrelid) IS NOT DISTINCT FROM pg_get_expr(bi.indexprs, bi.indrelid)
-        AND pg_get_expr(o.indpred, o.indrelid) IS NOT DISTINCT FROM pg_get_expr(bi.indpred, bi.indrelid)
+        AND ${NODE_TEXT('o.indexprs')} IS NOT DISTINCT FROM ${NODE_TEXT('bi.indexprs')}
+        AND ${NODE_TEXT('o.indpred')} IS NOT DISTINCT FROM ${NODE_TEXT('bi.indpred')}
       ORDER BY oc.relname
       LIMIT 1
     ) copy ON true
@@ -173,10 +324,12 @@ export const SQL = {
    * - `no_index_use`, the runbook's `seq_scan > 1000 AND idx_scan = 0`
    *   refined: at least $3 sequential scans reading at least $4 rows each on
    *   average, no index scan at all (or no index), a table of at least $5 bytes.
+   * $6: $open.
    */
   missing: `
-    WITH candidates AS MATERIALIZED (
-      SELECT s.relid, s.schemaname, s.relname, s.seq_scan, s.seq_tup_read, s.idx_scan, s.n_live_tup,
+    WITH ${LOCKED},
+    candidates AS MATERIALIZED (
+      SELECT s.relid, s.schemaname, s.relname, s.seq_scan, s.seq_tup_read, s.idx_scan, s.n_live_tup, c.relpages,
              CASE WHEN coalesce(s.idx_scan, 0) = 0 THEN 'no_index_use' ELSE 'low_index_use' END AS rule
       FROM pg_catalog.pg_stat_user_tables s
       JOIN pg_catalog.pg_class c ON c.oid = s.relid
@@ -188,12 +341,16 @@ export const SQL = {
           OR (coalesce(s.idx_scan, 0) = 0 AND s.seq_scan >= $3 AND s.seq_tup_read::float8 / s.seq_scan >= $4)
         )
     ), sized AS MATERIALIZED (
-      SELECT cd.*, pg_relation_size(cd.relid)::float8 AS bytes FROM candidates cd
+      SELECT cd.*,
+             CASE WHEN ${OPENABLE('$6', 'cd.relid')} THEN pg_relation_size(cd.relid)::float8 ELSE ${CATALOG_BYTES('cd.relpages')} END AS bytes,
+             NOT ${OPENABLE('$6', 'cd.relid')} AS "sizeEstimated"
+      FROM candidates cd
     )
-    SELECT schemaname AS schema, relname AS "table", rule, bytes,
+    SELECT schemaname AS schema, relname AS "table", rule, bytes, "sizeEstimated",
            seq_scan::float8 AS "seqScans", seq_tup_read::float8 AS "seqRowsRead",
            idx_scan::float8 AS "indexScans", n_live_tup::float8 AS "liveRows",
-           (SELECT count(*) FROM pg_catalog.pg_index i WHERE i.indrelid = relid)::int AS indexes
+           (SELECT count(*) FROM pg_catalog.pg_index i WHERE i.indrelid = relid)::int AS indexes,
+           ARRAY(SELECT lk.name FROM locked lk WHERE lk.oid = relid) AS "lockedRelations"
     FROM sized
     WHERE rule = 'low_index_use' OR bytes >= $5
     ORDER BY seq_tup_read DESC, schemaname, relname`,
@@ -210,10 +367,14 @@ export const SQL = {
    * of nulls. Not estimated: an index with a column that has no statistics,
    * or a `name` column. B-tree deduplication (PG13+) is not modelled: it
    * makes an index smaller than expected, so it can hide bloat, not invent it.
+   * A partition's index is counted in its top partitioned index, which is
+   * judged on its leaves' figures summed (`partitionsEstimated` of its
+   * `partitions`: a leaf without statistics is not estimated).
    * Returns the total over every estimated index and those wasting at least $1 bytes.
    */
   bloat: `
-    WITH idx AS MATERIALIZED (
+    WITH RECURSIVE ${PARTITIONS},
+    idx AS MATERIALIZED (
       SELECT i.indexrelid, i.indrelid, i.indkey, n.nspname AS schema, t.relname AS tbl, c.relname AS name,
              c.relpages::float8 AS relpages, c.reltuples::float8 AS reltuples,
              coalesce((SELECT o.option_value::float8 FROM pg_options_to_table(c.reloptions) o
@@ -258,14 +419,35 @@ export const SQL = {
         FROM sizes s,
              LATERAL (SELECT ceil(s.reltuples / greatest(floor((s.bs - 40) * s.fillfactor / 100 / s.item), 1)) AS leaf) l
       ) z
+    ), judged AS MATERIALIZED (
+      -- a plain index as estimated; a partitioned one from its estimated leaves, summed, under its own names
+      SELECT e.indexrelid, e.schema, e.tbl, e.name, e.relpages * e.bs AS bytes, e.expected * e.bs AS expected_bytes, e.wasted,
+             e.reltuples, e.fillfactor, NULL::float8 AS scans, NULL::int AS partitions, NULL::int AS "partitionsEstimated"
+      FROM est e
+      WHERE NOT (e.indexrelid IN (SELECT l.oid FROM leaves l))
+      UNION ALL
+      SELECT g.root, n.nspname, t.relname, c.relname, g.bytes, g.expected_bytes, g.wasted,
+             g.reltuples, g.fillfactor, pt.scans, pt.partitions, g."partitionsEstimated"
+      FROM (
+        SELECT l.root, sum(e.relpages * e.bs) AS bytes, sum(e.expected * e.bs) AS expected_bytes, sum(e.wasted) AS wasted,
+               sum(e.reltuples) AS reltuples, max(e.fillfactor) AS fillfactor, count(*)::int AS "partitionsEstimated"
+        FROM est e JOIN leaves l ON l.oid = e.indexrelid
+        GROUP BY l.root
+      ) g
+      JOIN partitioned pt ON pt.root = g.root
+      JOIN pg_catalog.pg_class c ON c.oid = g.root
+      JOIN pg_catalog.pg_index i ON i.indexrelid = g.root
+      JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
+      JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
     )
     SELECT coalesce(sum(wasted), 0)::float8 AS "totalWasted",
            count(*)::int AS estimated,
            coalesce(json_agg(json_build_object(
              'schema', schema, 'table', tbl, 'index', name,
-             'bytes', relpages * bs, 'expectedBytes', expected * bs, 'wastedBytes', wasted,
+             'bytes', bytes, 'expectedBytes', expected_bytes, 'wastedBytes', wasted,
              'rows', reltuples, 'fillfactor', fillfactor,
-             'scans', coalesce(pg_stat_get_numscans(indexrelid), 0))
+             'scans', coalesce(scans, pg_stat_get_numscans(indexrelid), 0),
+             'partitions', partitions, 'partitionsEstimated', "partitionsEstimated")
              ORDER BY wasted DESC, schema, name) FILTER (WHERE wasted >= $1), '[]') AS flagged
-    FROM est`,
+    FROM judged`,
 } as const;

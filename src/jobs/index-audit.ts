@@ -2,9 +2,15 @@
  * index-audit (weekly): the runbook's "check index usage / find missing
  * indexes", to the bar of PgHero and check_postgres, with their defaults.
  * Finds unused, duplicate, invalid and bloated indexes and tables that
- * sequential scans read in bulk. Read-only: every statement it suggests is
- * text for an operator, never executed. A constant number of catalog
- * queries (index-audit.sql.ts), whatever the number of tables.
+ * sequential scans read in bulk. A partitioned table's indexes are judged
+ * as the parent index, the one that can be dropped or rebuilt, from its
+ * partitions' indexes. Relations another session holds or waits for in
+ * ACCESS EXCLUSIVE mode are not opened (index-audit.sql.ts says why): the
+ * run reports everything, their sizes from the catalog, and names them.
+ * Read-only: every statement it suggests is text for an operator, never
+ * executed. A constant number of catalog queries (index-audit.sql.ts),
+ * whatever the number of tables (one more for a query that a lock, queued
+ * while it ran, made wait).
  */
 import { z } from 'zod';
 import type { Client } from 'pg';
@@ -17,6 +23,10 @@ export { SQL } from './index-audit.sql';
 
 const MB = 1024 * 1024;
 const DAY_SECONDS = 86_400;
+/** SQLSTATE lock_not_available: lock_timeout cancelled a statement that waited for a lock. */
+const LOCK_NOT_AVAILABLE = '55P03';
+/** The lock wait a suggested plain DROP INDEX is bounded by, so that it cannot stall the table's traffic. */
+const SUGGESTED_LOCK_TIMEOUT = `SET lock_timeout = '5s';`;
 
 const params = z
   .strictObject({
@@ -45,17 +55,31 @@ const params = z
 
 type Params = z.infer<typeof params>;
 
-interface Overview { statsReset: Date | null; statsAgeSeconds: number | null; inRecovery: boolean; indexesTotal: number }
-interface IndexRow { schema: string; table: string; index: string; bytes: number; scans: number; definition: string }
-interface DuplicateRow extends IndexRow { covering: string; identical: boolean; unique: boolean; coveringDefinition: string }
+interface Overview { database: string; statsReset: Date | null; statsAgeSeconds: number | null; inRecovery: boolean; indexesTotal: number }
+/** How a row was sized: from the files, or from pg_class where opening a relation would have queued behind a lock. */
+interface Measured {
+  sizeEstimated: boolean;
+  /** The locked relations the row did not open ("schema.name"). */
+  lockedRelations: string[];
+}
+interface IndexRow extends Measured {
+  schema: string; table: string; index: string; bytes: number; scans: number;
+  /** pg_get_indexdef; null when its table is locked. */
+  definition: string | null;
+  /** A partitioned index: how many partitions' (leaf) indexes its figures sum. Null for a plain index. */
+  partitions: number | null;
+}
+interface DuplicateRow extends IndexRow { covering: string; identical: boolean; unique: boolean; coveringDefinition: string | null }
 interface InvalidRow extends IndexRow { unique: boolean; ready: boolean; validCopy: string | null }
-interface MissingRow {
+interface MissingRow extends Measured {
   schema: string; table: string; rule: 'low_index_use' | 'no_index_use'; bytes: number; seqScans: number;
   seqRowsRead: number; indexScans: number | null; liveRows: number; indexes: number;
 }
 interface BloatRow {
   schema: string; table: string; index: string; bytes: number; expectedBytes: number; wastedBytes: number;
   rows: number; fillfactor: number; scans: number;
+  /** A partitioned index: its leaf indexes, and how many of them had the statistics to be estimated. */
+  partitions: number | null; partitionsEstimated: number | null;
 }
 interface BloatResult { totalWasted: number; estimated: number; flagged: BloatRow[] }
 
@@ -76,13 +100,18 @@ export const indexAudit = defineTask({
       return value;
     };
 
+    // The queries that open relations, each run again without opening any if a lock queued while it ran.
+    const retried: string[] = [];
+    const measure = <T>(part: string, sql: string, args: unknown[]) => queryWithoutWaiting<T>(db, part, sql, args, retried);
+
     const overview = await step(10, async () => (await db.query<Overview>(SQL.overview)).rows[0]!);
-    const unused = await step(25, async () => (await db.query<IndexRow>(SQL.unused, [p.minIndexBytes])).rows);
-    const duplicates = await step(45, async () => (await db.query<DuplicateRow>(SQL.duplicates)).rows);
-    const invalid = await step(55, async () => (await db.query<InvalidRow>(SQL.invalid)).rows);
-    const missing = await step(70, async () =>
-      (await db.query<MissingRow>(SQL.missing, [p.minRows, p.maxIndexScanPercent, p.minSeqScans, p.minRowsPerScan, p.minTableBytes])).rows);
+    const unused = await step(25, () => measure<IndexRow>('unused', SQL.unused, [p.minIndexBytes]));
+    const duplicates = await step(45, () => measure<DuplicateRow>('duplicates', SQL.duplicates, []));
+    const invalid = await step(55, () => measure<InvalidRow>('invalid', SQL.invalid, []));
+    const missing = await step(70, () =>
+      measure<MissingRow>('missing', SQL.missing, [p.minRows, p.maxIndexScanPercent, p.minSeqScans, p.minRowsPerScan, p.minTableBytes]));
     const bloat = await step(95, async () => (await db.query<BloatResult>(SQL.bloat, [p.minBloatBytes])).rows[0]!);
+    const locked = [...new Set([unused, duplicates, invalid, missing].flatMap((rows) => rows.flatMap((r) => r.lockedRelations)))].sort();
 
     const stats = describeStats(overview, p);
     const findings: Finding[] = [
@@ -91,17 +120,20 @@ export const indexAudit = defineTask({
       ...invalid.slice(0, p.maxFindings).map((r) => invalidFinding(db, r)),
       ...missing.slice(0, p.maxFindings).map((r) => missingFinding(db, r, p, stats)),
       ...bloat.flagged.slice(0, p.maxFindings).map((r) => bloatFinding(db, r, p)),
+      ...incompleteFinding(overview.database, locked, retried),
     ];
 
     const parts = [
       `${overview.indexesTotal} indexes`,
-      `${unused.length} unused${unused.length > 0 ? ` (${formatBytes(sum(unused.map((r) => r.bytes)))})` : ''}`,
+      `${unused.length} unused${unused.length > 0 ? ` (${unused.some((r) => r.sizeEstimated) ? '~' : ''}${formatBytes(sum(unused.map((r) => r.bytes)))})` : ''}`,
       `${duplicates.length} duplicate`,
       `${invalid.length} invalid`,
       `${missing.length} ${missing.length === 1 ? 'table' : 'tables'} missing an index`,
       `~${formatBytes(bloat.totalWasted)} estimated index bloat`,
       stats.summary,
     ];
+    if (locked.length > 0) parts.push(`${locked.length} locked ${locked.length === 1 ? 'relation' : 'relations'} not opened`);
+    if (retried.length > 0) parts.push(`${retried.join(', ')} run again without opening relations`);
     const capped = [unused, duplicates, invalid, missing, bloat.flagged].some((rows) => rows.length > p.maxFindings);
     if (capped) parts.push(`findings capped at ${p.maxFindings} per code`);
     const metrics: Record<string, number> = {
@@ -150,12 +182,52 @@ export function describeStats(o: Pick<Overview, 'statsReset' | 'statsAgeSeconds'
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
+/**
+ * Runs one of the queries that open relations, with $open (its last
+ * parameter) true. The query opens no relation it saw locked, but a lock
+ * queued while it runs can still make it wait, until lock_timeout cancels
+ * it: then it is run again opening nothing, sizes from the catalog, rather
+ * than failing the run. `retried` collects the parts that were.
+ */
+async function queryWithoutWaiting<T>(db: Client, part: string, sql: string, args: unknown[], retried: string[]): Promise<T[]> {
+  try {
+    return (await db.query(sql, [...args, true])).rows as T[];
+  } catch (err) {
+    if ((err as { code?: string }).code !== LOCK_NOT_AVAILABLE) throw err;
+    retried.push(part);
+    return (await db.query(sql, [...args, false])).rows as T[];
+  }
+}
+
+/** An index's size for a message: "~" when it is pg_class's figure rather than the files'. */
+function sizeText(r: Pick<IndexRow, 'bytes' | 'sizeEstimated'>): string {
+  return `${r.sizeEstimated ? '~' : ''}${formatBytes(r.bytes)}`;
+}
+
+/** "4 partitions, " before a partitioned index's figures; nothing for a plain index. */
+function partitionsText(partitions: number | null): string {
+  return partitions === null ? '' : `${partitions} ${partitions === 1 ? 'partition' : 'partitions'}, `;
+}
+
+/**
+ * The statement that drops an index without blocking its table: CONCURRENTLY,
+ * except for a partitioned index, which PostgreSQL can only drop plainly
+ * (taking its table and partitions with ACCESS EXCLUSIVE): then with a bounded lock wait.
+ */
+function dropStatement(db: Client, r: IndexRow): string {
+  const name = ident(db, r.schema, r.index);
+  return r.partitions === null ? `DROP INDEX CONCURRENTLY ${name};` : `${SUGGESTED_LOCK_TIMEOUT} DROP INDEX ${name};`;
+}
+
 function ident(db: Client, schema: string, name: string): string {
   return `${db.escapeIdentifier(schema)}.${db.escapeIdentifier(name)}`;
 }
 
 function indexDetails(r: IndexRow): Record<string, unknown> {
-  return { schema: r.schema, table: r.table, index: r.index, indexBytes: r.bytes, scans: r.scans, definition: r.definition };
+  return {
+    schema: r.schema, table: r.table, index: r.index, indexBytes: r.bytes, scans: r.scans, definition: r.definition,
+    partitions: r.partitions, sizeEstimated: r.sizeEstimated,
+  };
 }
 
 function unusedFinding(db: Client, r: IndexRow, stats: StatsAge, inRecovery: boolean): Finding {
@@ -163,9 +235,12 @@ function unusedFinding(db: Client, r: IndexRow, stats: StatsAge, inRecovery: boo
     severity: stats.young ? 'info' : 'warning',
     code: 'unused_index',
     subject: `${r.schema}.${r.index}`,
-    message: `${r.schema}.${r.index} on ${r.table} (${formatBytes(r.bytes)}) has not been scanned ${stats.since}`
+    message: `${r.schema}.${r.index} on ${r.table} (${partitionsText(r.partitions)}${sizeText(r)}) has not been scanned ${stats.since}`
       + (stats.young ? ': too recent to call it unused' : ''),
-    suggestion: `Check that no replica or rare job (monthly report) uses it, then: DROP INDEX CONCURRENTLY ${ident(db, r.schema, r.index)};`,
+    suggestion: r.partitions === null
+      ? `Check that no replica or rare job (monthly report) uses it, then: ${dropStatement(db, r)}`
+      : `Check that no replica or rare job (monthly report) uses it, then drop it with its ${r.partitions} partitions' indexes`
+        + ` (a partitioned index cannot be dropped CONCURRENTLY: this locks the table and its partitions, so bound the wait): ${dropStatement(db, r)}`,
     details: { ...indexDetails(r), statsReset: stats.resetAt, inRecovery },
   };
 }
@@ -176,8 +251,9 @@ function duplicateFinding(db: Client, r: DuplicateRow): Finding {
     severity: 'warning',
     code: 'duplicate_index',
     subject: `${r.schema}.${r.index}`,
-    message: `${r.schema}.${r.index} on ${r.table} (${formatBytes(r.bytes)}, ${r.scans} scans) ${how} ${r.schema}.${r.covering}, which serves the same queries`,
-    suggestion: `DROP INDEX CONCURRENTLY ${ident(db, r.schema, r.index)};`,
+    message: `${r.schema}.${r.index} on ${r.table} (${partitionsText(r.partitions)}${sizeText(r)}, ${r.scans} scans) ${how} ${r.schema}.${r.covering}, which serves the same queries`
+      + (r.partitions === null ? '' : "; dropping it drops its partitions' indexes"),
+    suggestion: dropStatement(db, r),
     details: { ...indexDetails(r), coveringIndex: r.covering, coveringDefinition: r.coveringDefinition, identical: r.identical },
   };
 }
@@ -190,12 +266,23 @@ export function concurrentDefinition(definition: string): string {
 function invalidFinding(db: Client, r: InvalidRow): Finding {
   const drop = `DROP INDEX CONCURRENTLY ${ident(db, r.schema, r.index)};`;
   const cost = r.ready ? (r.unique ? 'every write still maintains it (and it still rejects duplicates), no query uses it' : 'every write still maintains it, no query uses it') : 'no query uses it';
-  const message = r.validCopy
-    ? `${r.schema}.${r.index} on ${r.table} is invalid (${formatBytes(r.bytes)}) beside a valid copy, ${r.schema}.${r.validCopy}: left by an interrupted REINDEX or CREATE INDEX CONCURRENTLY`
-    : `${r.schema}.${r.index} on ${r.table} is invalid (${formatBytes(r.bytes)}): a CREATE or REINDEX INDEX CONCURRENTLY failed; ${cost}`;
-  const suggestion = r.validCopy
-    ? drop
-    : `${r.unique ? 'Remove the duplicate rows that made the build fail, then: ' : ''}${drop} ${concurrentDefinition(r.definition)};`;
+  const size = `${partitionsText(r.partitions)}${sizeText(r)}`;
+  let message: string;
+  let suggestion: string;
+  if (r.partitions !== null) {
+    // Not a failed build: a partitioned index made ON ONLY its table is invalid until each partition has an index attached.
+    message = `${r.schema}.${r.index} on ${r.table} is invalid (${size}): a partitioned index is valid once every partition has an index attached to it`;
+    suggestion = `Attach an index of each partition still missing one (ALTER INDEX ${ident(db, r.schema, r.index)} ATTACH PARTITION <index>), or drop it: ${dropStatement(db, r)}`;
+  } else if (r.validCopy) {
+    message = `${r.schema}.${r.index} on ${r.table} is invalid (${size}) beside a valid copy, ${r.schema}.${r.validCopy}: left by an interrupted REINDEX or CREATE INDEX CONCURRENTLY`;
+    suggestion = drop;
+  } else {
+    message = `${r.schema}.${r.index} on ${r.table} is invalid (${size}): a CREATE or REINDEX INDEX CONCURRENTLY failed; ${cost}`;
+    const rebuild = r.definition === null
+      ? `then recreate it as it was (its definition was not read: its table is locked; run index-audit again once it is not)`
+      : concurrentDefinition(r.definition) + ';';
+    suggestion = `${r.unique ? 'Remove the duplicate rows that made the build fail, then: ' : ''}${drop} ${rebuild}`;
+  }
   return {
     severity: 'warning',
     code: 'invalid_index',
@@ -210,8 +297,8 @@ function missingFinding(db: Client, r: MissingRow, p: Params, stats: StatsAge): 
   const perScan = Math.round(r.seqRowsRead / Math.max(r.seqScans, 1));
   const scans = `${r.seqScans} sequential scans reading ${perScan} rows each on average`;
   const message = r.rule === 'low_index_use'
-    ? `${r.schema}.${r.table} (${formatBytes(r.bytes)}, ${r.liveRows} rows): ${pct(r.indexScans ?? 0, r.seqScans)} of scans use an index (under ${p.maxIndexScanPercent} %), ${scans}`
-    : `${r.schema}.${r.table} (${formatBytes(r.bytes)}, ${r.liveRows} rows): ${scans}, ${r.indexes === 0 ? 'and it has no index' : 'and no index scan'}`;
+    ? `${r.schema}.${r.table} (${sizeText(r)}, ${r.liveRows} rows): ${pct(r.indexScans ?? 0, r.seqScans)} of scans use an index (under ${p.maxIndexScanPercent} %), ${scans}`
+    : `${r.schema}.${r.table} (${sizeText(r)}, ${r.liveRows} rows): ${scans}, ${r.indexes === 0 ? 'and it has no index' : 'and no index scan'}`;
   return {
     severity: 'warning',
     code: 'missing_index',
@@ -220,7 +307,7 @@ function missingFinding(db: Client, r: MissingRow, p: Params, stats: StatsAge): 
     suggestion: `Find the queries that filter it (pg_stat_statements, EXPLAIN) and index their columns: CREATE INDEX CONCURRENTLY ON ${ident(db, r.schema, r.table)} (<columns>);`,
     details: {
       schema: r.schema, table: r.table, rule: r.rule, tableBytes: r.bytes, liveRows: r.liveRows, seqScans: r.seqScans,
-      seqRowsRead: r.seqRowsRead, rowsPerSeqScan: perScan, indexScans: r.indexScans, indexes: r.indexes,
+      seqRowsRead: r.seqRowsRead, rowsPerSeqScan: perScan, indexScans: r.indexScans, indexes: r.indexes, sizeEstimated: r.sizeEstimated,
     },
   };
 }
@@ -235,12 +322,41 @@ function bloatFinding(db: Client, r: BloatRow, p: Params): Finding {
     severity,
     code: 'index_bloat',
     subject: `${r.schema}.${r.index}`,
-    message: `${r.schema}.${r.index} on ${r.table}: ~${formatBytes(r.wastedBytes)} of ${formatBytes(r.bytes)} wasted (estimate from catalog statistics; expected ~${formatBytes(r.expectedBytes)})`,
+    message: `${r.schema}.${r.index} on ${r.table}${r.partitions === null ? '' : ` (${r.partitions} ${r.partitions === 1 ? 'partition' : 'partitions'})`}: `
+      + `~${formatBytes(r.wastedBytes)} of ${formatBytes(r.bytes)} wasted (estimate from catalog statistics; expected ~${formatBytes(r.expectedBytes)})`,
+    // On a partitioned index (PostgreSQL 14+) it rebuilds each partition's index in turn.
     suggestion: `REINDEX INDEX CONCURRENTLY ${ident(db, r.schema, r.index)};`,
     details: {
       schema: r.schema, table: r.table, index: r.index, indexBytes: r.bytes, scans: r.scans, estimate: true,
       estimatedWastedBytes: r.wastedBytes, estimatedExpectedBytes: r.expectedBytes, rows: r.rows, fillfactor: r.fillfactor,
+      partitions: r.partitions, partitionsEstimated: r.partitionsEstimated,
       method: 'btree size expected from reltuples and pg_stats average widths (ioguix model), against pg_class.relpages',
     },
   };
+}
+
+/**
+ * What the run did not open, if anything: the locked relations, measured
+ * from pg_class instead, and the parts run again after a lock queued while
+ * they ran. Info: every finding still stands, some sizes are approximate.
+ */
+function incompleteFinding(database: string, locked: string[], retried: string[]): Finding[] {
+  if (locked.length === 0 && retried.length === 0) return [];
+  const sentences: string[] = [];
+  if (locked.length > 0) {
+    sentences.push(`Did not open ${locked.join(', ')}: another session holds or waits for an ACCESS EXCLUSIVE lock on them, and opening them would have queued behind it.`
+      + ' Their sizes are pg_class\'s, as of their last VACUUM, ANALYZE or index build (shown with ~), and the definitions of their indexes were not read.');
+  }
+  if (retried.length > 0) {
+    sentences.push(`A lock was queued while the ${retried.join(', ')} ${retried.length === 1 ? 'query' : 'queries'} ran: run again without opening any relation, all ${retried.length === 1 ? 'its' : 'their'} sizes are pg_class's.`);
+  }
+  return [{
+    severity: 'info',
+    code: 'index_check_incomplete',
+    subject: database,
+    message: sentences.join(' '),
+    suggestion: 'For exact sizes, run index-audit again once the lock is gone. If it lasts, see who holds or awaits it: '
+      + "SELECT l.pid, l.mode, l.granted, l.relation::regclass, a.xact_start, a.query FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.mode = 'AccessExclusiveLock';",
+    details: { lockedRelations: locked, retriedParts: retried },
+  }];
 }

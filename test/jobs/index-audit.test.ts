@@ -135,6 +135,7 @@ describe('index-audit', () => {
         CREATE INDEX dup_c_partial ON dup (c) WHERE c > 0;
         CREATE INDEX dup_cd ON dup (c, d);
         CREATE INDEX dup_lower_d ON dup (lower(d));
+        CREATE INDEX dup_upper_d_e ON dup (upper(d), e);
         CREATE INDEX dup_de ON dup (d, e);
         CREATE INDEX dup_e_desc ON dup (e DESC);
         CREATE INDEX dup_ea ON dup (e, a);
@@ -145,7 +146,7 @@ describe('index-audit', () => {
     it('reports an index that is a prefix of another, naming the covering index', async () => {
       const result = await run();
       const found = about(result, 'duplicate_index', 'dup');
-      // Not: unique (b) beside non-unique (b, c); (c) WHERE c > 0 beside (c, d); lower(d) beside (d, e);
+      // Not: unique (b) beside non-unique (b, c); (c) WHERE c > 0 beside (c, d); lower(d) beside (d, e) or (upper(d), e);
       // (e DESC) beside (e, a); hash (e) beside btree (e, a).
       expect(subjects(found)).toEqual(['public.dup_a']);
       expect(found[0]).toMatchObject({
@@ -341,6 +342,99 @@ describe('index-audit', () => {
       expect(critical.findings.find((f) => f.code === 'index_bloat')?.severity).toBe('critical');
       expect(critical.status).toBe('critical');
       expect((await run()).findings.filter((f) => f.code === 'index_bloat')).toEqual([]);
+    });
+  });
+
+  describe('relations another session has locked', () => {
+    /** Waits until some session's lock request on `relation` is queued (not granted). */
+    async function waitForQueuedLock(relation: string): Promise<void> {
+      let queued = false;
+      for (let i = 0; i < 200 && !queued; i++) {
+        const { rows } = await db.pool.query(
+          `SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND relation = (SELECT oid FROM pg_class WHERE relname = $1)`,
+          [relation],
+        );
+        queued = rows[0].n > 0;
+        if (!queued) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(queued).toBe(true);
+    }
+
+    const catalogBytes = async (relation: string): Promise<number> =>
+      (await db.pool.query(`SELECT relpages::float8 * current_setting('block_size')::float8 AS b FROM pg_class WHERE relname = $1`, [relation])).rows[0].b;
+
+    it('does not queue behind a waiting ALTER TABLE or REINDEX: estimates those sizes, reports everything, says what it did not open', async () => {
+      await db.pool.query(`
+        CREATE TABLE queued (id int, a int, b int, note text);
+        CREATE INDEX queued_a ON queued (a);
+        CREATE INDEX queued_ab ON queued (a, b);
+        CREATE INDEX queued_lower ON queued (lower(note)) WHERE b > 0;
+        CREATE INDEX queued_lower_id ON queued (lower(note), id) WHERE b > 0;
+        INSERT INTO queued SELECT g, g, g, 'n' || g FROM generate_series(1, 2000) g;
+        CREATE TABLE unlocked (a int);
+        CREATE INDEX unlocked_a ON unlocked (a);
+        INSERT INTO unlocked SELECT g FROM generate_series(1, 100) g;
+        ANALYZE queued;
+        ANALYZE unlocked;`);
+      await onSession(repeat(3, `SELECT count(*) FROM queued WHERE note = 'x'`));
+
+      const reader = new Client({ connectionString: db.url });
+      const reindexer = new Client({ connectionString: db.url });
+      const alterer = new Client({ connectionString: db.url });
+      const waiting: Promise<unknown>[] = [];
+      await Promise.all([reader.connect(), reindexer.connect(), alterer.connect()]);
+      try {
+        await reader.query('BEGIN');
+        // Planning opens every index of the table: the open transaction holds ACCESS SHARE on the table and each index.
+        await reader.query('SELECT * FROM queued LIMIT 0');
+        for (const c of [reindexer, alterer]) await c.query(`SET statement_timeout = '60s'; SET lock_timeout = '60s'`);
+        // REINDEX takes SHARE on the table, then waits for ACCESS EXCLUSIVE on the index; the ALTER TABLE waits for the table.
+        waiting.push(reindexer.query('REINDEX INDEX queued_a'));
+        await waitForQueuedLock('queued_a');
+        waiting.push(alterer.query('ALTER TABLE queued ADD COLUMN extra int'));
+        await waitForQueuedLock('queued');
+
+        const result = await run({ minIndexBytes: 0, minSeqScans: 1, minRowsPerScan: 0, minTableBytes: 0 });
+        expect(result.status).toBe('warning');
+
+        const unused = about(result, 'unused_index', 'queued');
+        expect(subjects(unused)).toEqual(['public.queued_a', 'public.queued_ab', 'public.queued_lower', 'public.queued_lower_id']);
+        // queued_a itself has a lock queued: its size is the catalog's. queued_ab has none: measured.
+        expect(unused.find((f) => f.subject === 'public.queued_a')).toMatchObject({
+          details: { indexBytes: await catalogBytes('queued_a'), sizeEstimated: true, definition: null },
+        });
+        expect(unused.find((f) => f.subject === 'public.queued_a')!.message).toMatch(/^public\.queued_a on queued \(~\d+ kB\) has not been scanned/);
+        expect(unused.find((f) => f.subject === 'public.queued_ab')!.details).toMatchObject({ sizeEstimated: false, definition: null });
+
+        // Duplicates are still found, expressions and predicates compared without opening the table.
+        const dups = about(result, 'duplicate_index', 'queued');
+        expect(dups.map((f) => [f.subject, f.details!.coveringIndex, f.details!.coveringDefinition]).sort()).toEqual([
+          ['public.queued_a', 'queued_ab', null],
+          ['public.queued_lower', 'queued_lower_id', null],
+        ]);
+
+        const [missing] = about(result, 'missing_index', 'queued');
+        expect(missing).toMatchObject({ details: { tableBytes: await catalogBytes('queued'), sizeEstimated: true } });
+
+        // The table nobody locks is measured as usual.
+        const { rows } = await db.pool.query(`SELECT pg_relation_size('unlocked_a')::float8 AS bytes`);
+        expect(about(result, 'unused_index', 'unlocked')).toMatchObject([
+          { subject: 'public.unlocked_a', details: { indexBytes: rows[0].bytes, sizeEstimated: false, definition: 'CREATE INDEX unlocked_a ON public.unlocked USING btree (a)' } },
+        ]);
+
+        const incomplete = result.findings.filter((f) => f.code === 'index_check_incomplete');
+        expect(incomplete).toHaveLength(1);
+        expect(incomplete[0]).toMatchObject({ severity: 'info', subject: db.name, details: { lockedRelations: ['public.queued', 'public.queued_a'], retriedParts: [] } });
+        expect(incomplete[0]!.message).toMatch(/^Did not open public\.queued, public\.queued_a: another session holds or waits for an ACCESS EXCLUSIVE lock on them/);
+        expect(result.summary).toContain('2 locked relations not opened');
+      } finally {
+        // Ending the reader's transaction lets the REINDEX and the ALTER TABLE through.
+        await reader.query('ROLLBACK').catch(() => undefined);
+        await Promise.allSettled(waiting);
+        await Promise.all([reader.end(), reindexer.end(), alterer.end()]);
+      }
+      await expect(Promise.all(waiting)).resolves.toBeDefined();
+      await db.pool.query('DROP TABLE queued, unlocked');
     });
   });
 
