@@ -5,8 +5,11 @@
  * against the same database, in the same run. Two figures: TPS over the
  * whole window, and TPS during the seconds the maintenance actually ran
  * (from pgbench's per-second progress) against the same seconds of the
- * baseline round. Rounds alternate (baseline, with, baseline, with) so
- * drift on a shared machine hits both sides.
+ * baseline round. Each round runs the maintenance twice, once with
+ * vacuum-analyze at its default pace (autovacuum's cost delay and limit)
+ * and once unthrottled (`costDelayMs: 0`, a manual VACUUM's pace), so the
+ * pace's effect is measured in the same run. Rounds alternate their order
+ * so drift on a shared machine hits every side.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -63,13 +66,21 @@ function meanOver(perSecond: number[], from: number, to: number): number {
   return slice.reduce((a, b) => a + b, 0) / Math.max(slice.length, 1);
 }
 
-export interface PgbenchImpact {
-  baseline: number[];
+/** One way of running the maintenance, measured each round. */
+export interface MaintenanceVariant {
   withMaintenance: number[];
   /** Per round: TPS during the maintenance seconds, and in the same seconds of the baseline round. */
   duringMaintenance: { baseline: number; with: number; seconds: number }[];
   /** How long one night's maintenance took, per round. */
   maintenanceMs: number[];
+}
+
+export interface PgbenchImpact {
+  baseline: number[];
+  /** vacuum-analyze at its default pace (autovacuum's). */
+  paced: MaintenanceVariant;
+  /** vacuum-analyze unthrottled, as a manual VACUUM runs. */
+  unthrottled: MaintenanceVariant;
   /** What the maintenance did, per task, in the last round. */
   summaries: string[];
 }
@@ -92,15 +103,19 @@ export async function benchPgbenchImpact(env: PgbenchEnv): Promise<PgbenchImpact
       TASKS,
     );
     const target = config.targets.postgres[0]!;
-    const tasks = MAINTENANCE_TASKS.map((name) => {
-      const task = TASKS.get(name);
-      if (!task) throw new Error(`task ${name} is not registered`);
-      const params = resolveParams(task, config, target);
-      if (!params.ok) throw new Error(params.problems.join('; '));
-      return { task, params: params.params };
-    });
+    const tasksWith = (overrides: Record<string, Record<string, unknown>>) =>
+      MAINTENANCE_TASKS.map((name) => {
+        const task = TASKS.get(name);
+        if (!task) throw new Error(`task ${name} is not registered`);
+        const params = resolveParams(task, config, target, overrides[name] ?? {});
+        if (!params.ok) throw new Error(params.problems.join('; '));
+        return { task, params: params.params };
+      });
+    const pacedTasks = tasksWith({});
+    const unthrottledTasks = tasksWith({ 'vacuum-analyze': { costDelayMs: 0 } });
+    const variant = (): MaintenanceVariant => ({ withMaintenance: [], duringMaintenance: [], maintenanceMs: [] });
 
-    const out: PgbenchImpact = { baseline: [], withMaintenance: [], duringMaintenance: [], maintenanceMs: [], summaries: [] };
+    const out: PgbenchImpact = { baseline: [], paced: variant(), unthrottled: variant(), summaries: [] };
     const summaries = out.summaries;
     // Every pgbench run starts from the same state: a night after a busy day,
     // a third of the accounts updated, so vacuum-analyze has real work. The
@@ -121,7 +136,7 @@ export async function benchPgbenchImpact(env: PgbenchEnv): Promise<PgbenchImpact
       await reset();
       return pgbenchRun(url, env);
     };
-    const withMaintenance = async () => {
+    const withMaintenance = async (tasks: typeof pacedTasks) => {
       await reset();
       const started = Date.now();
       const traffic = pgbenchRun(url, env);
@@ -139,20 +154,21 @@ export async function benchPgbenchImpact(env: PgbenchEnv): Promise<PgbenchImpact
       return { run: await traffic, from, to };
     };
     for (let round = 0; round < env.rounds; round++) {
-      // A B, then B A: whatever drifts over the run weighs on both sides alike.
-      let a: PgbenchRun;
-      let b: Awaited<ReturnType<typeof withMaintenance>>;
-      if (round % 2 === 0) {
-        a = await alone();
-        b = await withMaintenance();
-      } else {
-        b = await withMaintenance();
-        a = await alone();
+      // A P U, then U P A: whatever drifts over the run weighs on every side alike.
+      const steps: (() => Promise<void>)[] = [];
+      let a: PgbenchRun | undefined;
+      const results = new Map<MaintenanceVariant, Awaited<ReturnType<typeof withMaintenance>>>();
+      steps.push(async () => void (a = await alone()));
+      steps.push(async () => void results.set(out.paced, await withMaintenance(pacedTasks)));
+      steps.push(async () => void results.set(out.unthrottled, await withMaintenance(unthrottledTasks)));
+      if (round % 2 === 1) steps.reverse();
+      for (const step of steps) await step();
+      out.baseline.push(a!.tps);
+      for (const [v, b] of results) {
+        v.withMaintenance.push(b.run.tps);
+        v.maintenanceMs.push((b.to - b.from) * 1000);
+        v.duringMaintenance.push({ baseline: meanOver(a!.perSecond, b.from, b.to), with: meanOver(b.run.perSecond, b.from, b.to), seconds: b.to - b.from });
       }
-      out.baseline.push(a.tps);
-      out.withMaintenance.push(b.run.tps);
-      out.maintenanceMs.push((b.to - b.from) * 1000);
-      out.duringMaintenance.push({ baseline: meanOver(a.perSecond, b.from, b.to), with: meanOver(b.run.perSecond, b.from, b.to), seconds: b.to - b.from });
     }
     return out;
   } finally {
