@@ -1,6 +1,6 @@
 /** `caretaker enqueue` and `caretaker migrate`: one-off actions on Redis and the state database. */
 import { EXIT_CODE } from '../contract/result';
-import { findTarget, targetsOf } from '../config/targets';
+import { findTarget, noTargetError, targetsOf } from '../config/targets';
 import { createRedis } from '../clients/redis';
 import { createPool } from '../clients/postgres';
 import { createQueue, enqueueNow } from '../queue/queue';
@@ -14,7 +14,7 @@ export async function enqueueCommand(io: CliIO, taskName: string, opts: { config
   const config = configFor(io, opts.config);
   const task = taskNamed(taskName);
   const targets = opts.target ? [findTarget(config, task.target, opts.target)] : targetsOf(config, task.target);
-  if (targets.length === 0) throw new UsageError(`${task.name} needs a ${task.target} target and the config has none`);
+  if (targets.length === 0) throw noTargetError(task.name, task.target);
   const log = loggerFor(io, config);
   const redis = createRedis(config.redis.url, log, { maxRetriesPerRequest: 1, connectTimeout: 3_000, retryStrategy: () => null, lazyConnect: true });
   try {

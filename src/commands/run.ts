@@ -11,7 +11,7 @@ import { EXIT_CODE, type TaskResult } from '../contract/result';
 import type { AnyTarget, Config } from '../config/schema';
 import type { Task } from '../contract/task';
 import { parseParamFlags, resolveParams } from '../config/params';
-import { findTarget, targetsOf } from '../config/targets';
+import { findTarget, noTargetError, targetsOf } from '../config/targets';
 import { createPool, stateLimits } from '../clients/postgres';
 import { createRedis, recordErrors } from '../clients/redis';
 import { ResultStore } from '../results/store';
@@ -116,13 +116,8 @@ function pickTarget(config: Config, kind: Parameters<typeof targetsOf>[1], taskN
   if (name) return findTarget(config, kind, name);
   const targets = targetsOf(config, kind);
   if (targets.length === 1) return targets[0]!;
-  if (targets.length === 0) throw new UsageError(`${taskName} needs ${articleFor(kind)} ${kind} target: add one under targets.${kind} in the config`);
+  if (targets.length === 0) throw noTargetError(taskName, kind);
   throw new UsageError(`${taskName} can run on ${targets.map((t) => t.name).join(', ')}: pick one with --target`);
-}
-
-/** "an http target", "a postgres target". */
-function articleFor(word: string): 'a' | 'an' {
-  return /^(?:[aeiou]|http)/.test(word) ? 'an' : 'a';
 }
 
 /**

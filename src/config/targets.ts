@@ -40,3 +40,9 @@ export function findTarget(config: TargetSources, kind: TargetKind, name: string
 export function allTargetNames(config: Pick<Config, 'targets'>): string[] {
   return [...new Set([...Object.values(config.targets).flatMap((list) => list.map((t) => t.name)), 'caretaker'])];
 }
+
+/** What to say when a task's kind has no target: which config key to add it under. */
+export function noTargetError(taskName: string, kind: TargetKind): UsageError {
+  const article = /^(?:[aeiou]|http)/.test(kind) ? 'an' : 'a';
+  return new UsageError(`${taskName} needs ${article} ${kind} target: add one under targets.${kind} in the config`);
+}

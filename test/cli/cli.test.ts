@@ -258,6 +258,11 @@ describe('caretaker enqueue and migrate', () => {
     expect(again).toMatchObject({ code: 0, stdout: 'state database is up to date\n' });
   });
 
+  it('enqueue of a task whose kind has no target says which config key to add it under, and queues nothing', async () => {
+    const out = await runCli(['-c', configPath, 'enqueue', 'api-health'], env());
+    expect([out.code, out.stdout, out.stderr]).toEqual([3, '', 'caretaker: api-health needs an http target: add one under targets.http in the config\n']);
+  });
+
   it('enqueue adds one job per target, naming only the target', async () => {
     const out = await runCli(['-c', configPath, 'enqueue', 'connections'], env());
     expect(out.code).toBe(0);
