@@ -271,7 +271,7 @@ export function wraparoundFindings(tables: readonly TableStats[], p: VacuumParam
         subject: subjectOf(t),
         message: `transaction ID age ${fmt(t.xidAge)} (${critical ? 'critical' : 'warning'} at ${fmt(critical ? p.wraparoundCritical : p.wraparoundWarning)}; PostgreSQL stops accepting writes near ${fmt(XID_MAX)})`,
         suggestion:
-          'VACUUM the table to freeze it (caretaker does when allow.vacuum is set, first in its run); find what keeps autovacuum from freezing it: long or prepared transactions, stale replication slots, autovacuum disabled or too slow',
+          'VACUUM the table to freeze it (caretaker does when allow.vacuum is set, first in its run); find what keeps autovacuum from freezing it: long or prepared transactions, stale replication slots, autovacuum disabled or too slow (pg-health\'s database_wraparound_risk names what holds the xmin horizon back)',
         details: { xidAge: t.xidAge, remaining: XID_MAX - t.xidAge, warning: p.wraparoundWarning, critical: p.wraparoundCritical },
       } satisfies Finding;
     });
