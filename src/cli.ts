@@ -1,5 +1,5 @@
 /**
- * The `caretaker` command line (DESIGN.md, "The command line"). Every
+ * The `caretaker` command line (the README's Command line section). Every
  * command returns an exit code: 0 ok, 1 warning, 2 critical, 3 error or
  * unknown (bad usage, invalid config, unreachable target). A user mistake
  * prints one line, never a stack trace.

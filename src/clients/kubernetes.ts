@@ -1,6 +1,6 @@
 /**
- * The Kubernetes API, through `@kubernetes/client-node` (STACK.md: ESM-only,
- * loaded with plain `require` on Node 20.19+).
+ * The Kubernetes API, through `@kubernetes/client-node` (ESM-only since 1.0;
+ * Node 20.19+ loads it with plain `require`).
  *
  * Where the cluster is: the target's `kubeconfig` file when set; else the
  * pod's service account when caretaker runs in a pod; else the standard

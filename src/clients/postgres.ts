@@ -1,7 +1,7 @@
 /**
  * PostgreSQL connections to a target or to the state database. Every
- * session carries a statement timeout and a lock timeout (DESIGN.md,
- * "Safety") and the application name `caretaker`, which is how tasks
+ * session carries a statement timeout and a lock timeout (the README's
+ * Safety section) and the application name `caretaker`, which is how tasks
  * recognise caretaker's own sessions (`otherSessions`).
  */
 import { Client, Pool, type ClientConfig } from 'pg';

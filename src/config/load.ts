@@ -95,7 +95,7 @@ function resolveBackups(config: ParsedConfig, alerting: ResolvedAlerting): Backu
   }));
 }
 
-/** Local defaults (DESIGN.md): one postgres target `default`, Redis, web on 127.0.0.1:3000. */
+/** Local defaults (the README's Quick start): one postgres target `default`, Redis, web on 127.0.0.1:3000. */
 function configFromEnv(env: Env): unknown {
   const port = env.PORT ? Number(env.PORT) : undefined;
   if (port !== undefined && !Number.isInteger(port)) {

@@ -1,5 +1,5 @@
 /**
- * The config file's shape (DESIGN.md, "Configuration"), validated once at
+ * The config file's shape (the README's Configuration section), validated once at
  * start-up. Keys may be added freely; renaming one is a breaking change that
  * the README must announce.
  */
@@ -49,7 +49,7 @@ const postgresTarget = z.strictObject({
       terminateIdle: z.boolean().default(false),
     })
     .default({ vacuum: false, terminateIdle: false }),
-  /** Bound on every statement caretaker sends (DESIGN.md, "Safety"). */
+  /** Bound on every statement caretaker sends: nothing caretaker runs may hold a target's server for long. */
   statementTimeoutMs: z.number().int().min(100).max(24 * 3600_000).default(30_000),
   /** Bound on waiting for any lock. */
   lockTimeoutMs: z.number().int().min(10).max(600_000).default(5_000),

@@ -1,5 +1,5 @@
 /**
- * What every run returns, stores and prints (DESIGN.md, "A result").
+ * What every run returns, stores and prints (the README's "The result").
  * Reports, alerts and other tools key on these shapes: extend, never rename.
  */
 

@@ -53,7 +53,7 @@ export interface TaskOutcome {
 }
 
 /**
- * The contract of one runbook task (DESIGN.md, "A task"). One file per task
+ * The contract of one runbook task (the README's Developing section). One file per task
  * in src/jobs/, registered in src/jobs/index.ts.
  */
 export interface Task<K extends TargetKind = TargetKind, S extends z.ZodObject = z.ZodObject> {

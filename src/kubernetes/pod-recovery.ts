@@ -3,7 +3,7 @@
  * and measure how long until the deployment is fully available again and,
  * when configured, its health URL answers 2xx.
  *
- * Safety (DESIGN.md): it acts only in a namespace listed in the kubernetes
+ * Safety (the README's Safety section): it acts only in a namespace listed in the kubernetes
  * target's `allow.podKillNamespaces` (none by default), never on a
  * deployment that is not fully available or whose health URL does not
  * answer (a drill must not make a degraded service worse), deletes exactly

@@ -1,6 +1,6 @@
 /**
  * The runbook's calendar as data: which task runs when, unless the config
- * says otherwise (DESIGN.md, "The runbook, as tasks"). A config's
+ * says otherwise (the README's task table). A config's
  * `schedules.<id>` overrides any field of the entry with the same id, or
  * adds a new schedule.
  */

@@ -13,7 +13,7 @@ import { createTestDatabase, type TestDatabase } from '../support/db';
 import { deleteKeys, randomPrefix } from '../support/redis';
 import { TEST_REDIS_URL } from '../support/env';
 import { eventually } from '../support/jobs';
-import { spawnCaretaker, startStallingProxy, type CaretakerProcess, type StallingProxy } from '../support/processes';
+import { spawnCaretaker, startStallingProxyToPostgres, type CaretakerProcess, type StallingProxy } from '../support/processes';
 
 const prefix = randomPrefix('sigterm');
 let db: TestDatabase;
@@ -29,7 +29,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ct-sigterm-'));
   redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
   queue = createQueue(redis, prefix);
-  proxy = await startStallingProxy(5432);
+  proxy = await startStallingProxyToPostgres();
 });
 
 afterAll(async () => {

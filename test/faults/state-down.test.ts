@@ -26,7 +26,7 @@ import { TEST_REDIS_URL } from '../support/env';
 import { eventually, waitForJob } from '../support/jobs';
 import { runCli } from '../support/cli';
 import { weekContaining } from '../../src/reports/week';
-import { spawnCaretaker, startStallingProxy } from '../support/processes';
+import { spawnCaretaker, startStallingProxyToPostgres } from '../support/processes';
 
 const prefix = randomPrefix('statedown');
 let db: TestDatabase;
@@ -89,7 +89,7 @@ describe('the state database is down when a run finishes', () => {
 
   it('a real worker whose state database goes away: the run completes, its result waits, is written when the database is back, and the report counts it', async () => {
     const ownPrefix = `${prefix}-proc`;
-    const proxy = await startStallingProxy(5432);
+    const proxy = await startStallingProxyToPostgres();
     const dir = mkdtempSync(join(tmpdir(), 'ct-statedown-'));
     const stateUrl = new URL(db.url);
     stateUrl.port = String(proxy.port);

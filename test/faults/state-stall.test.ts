@@ -21,7 +21,7 @@ import { createTestDatabase, type TestDatabase } from '../support/db';
 import { TEST_REDIS_URL } from '../support/env';
 import { eventually, waitForJob } from '../support/jobs';
 import { freePort } from '../support/ports';
-import { getJson, spawnCaretaker, startStallingProxy, type CaretakerProcess, type StallingProxy } from '../support/processes';
+import { getJson, spawnCaretaker, startStallingProxyToPostgres, type CaretakerProcess, type StallingProxy } from '../support/processes';
 import { deleteKeys, randomPrefix } from '../support/redis';
 
 const prefix = randomPrefix('statestall');
@@ -40,7 +40,7 @@ beforeAll(async () => {
   await migrate(db.pool);
   redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
   queue = createQueue(redis, prefix);
-  proxy = await startStallingProxy(5432);
+  proxy = await startStallingProxyToPostgres();
   dir = mkdtempSync(join(tmpdir(), 'ct-statestall-'));
   const stateUrl = new URL(db.url);
   stateUrl.port = String(proxy.port);

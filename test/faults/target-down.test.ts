@@ -19,7 +19,7 @@ import { testConfig } from '../support/config';
 import { testLogger } from '../support/logger';
 import { TEST_REDIS_URL } from '../support/env';
 import { eventually, waitForJob } from '../support/jobs';
-import { startStallingProxy, type StallingProxy } from '../support/processes';
+import { startStallingProxyToPostgres, type StallingProxy } from '../support/processes';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook';
 
 const prefix = randomPrefix('targetdown');
@@ -40,7 +40,7 @@ beforeAll(async () => {
   await migrate(db.pool);
   redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
   queue = createQueue(redis, prefix);
-  proxy = await startStallingProxy(5432);
+  proxy = await startStallingProxyToPostgres();
   receiver = await startWebhookReceiver();
   const proxied = new URL(urlFor(db.name));
   proxied.port = String(proxy.port);

@@ -1,6 +1,6 @@
 /**
- * A local Kubernetes API server for tests (DESIGN.md: no real API server runs
- * here). It answers the paths `@kubernetes/client-node` calls with the JSON
+ * A local Kubernetes API server for tests (no real API server can run on
+ * the development machine or in CI). It answers the paths `@kubernetes/client-node` calls with the JSON
  * the real API server returns: lists (`PodList`, items without kind), single
  * objects, `kind: Status` errors (401, 403 Forbidden with RBAC's wording,
  * 404 NotFound, 400 BadRequest), plain-text pod logs. The client talks to it

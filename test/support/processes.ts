@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort } from './ports';
+import { TEST_PG_ADMIN_URL } from './env';
 import { eventually } from './jobs';
 
 /** bin/caretaker.js at the project root, from test/support (jest) or from dist/test/support (a bench compiled by tsc). */
@@ -198,6 +199,12 @@ interface ProxiedSession {
   ready: boolean;
   queried: boolean;
   pending: Buffer[];
+}
+
+/** A stalling proxy in front of the tests' PostgreSQL server (TEST_PG_URL's host and port). */
+export function startStallingProxyToPostgres(): Promise<StallingProxy> {
+  const server = new URL(TEST_PG_ADMIN_URL);
+  return startStallingProxy(Number(server.port || 5432), server.hostname);
 }
 
 export async function startStallingProxy(upstreamPort: number, upstreamHost = '127.0.0.1'): Promise<StallingProxy> {
