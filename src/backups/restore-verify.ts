@@ -8,7 +8,7 @@
  *
  * Kept apart from the flow because this is the part that decides what a
  * restore is worth: the severities and tolerances read best in one place.
- * Its SQL is in src/jobs/restore-test.sql.ts.
+ * Its SQL is in restore.sql.ts, beside it.
  */
 import type { Client } from 'pg';
 import type { TaskContext } from '../contract/task';
@@ -17,7 +17,7 @@ import { redactSecretsIn } from '../logger';
 import { coerceError } from '../errors';
 import type { BackupManifest } from './manifest';
 import { throwIfAborted } from './restore-tools';
-import { countRowsSql, SQL, STATE_SCHEMA } from '../jobs/restore-test.sql';
+import { countRowsSql, SQL, STATE_SCHEMA } from './restore.sql';
 import { oneLine } from '../util/format';
 
 /**

@@ -30,7 +30,7 @@ import { formatOf, readManifest, type BackupManifest, type DumpFormat } from './
 import { isScratchName, scratchCreatedAt, scratchDatabaseName, scratchNamePrefix } from './scratch';
 import { kill, restoreInto, throwIfAborted, type ToolError } from './restore-tools';
 import { verify } from './restore-verify';
-import { SQL } from '../jobs/restore-test.sql';
+import { SQL } from './restore.sql';
 
 export { parseToolError, type ToolError } from './restore-tools';
 
