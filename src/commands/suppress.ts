@@ -7,12 +7,11 @@
 import { userInfo } from 'node:os';
 import type { Pool } from 'pg';
 import type { Config } from '../config/schema';
-import { allTargetNames } from '../config/targets';
 import { createPool, stateLimits } from '../clients/postgres';
 import { TASKS } from '../jobs';
-import { SilenceStore, type Silence } from '../alerts/suppress/silences';
-import { WaiverStore, waiverFor, type Waiver } from '../alerts/suppress/waivers';
-import { silenceFromRequest, waiverFromRequest, type KnownNames, type SilenceRequest, type WaiverRequest } from '../alerts/suppress/requests';
+import { SilenceStore, silenceState, type Silence } from '../alerts/suppress/silences';
+import { WaiverStore, byExpiry, expiresSoon, waiverFor, type Waiver } from '../alerts/suppress/waivers';
+import { knownNames, silenceFromRequest, waiverFromRequest, type SilenceRequest, type WaiverRequest } from '../alerts/suppress/requests';
 import { matcherText } from '../alerts/matchers';
 import { openProblems } from '../status/status';
 import { formatInZone } from '../schedules/cron';
@@ -33,10 +32,6 @@ function loginName(): string {
   } catch {
     return 'cli';
   }
-}
-
-export function knownNames(config: Config): KnownNames {
-  return { tasks: [...TASKS.keys()], targets: allTargetNames(config) };
 }
 
 /** Runs `work` on a one-connection state pool; the database's absence or an old schema is one line. */
@@ -61,11 +56,6 @@ function who(opts: Common): string {
   return by;
 }
 
-function silenceState(s: Silence, now: Date): 'active' | 'pending' | 'expired' | 'ended' {
-  if (s.endsAt <= now) return s.expiredBy ? 'expired' : 'ended';
-  return s.startsAt > now ? 'pending' : 'active';
-}
-
 function silenceLine(s: Silence, now: Date, timezone: string): string {
   const state = silenceState(s, now);
   const ends = state === 'expired' ? `expired by ${s.expiredBy} at ${formatInZone(s.endsAt, timezone)}` : `${state === 'ended' ? 'ended' : 'until'} ${formatInZone(s.endsAt, timezone)}`;
@@ -77,7 +67,7 @@ const silenceJson = (s: Silence, now: Date) => ({ ...s, state: silenceState(s, n
 export async function silenceAddCommand(io: CliIO, opts: Common & SilenceRequest & { json?: boolean }): Promise<number> {
   const config = configFor(io, opts.config);
   const now = new Date();
-  const request = silenceFromRequest(opts, who(opts), knownNames(config), now);
+  const request = silenceFromRequest(opts, who(opts), knownNames(config, TASKS.keys()), now);
   const silence = await onState(io, config, (pool) => new SilenceStore(pool).add(request));
   if (opts.json) println(io.stdout, JSON.stringify(silenceJson(silence, now)));
   else {
@@ -115,7 +105,7 @@ export async function silenceExpireCommand(io: CliIO, id: string, opts: Common):
 }
 
 function waiverLine(w: Waiver, now: Date, timezone: string): string {
-  const soon = w.expiresAt && w.expiresAt.getTime() - now.getTime() < 14 * 86_400_000 ? ' (expires soon)' : '';
+  const soon = expiresSoon(w.expiresAt, now) ? ' (expires soon)' : '';
   const until = w.expiresAt ? `until ${formatInZone(w.expiresAt, timezone)}${soon}` : 'no expiry';
   return `${w.id.padEnd(10)}${w.task} ${w.target} ${w.code} ${w.subject}  up to ${w.severity}, ${until}, by ${w.createdBy}: ${w.reason}`;
 }
@@ -129,7 +119,7 @@ export async function waiveCommand(io: CliIO, opts: Common & WaiverRequest & { j
   const by = who(opts);
   const { waiver, covered } = await onState(io, config, async (pool) => {
     const open = opts.task && opts.target ? await openProblems({ state: pool, entries: config.schedulers, suppress: config, now }, opts.task, opts.target) : [];
-    const request = waiverFromRequest(opts, by, knownNames(config), open, now);
+    const request = waiverFromRequest(opts, by, knownNames(config, TASKS.keys()), open, now);
     const added = await new WaiverStore(pool).add(request);
     return { waiver: added, covered: open.filter((p) => waiverFor([added], p, now) !== undefined).length };
   });
@@ -145,8 +135,7 @@ export async function waiversCommand(io: CliIO, opts: Common & { json?: boolean 
   const config = configFor(io, opts.config);
   const now = new Date();
   const list = await onState(io, config, (pool) => new WaiverStore(pool, config.waivers).live(now));
-  // Those about to lapse first: they are the ones someone has to decide on.
-  const sorted = [...list].sort((a, b) => (a.expiresAt?.getTime() ?? Infinity) - (b.expiresAt?.getTime() ?? Infinity));
+  const sorted = byExpiry(list);
   if (opts.json) {
     println(io.stdout, JSON.stringify(sorted.map(waiverJson)));
     return 0;

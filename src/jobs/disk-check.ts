@@ -89,7 +89,7 @@ interface IndexSize {
   bytes: number;
 }
 /** A relation left unsized because another session holds or awaits ACCESS EXCLUSIVE on it (or, for a table, on its index or toast). */
-interface SkippedRelation {
+export interface SkippedRelation {
   schema: string;
   name: string;
   kind: 'table' | 'index';

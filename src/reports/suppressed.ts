@@ -9,13 +9,10 @@
 import type { Pool } from 'pg';
 import type { Config } from '../config/schema';
 import { loadSuppressions, suppressionsOf, type Hold, type Suppressions } from '../alerts/suppress/suppressions';
-import { waiverFor, type Waiver } from '../alerts/suppress/waivers';
+import { EXPIRING_WAIVER_DAYS, byExpiry, expiresSoon as lapsesSoon, waiverFor, type Waiver } from '../alerts/suppress/waivers';
 import type { ExpiringWaiver, OpenFinding, ReportFinding, ReportHold, ReportWaiver, ReportWeek, WaivedFinding } from './model';
 
-/** How far ahead of the report's time a waiver's expiry is called out, in days. */
-export const EXPIRING_WAIVER_DAYS = 14;
-
-const DAY_MS = 86_400_000;
+export { EXPIRING_WAIVER_DAYS };
 
 /** What the report reads from the config to judge findings: its maintenance windows, its waivers, and the zone of the windows' crons. */
 export type ReportSuppressConfig = Pick<Config, 'maintenance' | 'waivers' | 'timezone'>;
@@ -83,15 +80,12 @@ export function judgeFindings(findings: readonly OpenFinding[], s: Suppressions)
     const outgrown = waiverFor(s.waivers, { ...f, severity: 'info' }, s.at);
     open.push({ ...f, ...(hold ? { silenced: reportHold(hold) } : {}), ...(outgrown ? { outgrew: reportWaiver(outgrown) } : {}) });
   }
-  const horizon = s.at.getTime() + EXPIRING_WAIVER_DAYS * DAY_MS;
-  const expiring = s.waivers
-    .filter((w): w is Waiver & { expiresAt: Date } => w.expiresAt !== undefined && w.expiresAt.getTime() <= horizon)
-    .sort((a, b) => a.expiresAt.getTime() - b.expiresAt.getTime() || a.id.localeCompare(b.id))
+  const expiring = byExpiry(s.waivers.filter((w): w is Waiver & { expiresAt: Date } => lapsesSoon(w.expiresAt, s.at)))
     .map((w) => ({ ...reportWaiver(w), expiresAt: w.expiresAt.toISOString(), covers: covers.get(w.id) ?? 0 }));
   return { open, waived, expiring };
 }
 
 /** True when the waiver lapses within EXPIRING_WAIVER_DAYS of the report's time (`asOf`). */
 export function expiresSoon(w: Pick<ReportWaiver, 'expiresAt'>, asOf: string): boolean {
-  return w.expiresAt !== undefined && Date.parse(w.expiresAt) <= Date.parse(asOf) + EXPIRING_WAIVER_DAYS * DAY_MS;
+  return lapsesSoon(w.expiresAt === undefined ? undefined : new Date(w.expiresAt), new Date(asOf));
 }

@@ -5,7 +5,7 @@
  * everything else is still reported.
  */
 import { Client } from 'pg';
-import { diskCheck } from '../../src/jobs/disk-check';
+import { diskCheck, type SkippedRelation } from '../../src/jobs/disk-check';
 import { migrate } from '../../src/results/migrate';
 import type { Finding, TaskResult } from '../../src/contract/result';
 import { createTestDatabase, type TestDatabase } from '../support/db';
@@ -21,13 +21,6 @@ function run(params: Record<string, unknown> = {}): Promise<TaskResult> {
 
 const one = (r: TaskResult, code: string): Finding | undefined => r.findings.find((f) => f.code === code);
 
-interface SkippedRelation {
-  schema: string;
-  name: string;
-  kind: 'table' | 'index';
-  estimatedBytes: number;
-  lockedBy: { pid: number | null; granted: boolean }[];
-}
 interface Sizes {
   tables: { schema: string; table: string; totalBytes: number }[];
   indexes: { schema: string; index: string; table: string; bytes: number }[];

@@ -4,6 +4,8 @@
  * what is wrong in one line instead of quietly matching nothing.
  */
 import { UsageError } from '../../errors';
+import type { Config } from '../../config/schema';
+import { allTargetNames } from '../../config/targets';
 import type { Severity } from '../../contract/result';
 import { parseDurationSeconds, durationText } from '../../util/duration';
 import { globMatch, isGlob, type ProblemIdentity } from '../matchers';
@@ -14,6 +16,11 @@ import { waiverExpiry, type NewWaiver } from './waivers';
 export interface KnownNames {
   tasks: readonly string[];
   targets: readonly string[];
+}
+
+/** The task names given, and every target the config names (and `caretaker`). */
+export function knownNames(config: Pick<Config, 'targets'>, taskNames: Iterable<string>): KnownNames {
+  return { tasks: [...taskNames], targets: allTargetNames(config) };
 }
 
 export interface SilenceRequest {

@@ -82,6 +82,14 @@ function toSilence(r: RawSilence): Silence {
   };
 }
 
+export type SilenceState = 'active' | 'pending' | 'expired' | 'ended';
+
+/** In force, to come, ended early by someone (`expired`), or run out (`ended`). */
+export function silenceState(s: Pick<Silence, 'startsAt' | 'endsAt' | 'expiredBy'>, now: Date): SilenceState {
+  if (s.endsAt <= now) return s.expiredBy ? 'expired' : 'ended';
+  return s.startsAt > now ? 'pending' : 'active';
+}
+
 /** A silence's matchers as a ProblemMatcher. */
 export const silenceMatcher = (s: Silence): ProblemMatcher => s.matchers;
 

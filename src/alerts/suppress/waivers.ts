@@ -107,6 +107,19 @@ export function configWaivers(list: readonly WaiverConfig[]): Waiver[] {
   }));
 }
 
+/** How far ahead a waiver's expiry is called out (the console, the CLI, the weekly report), in days. */
+export const EXPIRING_WAIVER_DAYS = 14;
+
+/** True when `expiresAt` falls within EXPIRING_WAIVER_DAYS of `now`. */
+export function expiresSoon(expiresAt: Date | undefined, now: Date): boolean {
+  return expiresAt !== undefined && expiresAt.getTime() <= now.getTime() + EXPIRING_WAIVER_DAYS * 86_400_000;
+}
+
+/** Those lapsing first first (the ones someone must decide on), those that never lapse last. */
+export function byExpiry<W extends Pick<Waiver, 'id' | 'expiresAt'>>(waivers: readonly W[]): W[] {
+  return [...waivers].sort((a, b) => (a.expiresAt?.getTime() ?? Infinity) - (b.expiresAt?.getTime() ?? Infinity) || a.id.localeCompare(b.id));
+}
+
 const RANK: Record<Severity, number> = { info: 0, warning: 1, critical: 2 };
 
 /** The waiver that covers `p` at `now`, if any: matching, not expired, and `p` no worse than accepted. */

@@ -7,8 +7,8 @@
  */
 import { escapeHtml as e } from '../../reports/render-html';
 import { matcherText } from '../../alerts/matchers';
-import type { Silence } from '../../alerts/suppress/silences';
-import type { Waiver } from '../../alerts/suppress/waivers';
+import { silenceState, type Silence, type SilenceState } from '../../alerts/suppress/silences';
+import { byExpiry, expiresSoon, type Waiver } from '../../alerts/suppress/waivers';
 import type { WaivedFindingRow } from '../../status/status';
 import { SILENCES_PATH, WAIVERS_PATH, checkPath, runPath } from '../paths';
 import { badgeHtml, pageHtml, whenHtml, whenText, type FrameContext } from './layout';
@@ -24,9 +24,6 @@ export interface NameChoices {
   tasks: readonly string[];
   targets: readonly string[];
 }
-
-/** A waiver that lapses within this long is listed first and marked. */
-export const EXPIRING_SOON_MS = 14 * 86_400_000;
 
 function field(name: keyof FormState['values'], label: string, form: FormState, opts: { list?: string; required?: boolean; placeholder?: string; type?: string } = {}): string {
   const value = form.values[name] ?? '';
@@ -50,13 +47,6 @@ function errorBanner(form: FormState): string {
 
 function adminOnly(ctx: FrameContext, what: string, html: () => string): string {
   return ctx.role === 'admin' ? html() : `<p class="muted">${e(what)} needs the admin login.</p>`;
-}
-
-type SilenceState = 'active' | 'pending' | 'expired' | 'ended';
-
-function silenceState(s: Silence, now: Date): SilenceState {
-  if (s.endsAt <= now) return s.expiredBy ? 'expired' : 'ended';
-  return s.startsAt > now ? 'pending' : 'active';
 }
 
 /** Badge colours: in force reads as a warning (something is quiet), ended as done. */
@@ -115,16 +105,10 @@ export function renderSilencesPage(page: { silences: readonly Silence[]; form: F
   return pageHtml(ctx, { title: 'Silences', current: 'silences', body });
 }
 
-/** The waivers in force, those lapsing within 14 days first. */
-export function waiversInOrder(waivers: readonly Waiver[], now: Date): Waiver[] {
-  const soon = (w: Waiver) => w.expiresAt !== undefined && w.expiresAt.getTime() - now.getTime() < EXPIRING_SOON_MS;
-  return [...waivers].sort((a, b) => Number(soon(b)) - Number(soon(a)) || (a.expiresAt?.getTime() ?? Infinity) - (b.expiresAt?.getTime() ?? Infinity) || a.id.localeCompare(b.id));
-}
-
 function waiverRows(waivers: readonly Waiver[], ctx: FrameContext): string {
   if (waivers.length === 0) return '<p class="muted">No waiver in force.</p>';
-  const rows = waiversInOrder(waivers, ctx.now).map((w) => {
-    const soon = w.expiresAt !== undefined && w.expiresAt.getTime() - ctx.now.getTime() < EXPIRING_SOON_MS;
+  const rows = byExpiry(waivers).map((w) => {
+    const soon = expiresSoon(w.expiresAt, ctx.now);
     const until = w.expiresAt ? `${whenHtml(w.expiresAt.toISOString(), ctx)}${soon ? `<br>${badgeHtml('warning', 'expires soon')}` : ''}` : '<span class="muted">never</span>';
     const remove =
       w.source === 'state'
