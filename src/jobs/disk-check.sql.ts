@@ -4,7 +4,7 @@
  * size functions (they stat the relation files and take AccessShareLock);
  * the bloat figure is an estimate from pg_class and pg_stats.
  */
-import { userRelation } from '../util/catalog-sql';
+import { ACCESS_EXCLUSIVE_LOCKS, userRelation } from '../util/catalog-sql';
 import { didItsWork } from '../results/store';
 
 export const SQL = {
@@ -50,12 +50,7 @@ export const SQL = {
    * skippedCount.
    */
   relationSizes: `
-    WITH locked AS MATERIALIZED (
-      SELECT l.relation AS oid, l.pid, l.granted
-      FROM pg_locks l
-      WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
-        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-        AND l.pid IS DISTINCT FROM pg_backend_pid()
+    WITH locked AS MATERIALIZED (${ACCESS_EXCLUSIVE_LOCKS}
     ),
     locked_table AS MATERIALIZED (
       SELECT coalesce(owner.oid, base.oid) AS oid, l.pid, l.granted

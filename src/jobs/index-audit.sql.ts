@@ -27,7 +27,7 @@
  * other filter (MATERIALIZED CTEs make sure of that); the bloat estimate
  * uses `pg_class.relpages` alone.
  */
-import { userRelation } from '../util/catalog-sql';
+import { ACCESS_EXCLUSIVE_LOCKS, userRelation } from '../util/catalog-sql';
 
 /**
  * Indexes that back a constraint (primary key, unique, exclusion) or that a
@@ -47,12 +47,10 @@ const ATTACHED = (indexOid: string) => `(${indexOid} IN (SELECT h.inhrelid FROM 
  */
 const LOCKED = `
     locked AS MATERIALIZED (
-      SELECT DISTINCT l.relation AS oid, ln.nspname || '.' || lc.relname AS name
-      FROM pg_catalog.pg_locks l
-      JOIN pg_catalog.pg_class lc ON lc.oid = l.relation
+      SELECT DISTINCT l.oid, ln.nspname || '.' || lc.relname AS name
+      FROM (${ACCESS_EXCLUSIVE_LOCKS}) l
+      JOIN pg_catalog.pg_class lc ON lc.oid = l.oid
       JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace
-      WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
-        AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
     )`;
 
 /**
