@@ -73,15 +73,17 @@ const params = z
     maxTables: z.number().int().min(1).max(100_000).default(100),
     /**
      * statement_timeout of each VACUUM (the session's, 30 s by default, is
-     * too short for a big table). It bounds a paced VACUUM: at autovacuum's
-     * pace one hour covers tens of GB of dirty pages; raise it (or costLimit)
-     * for bigger tables, or leave them to autovacuum.
+     * too short for a big table). It bounds a paced VACUUM, which is several
+     * times slower than an unthrottled one (the README's pgbench bench: 12-18
+     * s against 3 s for a 322 MB table); raise it (or costLimit) for big
+     * tables, or leave them to autovacuum.
      */
     vacuumTimeoutMs: z.number().int().min(1_000).max(24 * 3600_000).default(3600_000),
     /**
      * vacuum_cost_delay of caretaker's VACUUMs, in ms. A manual VACUUM is
-     * unthrottled (0) and took 16-30 % of a busy server's TPS while it ran;
-     * autovacuum sleeps 2 ms per cost_limit of work. Default: the server's
+     * unthrottled (0), so its reads and writes compete with the service's
+     * at full speed; autovacuum sleeps 2 ms per cost_limit of work, which is
+     * what an I/O-bound server needs. Default: the server's
      * autovacuum_vacuum_cost_delay (vacuum_cost_delay when that is -1). 0 runs
      * them unthrottled.
      */
