@@ -12,6 +12,7 @@ module.exports = {
   ],
   reporters: ['default', '<rootDir>/test/support/summary-reporter.js'],
   globalSetup: '<rootDir>/test/support/global-setup.ts',
+  setupFiles: ['<rootDir>/test/support/refuse-undeclared-codes.ts'],
   testTimeout: 30000,
   // Two cores here: more workers only contend.
   maxWorkers: 2,

@@ -23,7 +23,7 @@ import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
 import { Pool } from 'pg';
 import pino from 'pino';
-import { configSchema, type BackupsTarget } from '../src/config/schema';
+import { validateConfig } from '../src/config/load';
 import { backupVerify } from '../src/jobs/backup-verify';
 import { runTask } from '../src/worker/run-task';
 
@@ -242,16 +242,21 @@ async function childMain(mode: string, dir: string): Promise<void> {
     console.log(JSON.stringify({ status: 'ok', durationMs: 0, summary: '', maxRssKiB: peakRssKiB() }));
     return;
   }
-  const parsed = configSchema.parse({
-    targets: {
-      postgres: [{ name: 'bench', url: 'postgres://127.0.0.1:5432/postgres' }],
-      backups: [{ name: 'bench', database: 'bench', store: { kind: 'directory', path: dir }, pattern: PATTERN }],
+  // The registry holds backup-verify alone: the child's peak RSS is the task's, not every task's modules'.
+  const config = validateConfig(
+    {
+      targets: {
+        postgres: [{ name: 'bench', url: 'postgres://127.0.0.1:5432/postgres' }],
+        backups: [{ name: 'bench', database: 'bench', store: { kind: 'directory', path: dir }, pattern: PATTERN }],
+      },
     },
-  });
-  const target: BackupsTarget = { ...parsed.targets.backups[0]!, source: parsed.targets.postgres[0]! };
+    'bench',
+    new Map([[backupVerify.name, backupVerify]]),
+  );
+  const prepared = backupVerify.prepare(config, { targetName: 'bench' });
+  if (!prepared.ok) throw new Error(prepared.problems.join('; '));
   const state = new Pool({ connectionString: 'postgres://127.0.0.1:5432/postgres', max: 1 }); // never used by backup-verify
-  const params = backupVerify.params.parse({});
-  const result = await runTask({ task: backupVerify, target, params, dryRun: false, log: pino({ level: 'silent' }), state });
+  const result = await runTask({ run: prepared.run, dryRun: false, log: pino({ level: 'silent' }), state });
   await state.end();
   console.log(
     JSON.stringify({

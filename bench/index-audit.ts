@@ -11,7 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { Client, Pool } from 'pg';
 import pino from 'pino';
 import { indexAudit, SQL } from '../src/jobs/index-audit';
-import { configSchema } from '../src/config/schema';
+import { validateConfig } from '../src/config/load';
+import { TASKS } from '../src/jobs';
 import { runTask } from '../src/worker/run-task';
 
 const TABLES = 2000;
@@ -260,9 +261,11 @@ export async function benchIndexAudit(env: { pgAdminUrl: string }): Promise<void
     const baseSum = Object.values(base).reduce((s, r) => s + r.ms, 0);
     line('all queries', { ms: ourSum }, { ms: baseSum }, 'sum of the parts (caretaker includes its overview query)');
 
-    const target = configSchema.parse({ targets: { postgres: [{ name: 'bench', url: dbUrl, statementTimeoutMs: 120_000 }] } }).targets.postgres[0]!;
+    const config = validateConfig({ targets: { postgres: [{ name: 'bench', url: dbUrl, statementTimeoutMs: 120_000 }] } }, 'bench', TASKS);
+    const prepared = indexAudit.prepare(config, { targetName: 'bench', overrides: p });
+    if (!prepared.ok) throw new Error(prepared.problems.join('; '));
     const log = pino({ level: 'silent' });
-    const whole = await bestOf3(() => runTask({ task: indexAudit, target, params: p, dryRun: false, log, state }));
+    const whole = await bestOf3(() => runTask({ run: prepared.run, dryRun: false, log, state }));
     if (whole.value.status === 'error') throw new Error(`index-audit failed: ${whole.value.summary}`);
     console.log(`  whole run (connect, 6 queries, findings): ${whole.ms.toFixed(1)} ms; ${whole.value.summary}`);
   } finally {

@@ -18,7 +18,6 @@ import { Client, Pool } from 'pg';
 import pino from 'pino';
 import { TASKS } from '../src/jobs';
 import { validateConfig } from '../src/config/load';
-import { resolveParams } from '../src/config/params';
 import { migrate } from '../src/results/migrate';
 import { runTask } from '../src/worker/run-task';
 
@@ -107,9 +106,9 @@ export async function benchPgbenchImpact(env: PgbenchEnv): Promise<PgbenchImpact
       MAINTENANCE_TASKS.map((name) => {
         const task = TASKS.get(name);
         if (!task) throw new Error(`task ${name} is not registered`);
-        const params = resolveParams(task, config, target, overrides[name] ?? {});
-        if (!params.ok) throw new Error(params.problems.join('; '));
-        return { task, params: params.params };
+        const prepared = task.prepare(config, { targetName: target.name, overrides: overrides[name] ?? {} });
+        if (!prepared.ok) throw new Error(prepared.problems.join('; '));
+        return prepared.run;
       });
     const pacedTasks = tasksWith({});
     const unthrottledTasks = tasksWith({ 'vacuum-analyze': { costDelayMs: 0 } });
@@ -144,8 +143,9 @@ export async function benchPgbenchImpact(env: PgbenchEnv): Promise<PgbenchImpact
       await new Promise((r) => setTimeout(r, 2_000));
       const from = (Date.now() - started) / 1000;
       summaries.length = 0;
-      for (const { task, params } of tasks) {
-        const result = await runTask({ task, target, params, dryRun: false, log, state });
+      for (const run of tasks) {
+        const { task } = run;
+        const result = await runTask({ run, dryRun: false, log, state });
         if (result.status === 'error') throw new Error(`${task.name}: ${result.summary}`);
         summaries.push(`${task.name}: ${result.summary}`);
       }

@@ -18,7 +18,6 @@ import { Client, Pool } from 'pg';
 import pino from 'pino';
 import { TASKS } from '../src/jobs';
 import { validateConfig } from '../src/config/load';
-import { resolveParams } from '../src/config/params';
 import { runTask } from '../src/worker/run-task';
 import { restoreTest } from '../src/jobs/restore-test';
 import { manifestName, type BackupManifest } from '../src/backups/manifest';
@@ -132,14 +131,14 @@ export async function benchRestoreTest(env: { pgAdminUrl: string }): Promise<voi
       TASKS,
     );
     const target = config.targets.backups[0]!;
-    const params = resolveParams(restoreTest, config, target);
-    if (!params.ok) throw new Error(params.problems.join('; '));
+    const prepared = restoreTest.prepare(config, { targetName: target.name });
+    if (!prepared.ok) throw new Error(prepared.problems.join('; '));
     const log = pino({ level: 'silent' });
     const state = new Pool({ connectionString: sourceUrl, max: 1 });
 
     const best = { baseline: Infinity, baselineWhole: Infinity, caretaker: Infinity, caretakerWhole: Infinity, restoreOnly: Infinity, verify: Infinity, noManifest: Infinity, noManifestVerify: Infinity };
     const restoreTestRun = async () => {
-      const result = await runTask({ task: restoreTest, target, params: params.params, dryRun: false, log, state });
+      const result = await runTask({ run: prepared.run, dryRun: false, log, state });
       if (result.status !== 'ok') throw new Error(`restore-test: ${result.status}: ${result.summary} ${JSON.stringify(result.findings)}`);
       return { restore: result.metrics.restore_seconds!, verify: result.metrics.verify_seconds!, whole: result.durationMs / 1000 };
     };

@@ -34,6 +34,7 @@ const noop: Task = defineTask({
   timeoutMs: 10_000,
   changesTarget: false,
   params: z.strictObject({}),
+  codes: {},
   run: async () => ({ summary: 'nothing', findings: [] }),
 });
 

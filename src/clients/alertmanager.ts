@@ -9,7 +9,7 @@
  * secrets and of `secrets`: a proxy in front of Alertmanager may quote the
  * request it refused.
  */
-import { webhookRequest } from '../alerts/notifiers';
+import { requestWithoutCredentials } from '../util/url-credentials';
 import { basicAuthToken, originsOnlyIn, redactSecretsIn, safeDecode, scrubSecrets, secretsOfUrl } from '../logger';
 import { urlOrigin, fetchFailureReason } from '../util/fetch-errors';
 
@@ -130,7 +130,7 @@ export interface AlertmanagerClientOptions {
 export function createAlertmanagerClient(opts: AlertmanagerClientOptions): AlertmanagerClient {
   const timeoutMs = opts.timeoutMs ?? ALERTMANAGER_REQUEST_TIMEOUT_MS;
   const endpoint = urlOrigin(opts.url);
-  const request = webhookRequest(opts.url);
+  const request = requestWithoutCredentials(opts.url);
   const secrets = [...(opts.secrets ?? []), ...alertmanagerUrlSecrets(opts.url)];
   const clean = (text: string) => redactSecretsIn(originsOnlyIn(scrubSecrets(text, secrets)));
 

@@ -16,29 +16,22 @@ import {
   AppsV1Api,
   AutoscalingV2Api,
   CoreV1Api,
+  CustomObjectsApi,
   KubeConfig,
+  RbacAuthorizationV1Api,
   Observable,
   type ConfigurationOptions,
   type RequestContext,
   type ResponseContext,
 } from '@kubernetes/client-node';
 import type { KubernetesTarget } from '../config/schema';
+import type { KubernetesApis } from '../contract/clients';
 
 /** Where Kubernetes mounts a pod's service account (token, ca.crt, namespace). */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 /** A bound on any single API call; callers pass a shorter one near their deadline. */
 export const API_REQUEST_TIMEOUT_MS = 10_000;
-
-export interface KubernetesClients {
-  /** The loaded configuration (cluster, user, context). */
-  kubeConfig: KubeConfig;
-  /** The API server's URL, for messages. */
-  server: string;
-  core: CoreV1Api;
-  apps: AppsV1Api;
-  autoscaling: AutoscalingV2Api;
-}
 
 export interface LoadOptions {
   /**
@@ -87,14 +80,15 @@ export function loadKubeConfig(target: KubernetesTarget, opts: LoadOptions = {})
 }
 
 /** The API clients of a kubernetes target. Cheap: no connection is opened until a call. */
-export function createKubernetesClients(target: KubernetesTarget, opts: LoadOptions = {}): KubernetesClients {
+export function createKubernetesClients(target: KubernetesTarget, opts: LoadOptions = {}): KubernetesApis {
   const { kubeConfig } = loadKubeConfig(target, opts);
   return {
-    kubeConfig,
     server: kubeConfig.getCurrentCluster()?.server ?? '',
     core: kubeConfig.makeApiClient(CoreV1Api),
     apps: kubeConfig.makeApiClient(AppsV1Api),
     autoscaling: kubeConfig.makeApiClient(AutoscalingV2Api),
+    rbac: kubeConfig.makeApiClient(RbacAuthorizationV1Api),
+    custom: kubeConfig.makeApiClient(CustomObjectsApi),
   };
 }
 

@@ -2,25 +2,31 @@
  * A run's params: the task's defaults, overridden by the config's
  * `tasks.<task>`, then the target's own `tasks.<task>`, then `--param`.
  */
-import type { Task } from '../contract/task';
+import type { z } from 'zod';
 import type { AnyTarget, Config } from './schema';
 import { UsageError } from '../errors';
 
-export type ParamsResult = { ok: true; params: Record<string, unknown> } | { ok: false; problems: string[] };
+export type ParamsResult<P = Record<string, unknown>> = { ok: true; params: P } | { ok: false; problems: string[] };
+
+/** What params are resolved for: a task's name and schema. */
+export interface ParamsOwner<S extends z.ZodObject> {
+  name: string;
+  params: S;
+}
 
 /** Validates the merged params; problems are named by where the bad value came from. */
-export function resolveParams(
-  task: Task,
+export function resolveParams<S extends z.ZodObject>(
+  task: ParamsOwner<S>,
   config: Pick<Config, 'tasks'>,
   target: AnyTarget,
   overrides: Record<string, unknown> = {},
   overridePath = '--param',
-): ParamsResult {
+): ParamsResult<z.output<S>> {
   const fromConfig = config.tasks[task.name] ?? {};
   const fromTarget = target.tasks?.[task.name] ?? {};
   const merged = { ...fromConfig, ...fromTarget, ...overrides };
   const parsed = task.params.safeParse(merged);
-  if (parsed.success) return { ok: true, params: parsed.data as Record<string, unknown> };
+  if (parsed.success) return { ok: true, params: parsed.data };
   // Point at the layer the bad key came from, so the operator edits the right place.
   const problems: string[] = [];
   for (const issue of parsed.error.issues) {

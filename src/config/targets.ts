@@ -1,32 +1,43 @@
-import type { AnyTarget, Config, TargetKind } from './schema';
+import type { CaretakerTarget, Config, TargetByKind, TargetKind } from './schema';
 import { UsageError } from '../errors';
 
 /** The configured targets of one kind; `caretaker` is always the single self-target. */
-type TargetSources = Pick<Config, 'targets' | 'state' | 'notifications' | 'report' | 'timezone' | 'web' | 'waivers' | 'maintenance'> & { schedulers?: Config['schedulers'] };
+export type TargetSources = Pick<Config, 'targets' | 'state' | 'notifications' | 'report' | 'timezone' | 'web' | 'waivers' | 'maintenance'> & { schedulers?: Config['schedulers'] };
 
-export function targetsOf(config: TargetSources, kind: TargetKind): AnyTarget[] {
-  if (kind === 'caretaker') {
-    return [
-      {
-        name: 'caretaker',
-        retentionDays: config.state.retentionDays,
-        targets: config.targets,
-        notifications: config.notifications,
-        report: config.report,
-        timezone: config.timezone,
-        publicUrl: config.web.publicUrl,
-        schedulers: config.schedulers ?? [],
-        waivers: config.waivers,
-        maintenance: config.maintenance,
-        tasks: {},
-      },
-    ];
-  }
-  return config.targets[kind];
+export function targetsOf<K extends TargetKind>(config: TargetSources, kind: K): TargetByKind[K][] {
+  const { targets } = config;
+  // One entry per kind, so the compiler checks that each kind's list is of its own type.
+  const byKind: { [P in TargetKind]: () => TargetByKind[P][] } = {
+    postgres: () => targets.postgres,
+    redis: () => targets.redis,
+    queues: () => targets.queues,
+    kubernetes: () => targets.kubernetes,
+    http: () => targets.http,
+    prometheus: () => targets.prometheus,
+    backups: () => targets.backups,
+    caretaker: () => [caretakerTarget(config)],
+  };
+  return byKind[kind]();
+}
+
+function caretakerTarget(config: TargetSources): CaretakerTarget {
+  return {
+    name: 'caretaker',
+    retentionDays: config.state.retentionDays,
+    targets: config.targets,
+    notifications: config.notifications,
+    report: config.report,
+    timezone: config.timezone,
+    publicUrl: config.web.publicUrl,
+    schedulers: config.schedulers ?? [],
+    waivers: config.waivers,
+    maintenance: config.maintenance,
+    tasks: {},
+  };
 }
 
 /** The named target of a kind, or a usage error listing the ones that exist. */
-export function findTarget(config: TargetSources, kind: TargetKind, name: string): AnyTarget {
+export function findTarget<K extends TargetKind>(config: TargetSources, kind: K, name: string): TargetByKind[K] {
   const targets = targetsOf(config, kind);
   const found = targets.find((t) => t.name === name);
   if (!found) {

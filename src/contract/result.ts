@@ -6,10 +6,11 @@
 export type Severity = 'info' | 'warning' | 'critical';
 export type RunStatus = 'ok' | 'warning' | 'critical' | 'error';
 
-export interface Finding {
+/** `C`: the codes the producing task declares (its `codes`); plain `string` wherever findings are read back. */
+export interface Finding<C extends string = string> {
   severity: Severity;
-  /** Stable snake_case id, e.g. `connections_high`. */
-  code: string;
+  /** Stable snake_case id, e.g. `connections_high`, declared with its meaning by the task. */
+  code: C;
   /** The thing the finding is about: `schema.index`, a pod, a pid. */
   subject: string;
   message: string;

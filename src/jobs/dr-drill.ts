@@ -11,9 +11,9 @@
  * the weekly report shows.
  */
 import { z } from 'zod';
-import { defineTask, type TaskContext } from '../contract/task';
+import { defineTask, type FindingCodes, type TaskContext } from '../contract/task';
 import type { Action, Finding } from '../contract/result';
-import { RESTORE_TASK_TIMEOUT_MS, restoreParamFields, runRestore, type RestoreRun, type RestoreStep } from '../backups/restore';
+import { RESTORE_CODES, RESTORE_TASK_TIMEOUT_MS, restoreParamFields, runRestore, type RestoreRun, type RestoreStep } from '../backups/restore';
 import { listDumps, type StoredObject } from '../backups/store';
 import { backupTime, readManifest, type BackupManifest } from '../backups/manifest';
 import { measurePodRecovery, type PodRecoveryResult } from '../kubernetes/pod-recovery';
@@ -24,6 +24,18 @@ import { urlOrigin } from '../util/fetch-errors';
 
 /** The longest the pod-kill part may wait for the deployment and health URL. */
 const RECOVERY_TIMEOUT_MAX_MS = 3600_000;
+
+const codes = {
+  rto_exceeded: 'creating, restoring and verifying the newest dump took longer than `rtoSeconds`',
+  rpo_exceeded: 'the newest backup is older than `rpoSeconds`: a disaster now would lose more than the objective',
+  recovery_slow: 'the deployment took longer than `recoveryObjectiveSeconds` to be available and healthy after the pod kill',
+  recovery_failed: 'the deployment did not recover after the pod kill (critical), or the pod-kill drill could not run',
+  pod_kill_not_allowed: "the drill's namespace is not in the kubernetes target's allow.podKillNamespaces: no pod deleted",
+  drill_silence_failed: "an Alertmanager silence for the pod kill could not be created or expired; the drill ran anyway",
+  dr_drill_record: "the drill's record: what it restored, each step's time, RTO, RPO and the pod recovery, for the report",
+  ...RESTORE_CODES,
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
 
 const params = z.strictObject({
   ...restoreParamFields,
@@ -46,10 +58,11 @@ export const drDrill = defineTask({
   timeoutMs: RESTORE_TASK_TIMEOUT_MS + RECOVERY_TIMEOUT_MAX_MS,
   changesTarget: true,
   params,
+  codes,
   async run(ctx, p) {
     const drillAt = new Date();
     const restore = await runRestore(ctx, p, 'dr-drill');
-    const findings: Finding[] = [...restore.findings];
+    const findings: Finding<Code>[] = [...restore.findings];
     const actions: Action[] = [...restore.actions];
     const metrics: Record<string, number> = { ...restore.metrics };
     const steps: RestoreStep[] = [...restore.steps];
@@ -140,7 +153,7 @@ function record(
   target: string,
   restore: RestoreRun,
   m: { rtoSeconds?: number; rpoSeconds?: number; steps: RestoreStep[]; podRecovery?: PodRecoveryResult; p: DrillParams },
-): Finding {
+): Finding<Code> {
   const what = restore.status === 'restored' ? `restored ${restore.dump!.name} into ${restore.scratchDatabase}` : `restore ${restore.status.replace('_', ' ')}`;
   return {
     severity: 'info',
@@ -176,7 +189,7 @@ export function recoveryFindings(req: {
   subject: string;
   result: PodRecoveryResult;
   objectiveSeconds: number;
-}): Finding[] {
+}): Finding<Code>[] {
   const { subject, result: r, objectiveSeconds } = req;
   const details = { ...r, objectiveSeconds };
   if (r.notAllowed) {
@@ -228,6 +241,7 @@ async function runPodRecovery(ctx: TaskContext<'backups'>, p: DrillParams, befor
   try {
     return await measurePodRecovery({
       kubernetes,
+      open: ctx.clients.kubernetes,
       namespace: drill.namespace,
       deployment: drill.deployment,
       healthUrl: drill.healthUrl,
@@ -264,7 +278,7 @@ class DrillSilences {
   /** The `silence_created` actions (before the result's delete_pod) and the `silence_expired` ones (after it). */
   readonly created: Action[] = [];
   readonly expired: Action[] = [];
-  readonly findings: Finding[] = [];
+  readonly findings: Finding<Code>[] = [];
   private readonly held: { client: AlertmanagerClient; id: string; endsAt: Date }[] = [];
 
   constructor(

@@ -21,9 +21,9 @@
  */
 import { z } from 'zod';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { defineTask, type PreviousResult } from '../contract/task';
+import { defineTask, type FindingCodes, type PreviousResult } from '../contract/task';
 import type { Finding } from '../contract/result';
-import { apiErrorMessage, callOptions, createKubernetesClients } from '../clients/kubernetes';
+import { apiErrorMessage, callOptions } from '../clients/kubernetes';
 import { coerceError } from '../errors';
 import { formatBytes, windowText } from '../util/format';
 import { loadWorkloads } from '../kubernetes/workloads';
@@ -33,6 +33,15 @@ import { ErrorTally, type SignatureCount } from '../kubernetes/log-lines';
 export const LOG_REQUEST_TIMEOUT_MS = 30_000;
 
 const MiB = 1024 * 1024;
+
+const codes = {
+  error_log_spike: "error lines in the window above `maxErrors`, or above `spikeFactor` × the previous run's (≥ `spikeMinimum`)",
+  error_log_summary: 'error lines in the window, none a spike: their count and top signatures',
+  log_truncated: 'container logs that reached `limitBytes`: their error counts are a lower bound',
+  log_unreadable: 'container logs that could not be read (no pods/log permission, a container not started)',
+  deployment_missing: 'a listed deployment not found in the namespace: its logs were not read',
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
 
 const params = z.strictObject({
   /** How far back to read (the API's sinceSeconds). */
@@ -73,8 +82,9 @@ export const errorLogs = defineTask({
   timeoutMs: 600_000,
   changesTarget: false,
   params,
+  codes,
   async run(ctx, p) {
-    const k8s = createKubernetesClients(ctx.target);
+    const k8s = ctx.clients.kubernetes();
     const namespace = ctx.target.namespace;
     const { workloads, missing } = await loadWorkloads(k8s, ctx.target, ctx.signal);
     const sources = workloads.flatMap((w) => w.pods.flatMap((pod) => sourcesOf(w.name, pod, p)));
@@ -112,7 +122,7 @@ export const errorLogs = defineTask({
     const previous = previousRun(await ctx.previousResult());
     const top = tally.top(p.topSignatures);
     const window = windowText(p.sinceSeconds);
-    const findings: Finding[] = [];
+    const findings: Finding<Code>[] = [];
     const spike = spikeOf(tally.errors, previous, p);
     const details = {
       errorLines: tally.errors,

@@ -20,24 +20,44 @@
  */
 import { z } from 'zod';
 import type { V1Deployment, V2HorizontalPodAutoscaler } from '@kubernetes/client-node';
-import { defineTask } from '../contract/task';
+import { defineTask, type FindingCodes } from '../contract/task';
 import type { Finding } from '../contract/result';
-import { callOptions, createKubernetesClients } from '../clients/kubernetes';
+import { callOptions } from '../clients/kubernetes';
 import { listAll, LIST_PAGE_SIZE, loadWorkloads, qualifiedName } from '../kubernetes/workloads';
 import {
   baselineFrom,
   crashLoopFinding,
   notReadyFinding,
   oomKilledFinding,
+  POD_HEALTH_CODES,
   restartCounts,
   restartDeltas,
   restartsFinding,
   type RestartBaseline,
 } from '../kubernetes/pod-health';
-import { containerUsage, fetchPodMetrics, limitsMissingFinding, maxRatio, metricsUnavailableFinding, usageFindings } from '../kubernetes/resource-usage';
+import {
+  containerUsage,
+  fetchPodMetrics,
+  limitsMissingFinding,
+  maxRatio,
+  metricsUnavailableFinding,
+  RESOURCE_USAGE_CODES,
+  usageFindings,
+} from '../kubernetes/resource-usage';
 import { redactText } from '../kubernetes/redact';
-import { EVENT_MESSAGE_CHARS, eventCountOf, eventTime, relevantTo, warningEventsFinding } from '../kubernetes/warning-events';
+import { EVENT_MESSAGE_CHARS, eventCountOf, eventTime, relevantTo, WARNING_EVENTS_CODES, warningEventsFinding } from '../kubernetes/warning-events';
 import { windowText, formatPercent } from '../util/format';
+
+const codes = {
+  ...POD_HEALTH_CODES,
+  deployment_unavailable: 'a deployment with fewer available replicas than desired, a rollout past its deadline, or missing',
+  hpa_at_max: 'an HPA of a watched deployment whose current replicas reached its maxReplicas',
+  ...WARNING_EVENTS_CODES,
+  ...RESOURCE_USAGE_CODES,
+  restart_counts: "every container's restart count, stored each run so the next one counts restarts since it",
+  no_deployments: 'the namespace has no deployments: nothing checked',
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
 
 const params = z.strictObject({
   /** Share of a container's CPU limit that raises `cpu_high` (the runbook's CPU < 70 %). */
@@ -66,11 +86,12 @@ export const k8sHealth = defineTask({
   timeoutMs: 120_000,
   changesTarget: false,
   params,
+  codes,
   async run(ctx, p) {
-    const k8s = createKubernetesClients(ctx.target);
+    const k8s = ctx.clients.kubernetes();
     const namespace = ctx.target.namespace;
     const now = Date.now();
-    const findings: Finding[] = [];
+    const findings: Finding<Code>[] = [];
 
     const { workloads, missing } = await loadWorkloads(k8s, ctx.target, ctx.signal);
     await ctx.progress(30);
@@ -173,7 +194,7 @@ export const k8sHealth = defineTask({
 });
 
 /** `deployment_unavailable`: fewer available replicas than desired, or a rollout past its progress deadline. */
-function deploymentFinding(d: V1Deployment): Finding | undefined {
+function deploymentFinding(d: V1Deployment): Finding<Code> | undefined {
   const desired = d.spec?.replicas ?? 1;
   const available = d.status?.availableReplicas ?? 0;
   const progressing = d.status?.conditions?.find((c) => c.type === 'Progressing');
@@ -204,7 +225,7 @@ function deploymentFinding(d: V1Deployment): Finding | undefined {
 }
 
 /** `hpa_at_max`: an HPA whose current replicas reached its maximum, so load beyond it is not absorbed. */
-function hpaAtMaxFinding(h: V2HorizontalPodAutoscaler): Finding | undefined {
+function hpaAtMaxFinding(h: V2HorizontalPodAutoscaler): Finding<Code> | undefined {
   const max = h.spec?.maxReplicas;
   const current = h.status?.currentReplicas ?? 0;
   if (max === undefined || current < max) return undefined;
@@ -234,7 +255,7 @@ function hpaAtMaxFinding(h: V2HorizontalPodAutoscaler): Finding | undefined {
 }
 
 /** The info finding that carries this run's restart counts to the next run. */
-function restartCountsFinding(namespace: string, counts: Record<string, number>, restarts: number, baseline: RestartBaseline | undefined, at: Date): Finding {
+function restartCountsFinding(namespace: string, counts: Record<string, number>, restarts: number, baseline: RestartBaseline | undefined, at: Date): Finding<Code> {
   const containers = Object.keys(counts).length;
   const total = Object.values(counts).reduce((n, c) => n + c, 0);
   return {

@@ -16,11 +16,10 @@
  * `queue_emails_v2_waiting`).
  */
 import { z } from 'zod';
-import { Queue, type Job } from 'bullmq';
+import type { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { defineTask, type PreviousResult } from '../contract/task';
+import { defineTask, type FindingCodes, type PreviousResult } from '../contract/task';
 import type { Action, Finding } from '../contract/result';
-import { createRedis, recordErrors, redisAddress } from '../clients/redis';
 import { formatDuration, windowText } from '../util/format';
 
 const NAME = 'queue-health';
@@ -33,6 +32,17 @@ const PAGE = 100;
  * counted as waiting too (the application may run an older BullMQ).
  */
 const COUNTED = ['waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'] as const;
+
+const codes = {
+  queue_backlog: 'more than `backlog` jobs waiting in a queue (critical past `backlogCritical`, when set)',
+  failed_jobs: 'at least `failedWarning` jobs failed since the last run (a first run: `failedWindowSeconds`), reasons counted',
+  failed_jobs_retained: 'failed jobs from before the last run still kept in a queue (a warning from `failedRetainedWarning`)',
+  stuck_jobs: 'jobs active for more than `stuckSeconds`: a worker that died or hangs',
+  queue_paused: 'a paused queue',
+  dead_letter_jobs: 'jobs waiting, delayed or failed in a queue listed in `deadLetterQueues`',
+  queue_missing: 'a configured queue with no keys under the prefix: nothing was ever added to it',
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
 
 const params = z
   .strictObject({
@@ -82,7 +92,7 @@ interface Look {
   queue: Queue;
   redis: Redis;
   p: Params;
-  findings: Finding[];
+  findings: Finding<Code>[];
   signal: AbortSignal;
 }
 
@@ -94,118 +104,104 @@ export const queueHealth = defineTask({
   timeoutMs: 120_000,
   changesTarget: true,
   params,
+  codes,
   async run(ctx, p) {
     const { target } = ctx;
-    const where = redisAddress(target.redisTarget.url);
-    const redis = createRedis(target.redisTarget.url, ctx.log, { maxRetriesPerRequest: 1, connectTimeout: 5_000 });
-    const lastError = recordErrors(redis);
-    const opened: Queue[] = [];
-    try {
-      try {
-        await redis.ping();
-      } catch (err) {
-        throw new Error(`cannot reach redis at ${where}: ${lastError() ?? (err as Error).message}`, { cause: err });
+    const { redis, queue: queueNamed } = await ctx.clients.queues();
+    const since = failedSince(await ctx.previousResult(), p.failedWindowSeconds);
+    const findings: Finding<Code>[] = [];
+    const actions: Action[] = [];
+    const metrics: Record<string, number> = {};
+    const totals = { waiting: 0, active: 0, failed: 0, delayed: 0, failedSince: 0, failedRetained: 0, stuck: 0, paused: 0, deadLetters: 0, cleaned: 0, wouldClean: 0 };
+    const missing: string[] = [];
+    const deadLetter = new Set(target.deadLetterQueues);
+    const names = [...new Set([...target.queues, ...target.deadLetterQueues])];
+
+    for (const [i, name] of names.entries()) {
+      ctx.signal.throwIfAborted();
+      const queue = queueNamed(name);
+      const look: Look = { queue, redis, p, findings, signal: ctx.signal };
+
+      if (!(await exists(queue, redis))) {
+        missing.push(name);
+        findings.push({
+          severity: 'info',
+          code: 'queue_missing',
+          subject: name,
+          message: `queue ${name} has no keys under prefix ${target.prefix}: nothing was ever added to it`,
+          suggestion: 'Check the queue name and the prefix in the config against the application\'s',
+          details: { queue: name, prefix: target.prefix },
+        });
+        continue;
       }
-      const since = failedSince(await ctx.previousResult(), p.failedWindowSeconds);
-      const findings: Finding[] = [];
-      const actions: Action[] = [];
-      const metrics: Record<string, number> = {};
-      const totals = { waiting: 0, active: 0, failed: 0, delayed: 0, failedSince: 0, failedRetained: 0, stuck: 0, paused: 0, deadLetters: 0, cleaned: 0, wouldClean: 0 };
-      const missing: string[] = [];
-      const deadLetter = new Set(target.deadLetterQueues);
-      const names = [...new Set([...target.queues, ...target.deadLetterQueues])];
+      const raw = await queue.getJobCounts(...COUNTED);
+      const counts = { ...(Object.fromEntries(COUNTED.map((s) => [s, raw[s] ?? 0])) as Counts), paused: await redis.llen(queue.keys.paused!) };
+      const waiting = counts.waiting + counts.prioritized + counts.paused;
+      const key = `queue_${sanitise(name)}`;
+      Object.assign(metrics, { [`${key}_waiting`]: waiting, [`${key}_active`]: counts.active, [`${key}_failed`]: counts.failed, [`${key}_delayed`]: counts.delayed });
 
-      for (const [i, name] of names.entries()) {
-        ctx.signal.throwIfAborted();
-        const queue = new Queue(name, { connection: redis, prefix: target.prefix, skipMetasUpdate: true });
-        queue.on('error', (err) => ctx.log.warn({ queue: name, err: err.message }, 'queue error'));
-        opened.push(queue);
-        const look: Look = { queue, redis, p, findings, signal: ctx.signal };
-
-        if (!(await exists(queue, redis))) {
-          missing.push(name);
+      if (deadLetter.has(name)) {
+        totals.deadLetters += await checkDeadLetters(look, counts, waiting);
+      } else {
+        totals.waiting += waiting;
+        totals.active += counts.active;
+        totals.failed += counts.failed;
+        totals.delayed += counts.delayed;
+        checkBacklog(look, waiting, counts);
+        totals.failedSince += await checkFailed(look, since, counts.failed);
+        totals.failedRetained += await checkRetainedFailed(look, since, counts.failed);
+        totals.stuck += await checkStuck(look);
+        if (await queue.isPaused()) {
+          totals.paused++;
           findings.push({
-            severity: 'info',
-            code: 'queue_missing',
+            severity: 'warning',
+            code: 'queue_paused',
             subject: name,
-            message: `queue ${name} has no keys under prefix ${target.prefix}: nothing was ever added to it`,
-            suggestion: 'Check the queue name and the prefix in the config against the application\'s',
-            details: { queue: name, prefix: target.prefix },
+            message: `queue ${name} is paused with ${waiting} jobs waiting`,
+            suggestion: 'Resume it (Bull Board, or queue.resume()) unless it was paused on purpose',
+            details: { queue: name, waiting },
           });
-          continue;
         }
-        const raw = await queue.getJobCounts(...COUNTED);
-        const counts = { ...(Object.fromEntries(COUNTED.map((s) => [s, raw[s] ?? 0])) as Counts), paused: await redis.llen(queue.keys.paused!) };
-        const waiting = counts.waiting + counts.prioritized + counts.paused;
-        const key = `queue_${sanitise(name)}`;
-        Object.assign(metrics, { [`${key}_waiting`]: waiting, [`${key}_active`]: counts.active, [`${key}_failed`]: counts.failed, [`${key}_delayed`]: counts.delayed });
-
-        if (deadLetter.has(name)) {
-          totals.deadLetters += await checkDeadLetters(look, counts, waiting);
-        } else {
-          totals.waiting += waiting;
-          totals.active += counts.active;
-          totals.failed += counts.failed;
-          totals.delayed += counts.delayed;
-          checkBacklog(look, waiting, counts);
-          totals.failedSince += await checkFailed(look, since, counts.failed);
-          totals.failedRetained += await checkRetainedFailed(look, since, counts.failed);
-          totals.stuck += await checkStuck(look);
-          if (await queue.isPaused()) {
-            totals.paused++;
-            findings.push({
-              severity: 'warning',
-              code: 'queue_paused',
-              subject: name,
-              message: `queue ${name} is paused with ${waiting} jobs waiting`,
-              suggestion: 'Resume it (Bull Board, or queue.resume()) unless it was paused on purpose',
-              details: { queue: name, waiting },
-            });
-          }
-          if (target.allow.clean) {
-            for (const state of ['completed', 'failed'] as const) {
-              const age = state === 'completed' ? p.cleanCompletedAgeSeconds : p.cleanFailedAgeSeconds;
-              const action = await clean(look, state, age, ctx.dryRun);
-              if (!action) continue;
-              actions.push(action);
-              if (action.applied) ctx.applied(action);
-              const jobs = action.details!.jobs as number;
-              if (action.applied) totals.cleaned += jobs;
-              else totals.wouldClean += jobs;
-            }
+        if (target.allow.clean) {
+          for (const state of ['completed', 'failed'] as const) {
+            const age = state === 'completed' ? p.cleanCompletedAgeSeconds : p.cleanFailedAgeSeconds;
+            const action = await clean(look, state, age, ctx.dryRun);
+            if (!action) continue;
+            actions.push(action);
+            if (action.applied) ctx.applied(action);
+            const jobs = action.details!.jobs as number;
+            if (action.applied) totals.cleaned += jobs;
+            else totals.wouldClean += jobs;
           }
         }
-        await ctx.progress(((i + 1) / names.length) * 100);
       }
-
-      Object.assign(metrics, {
-        queue_waiting_total: totals.waiting,
-        queue_active_total: totals.active,
-        queue_failed_total: totals.failed,
-        queue_delayed_total: totals.delayed,
-        queue_failed_since_last_run: totals.failedSince,
-        queue_failed_retained: totals.failedRetained,
-        queue_stuck_jobs: totals.stuck,
-        queue_paused: totals.paused,
-        queue_dead_letter_jobs: totals.deadLetters,
-        queue_cleaned_jobs: totals.cleaned,
-        queue_missing: missing.length,
-      });
-      const parts = [
-        `${names.length} queue${names.length === 1 ? '' : 's'}: ${totals.waiting} waiting`,
-        `${totals.active} active`,
-        `${totals.failedSince} failed ${sinceText(since, p.failedWindowSeconds)}` + (totals.failedRetained > 0 ? ` (${totals.failedRetained} older still failed)` : ''),
-        `${totals.stuck} stuck`,
-        `${totals.paused} paused`,
-      ];
-      if (target.deadLetterQueues.length > 0) parts.push(`${totals.deadLetters} dead letters`);
-      if (missing.length > 0) parts.push(`missing: ${missing.join(', ')}`);
-      if (target.allow.clean) parts.push(ctx.dryRun ? `would clean ${totals.wouldClean} old jobs` : `cleaned ${totals.cleaned} old jobs`);
-      return { summary: parts.join(', '), findings, actions, metrics };
-    } finally {
-      await Promise.all(opened.map((q) => q.close().catch(() => undefined)));
-      redis.disconnect();
+      await ctx.progress(((i + 1) / names.length) * 100);
     }
+
+    Object.assign(metrics, {
+      queue_waiting_total: totals.waiting,
+      queue_active_total: totals.active,
+      queue_failed_total: totals.failed,
+      queue_delayed_total: totals.delayed,
+      queue_failed_since_last_run: totals.failedSince,
+      queue_failed_retained: totals.failedRetained,
+      queue_stuck_jobs: totals.stuck,
+      queue_paused: totals.paused,
+      queue_dead_letter_jobs: totals.deadLetters,
+      queue_cleaned_jobs: totals.cleaned,
+      queue_missing: missing.length,
+    });
+    const parts = [
+      `${names.length} queue${names.length === 1 ? '' : 's'}: ${totals.waiting} waiting`,
+      `${totals.active} active`,
+      `${totals.failedSince} failed ${sinceText(since, p.failedWindowSeconds)}` + (totals.failedRetained > 0 ? ` (${totals.failedRetained} older still failed)` : ''),
+      `${totals.stuck} stuck`,
+      `${totals.paused} paused`,
+    ];
+    if (target.deadLetterQueues.length > 0) parts.push(`${totals.deadLetters} dead letters`);
+    if (missing.length > 0) parts.push(`missing: ${missing.join(', ')}`);
+    if (target.allow.clean) parts.push(ctx.dryRun ? `would clean ${totals.wouldClean} old jobs` : `cleaned ${totals.cleaned} old jobs`);
+    return { summary: parts.join(', '), findings, actions, metrics };
   },
 });
 

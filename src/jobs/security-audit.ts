@@ -21,20 +21,31 @@ import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import type { Client } from 'pg';
 import type { Logger } from 'pino';
-import { defineTask, type TaskOutcome } from '../contract/task';
+import { defineTask, type FindingCodes, type TaskOutcome } from '../contract/task';
 import type { Finding, Severity } from '../contract/result';
-import type { Config, PostgresTarget } from '../config/schema';
+import type { Config, KubernetesTarget, PostgresTarget } from '../config/schema';
+import type { KubernetesApis } from '../contract/clients';
 import { redactSecretsIn } from '../logger';
 import { coerceError } from '../errors';
-import { AUDIT_INCOMPLETE, type AuditResult } from '../security/audit';
-import { auditPostgres } from '../security/postgres';
-import { auditRedis } from '../security/redis';
+import { AUDIT_INCOMPLETE, AUDIT_INCOMPLETE_CODES, type AuditResult } from '../security/audit';
+import { auditPostgres, POSTGRES_CODES } from '../security/postgres';
+import { auditRedis, REDIS_CODES } from '../security/redis';
 import { auditTls, tlsEndpoints } from '../security/tls';
-import { auditKubernetes } from '../security/kubernetes';
+import { auditKubernetes, KUBERNETES_CODES } from '../security/kubernetes';
+import { TLS_CERTIFICATE_CODES } from '../util/tls';
 
 /** The kinds of target the audit covers, in the order it audits them. */
 export const AUDIT_KINDS = ['postgres', 'redis', 'tls', 'kubernetes'] as const;
 export type AuditKind = (typeof AUDIT_KINDS)[number];
+
+const codes = {
+  ...POSTGRES_CODES,
+  ...REDIS_CODES,
+  ...TLS_CERTIFICATE_CODES,
+  ...KUBERNETES_CODES,
+  ...AUDIT_INCOMPLETE_CODES,
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
 
 export const params = z
   .strictObject({
@@ -88,6 +99,8 @@ export interface AuditDeps {
   log: Logger;
   /** A session on a postgres target with its limits (statement and lock timeouts); the caller closes it. */
   connectPostgres(target: PostgresTarget): Promise<Client>;
+  /** The APIs of a kubernetes target's cluster. */
+  kubernetes(target: KubernetesTarget): KubernetesApis;
   /** Reached as each target is done (0..100). */
   progress?(percent: number): Promise<void>;
 }
@@ -96,11 +109,11 @@ export interface AuditDeps {
  * Audits every target of `targets`, kind by kind, one after the other.
  * Throws only when there was something to audit and none of it could be.
  */
-export async function runSecurityAudit(targets: AuditTargets, p: SecurityAuditParams, deps: AuditDeps): Promise<TaskOutcome> {
+export async function runSecurityAudit(targets: AuditTargets, p: SecurityAuditParams, deps: AuditDeps): Promise<TaskOutcome<Code>> {
   const { signal, log } = deps;
   const kinds = new Set(p.kinds);
   const httpUrls = kinds.has('tls') ? targets.http.flatMap((t) => [t.url, ...(t.detailedUrl ? [t.detailedUrl] : [])]) : [];
-  type Job = { kind: AuditKind; name: string; prefix: boolean; audit: () => Promise<AuditResult> };
+  type Job = { kind: AuditKind; name: string; prefix: boolean; audit: () => Promise<AuditResult<Code>> };
   const jobs: Job[] = [];
   if (kinds.has('postgres')) {
     for (const t of targets.postgres) {
@@ -158,6 +171,7 @@ export async function runSecurityAudit(targets: AuditTargets, p: SecurityAuditPa
               timeoutMs: p.kubernetesTimeoutMs,
             },
             signal,
+            deps.kubernetes,
           ),
       });
     }
@@ -167,7 +181,7 @@ export async function runSecurityAudit(targets: AuditTargets, p: SecurityAuditPa
     return { summary: `nothing to audit: no ${[...kinds].join(', ')} targets configured`, findings: [], metrics: { security_targets_audited: 0, security_targets_failed: 0 } };
   }
 
-  const findings: Finding[] = [];
+  const findings: Finding<Code>[] = [];
   const metrics: Record<string, number> = {};
   const audited: Record<AuditKind, number> = { postgres: 0, redis: 0, tls: 0, kubernetes: 0 };
   const failures: string[] = [];
@@ -221,9 +235,9 @@ function summaryOf(audited: Record<AuditKind, number>, tlsEndpointCount: number,
   const bySeverity = (s: Severity) => findings.filter((f) => f.severity === s).length;
   const critical = bySeverity('critical');
   const warnings = bySeverity('warning');
-  const codes = new Map<string, number>();
-  for (const f of findings) if (f.severity !== 'info') codes.set(f.code, (codes.get(f.code) ?? 0) + 1);
-  const counts = critical + warnings === 0 ? 'no problems' : `${critical} critical, ${warnings} warning${warnings === 1 ? '' : 's'} (${[...codes].map(([c, n]) => `${c} ${n}`).join(', ')})`;
+  const byCode = new Map<string, number>();
+  for (const f of findings) if (f.severity !== 'info') byCode.set(f.code, (byCode.get(f.code) ?? 0) + 1);
+  const counts = critical + warnings === 0 ? 'no problems' : `${critical} critical, ${warnings} warning${warnings === 1 ? '' : 's'} (${[...byCode].map(([c, n]) => `${c} ${n}`).join(', ')})`;
   return `audited ${scope.join(', ') || 'nothing'}: ${counts}${failed ? `; ${failed} target${failed === 1 ? '' : 's'} not audited` : ''}`;
 }
 
@@ -243,11 +257,13 @@ export const securityAudit = defineTask({
   timeoutMs: 10 * 60_000,
   changesTarget: false,
   params,
+  codes,
   async run(ctx, p) {
     return runSecurityAudit(ctx.target.targets, p, {
       signal: ctx.signal,
       log: ctx.log,
       connectPostgres: (t) => ctx.clients.connect(t.url, t),
+      kubernetes: ctx.clients.kubernetes,
       progress: (pct) => ctx.progress(pct),
     });
   },

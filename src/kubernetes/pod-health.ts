@@ -12,9 +12,19 @@
  */
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import type { Finding } from '../contract/result';
+import type { FindingCodes } from '../contract/task';
 import { formatDuration } from '../util/format';
 import { redactText } from './redact';
 import { qualifiedName } from './workloads';
+
+/** The codes of these checks' findings, one per pod; k8s-health declares them with its own. */
+export const POD_HEALTH_CODES = {
+  pod_not_ready: 'a pod Pending longer than `pendingSeconds`, or Running but not Ready longer than `notReadySeconds`',
+  crash_loop: 'a pod with a container waiting in CrashLoopBackOff, with its last exit reason and code',
+  oom_killed: 'a pod with a container whose current or last termination was OOMKilled',
+  pod_restarts: 'a pod whose containers restarted more than `maxRestarts` times since the previous run (first run: in total)',
+} satisfies FindingCodes;
+type PodHealthCode = keyof typeof POD_HEALTH_CODES;
 
 /** The thresholds these checks use (k8s-health's params). */
 export interface PodThresholds {
@@ -78,7 +88,7 @@ function lastTermination(s: V1ContainerStatus) {
 }
 
 /** The `crash_loop` finding of a pod with a container waiting in CrashLoopBackOff. */
-export function crashLoopFinding(p: V1Pod): Finding | undefined {
+export function crashLoopFinding(p: V1Pod): Finding<PodHealthCode> | undefined {
   const looping = containersOf(p).filter((c) => c.status.state?.waiting?.reason === 'CrashLoopBackOff');
   if (looping.length === 0) return undefined;
   const containers = looping.map((c) => ({ container: c.container, init: c.init, restartCount: c.status.restartCount, lastTerminated: lastTermination(c.status) }));
@@ -97,7 +107,7 @@ export function crashLoopFinding(p: V1Pod): Finding | undefined {
 }
 
 /** The `oom_killed` finding of a pod with a container whose last (or current) termination was OOMKilled. */
-export function oomKilledFinding(p: V1Pod): Finding | undefined {
+export function oomKilledFinding(p: V1Pod): Finding<PodHealthCode> | undefined {
   const limits = new Map((p.spec?.containers ?? []).map((c) => [c.name, c.resources?.limits?.memory]));
   const killed = containersOf(p)
     .map((c) => {
@@ -123,7 +133,7 @@ export function oomKilledFinding(p: V1Pod): Finding | undefined {
  * Running without being Ready for longer than `notReadySeconds`. Terminating
  * and crash-looping pods are left to other findings.
  */
-export function notReadyFinding(p: V1Pod, t: PodThresholds, now: number): Finding | undefined {
+export function notReadyFinding(p: V1Pod, t: PodThresholds, now: number): Finding<PodHealthCode> | undefined {
   if (p.metadata?.deletionTimestamp) return undefined;
   if (containersOf(p).some((c) => c.status.state?.waiting?.reason === 'CrashLoopBackOff')) return undefined;
   const phase = p.status?.phase;
@@ -182,7 +192,7 @@ export function restartDeltas(current: RestartCounts, baseline: RestartBaseline 
 }
 
 /** The `pod_restarts` finding of a pod restarted more than `maxRestarts` times since the baseline. */
-export function restartsFinding(p: V1Pod, deltas: RestartCounts, baseline: RestartBaseline | undefined, t: PodThresholds): Finding | undefined {
+export function restartsFinding(p: V1Pod, deltas: RestartCounts, baseline: RestartBaseline | undefined, t: PodThresholds): Finding<PodHealthCode> | undefined {
   const containers = containersOf(p)
     .map((c) => ({ container: c.container, restarts: deltas[`${c.pod}/${c.container}`] ?? 0, restartCount: c.status.restartCount ?? 0, lastTerminated: lastTermination(c.status) }))
     .filter((c) => c.restarts > 0);

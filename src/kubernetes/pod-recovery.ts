@@ -14,10 +14,13 @@
 import type { V1Deployment, V1LabelSelector, V1Pod } from '@kubernetes/client-node';
 import type { KubernetesTarget } from '../config/schema';
 import type { Logger } from '../logger';
-import { apiErrorMessage, apiStatusCode, callOptions, createKubernetesClients, API_REQUEST_TIMEOUT_MS, type KubernetesClients } from '../clients/kubernetes';
+import { apiErrorMessage, apiStatusCode, callOptions, API_REQUEST_TIMEOUT_MS } from '../clients/kubernetes';
+import type { KubernetesApis } from '../contract/clients';
 
 export interface PodRecoveryRequest {
   kubernetes: KubernetesTarget;
+  /** Opens the target's APIs (the run's clients); a throw (no configuration) ends the drill with `error`. */
+  open: (target: KubernetesTarget) => KubernetesApis;
   namespace: string;
   deployment: string;
   healthUrl?: string;
@@ -83,9 +86,9 @@ export async function measurePodRecovery(req: PodRecoveryRequest): Promise<PodRe
   let podDeleted: string | undefined;
   try {
     if (req.signal.aborted) throw new DrillStop('aborted before the drill started', 'error');
-    let clients: KubernetesClients;
+    let clients: KubernetesApis;
     try {
-      clients = createKubernetesClients(req.kubernetes);
+      clients = req.open(req.kubernetes);
     } catch (err) {
       throw new DrillStop((err as Error).message, 'error');
     }
@@ -184,7 +187,7 @@ export async function measurePodRecovery(req: PodRecoveryRequest): Promise<PodRe
 /** API calls bounded by the run's signal and the drill's deadline, failures turned into DrillStop. */
 class Api {
   constructor(
-    private readonly clients: KubernetesClients,
+    private readonly clients: KubernetesApis,
     private readonly signal: AbortSignal,
     private readonly deadline: number,
   ) {}

@@ -11,12 +11,22 @@
  * have nothing to be measured against: they are listed once in
  * `limits_missing` (info).
  */
-import { CustomObjectsApi } from '@kubernetes/client-node';
 import type { Finding } from '../contract/result';
-import { apiErrorMessage, apiStatusCode, callOptions, type KubernetesClients } from '../clients/kubernetes';
+import type { FindingCodes } from '../contract/task';
+import { apiErrorMessage, apiStatusCode, callOptions } from '../clients/kubernetes';
+import type { KubernetesApis } from '../contract/clients';
 import { formatBytes, formatPercent } from '../util/format';
 import { parseQuantity } from './quantity';
 import type { Workload } from './workloads';
+
+/** The codes of this check's findings; k8s-health declares them with its own. */
+export const RESOURCE_USAGE_CODES = {
+  cpu_high: "a deployment's containers at or above `cpu` of their CPU limit",
+  memory_high: "a deployment's containers at or above `memory` of their memory limit",
+  metrics_unavailable: 'the metrics API (metrics-server) is missing, not serving or not granted: CPU and memory not checked',
+  limits_missing: 'containers without a CPU or memory limit: their usage has nothing to be judged against',
+} satisfies FindingCodes;
+type ResourceUsageCode = keyof typeof RESOURCE_USAGE_CODES;
 
 /** One container of a PodMetrics item, as metrics-server serves it. */
 interface ContainerMetrics {
@@ -55,10 +65,9 @@ export interface UsageThresholds {
 }
 
 /** The namespace's PodMetricsList; a failure is returned, not thrown: the metrics API is optional. */
-export async function fetchPodMetrics(k8s: KubernetesClients, namespace: string, signal: AbortSignal): Promise<MetricsAnswer> {
-  const custom = k8s.kubeConfig.makeApiClient(CustomObjectsApi);
+export async function fetchPodMetrics(k8s: KubernetesApis, namespace: string, signal: AbortSignal): Promise<MetricsAnswer> {
   try {
-    const list = (await custom.listNamespacedCustomObject(
+    const list = (await k8s.custom.listNamespacedCustomObject(
       { group: 'metrics.k8s.io', version: 'v1beta1', namespace, plural: 'pods' },
       callOptions(signal),
     )) as { items?: PodMetrics[] };
@@ -69,7 +78,7 @@ export async function fetchPodMetrics(k8s: KubernetesClients, namespace: string,
 }
 
 /** The `metrics_unavailable` info finding for a failed metrics call. */
-export function metricsUnavailableFinding(namespace: string, answer: { status?: number; message: string }): Finding {
+export function metricsUnavailableFinding(namespace: string, answer: { status?: number; message: string }): Finding<ResourceUsageCode> {
   const why =
     answer.status === 404
       ? 'the metrics API is not installed (no metrics-server)'
@@ -122,8 +131,8 @@ export function containerUsage(workloads: Workload[], items: PodMetrics[]): Cont
 }
 
 /** `cpu_high` and `memory_high`, one finding per deployment with a container at or above the share of its limit. */
-export function usageFindings(namespace: string, rows: ContainerUsage[], t: UsageThresholds): Finding[] {
-  const findings: Finding[] = [];
+export function usageFindings(namespace: string, rows: ContainerUsage[], t: UsageThresholds): Finding<ResourceUsageCode>[] {
+  const findings: Finding<ResourceUsageCode>[] = [];
   const deployments = [...new Set(rows.map((r) => r.deployment))];
   for (const resource of ['cpu', 'memory'] as const) {
     const bound = resource === 'cpu' ? t.cpu : t.memory;
@@ -158,7 +167,7 @@ export function usageFindings(namespace: string, rows: ContainerUsage[], t: Usag
 }
 
 /** The `limits_missing` info finding: the deployments' containers without a CPU or memory limit, each listed once. */
-export function limitsMissingFinding(namespace: string, workloads: Workload[]): Finding | undefined {
+export function limitsMissingFinding(namespace: string, workloads: Workload[]): Finding<ResourceUsageCode> | undefined {
   const missing: { deployment: string; container: string; missing: string[] }[] = [];
   for (const w of workloads) {
     for (const c of w.deployment.spec?.template?.spec?.containers ?? []) {

@@ -6,9 +6,15 @@
  */
 import type { CoreV1Event, V2HorizontalPodAutoscaler } from '@kubernetes/client-node';
 import type { Finding } from '../contract/result';
+import type { FindingCodes } from '../contract/task';
 import { windowText } from '../util/format';
 import { redactText } from './redact';
 import type { Workload } from './workloads';
+
+/** The code of this check's finding; k8s-health declares it with its own. */
+export const WARNING_EVENTS_CODES = {
+  warning_events: 'at least `minWarningEvents` Warning events about the watched deployments in `eventWindowSeconds`, by reason',
+} satisfies FindingCodes;
 
 /** Event messages in details are the cluster's text: cut and redacted. */
 export const EVENT_MESSAGE_CHARS = 300;
@@ -43,7 +49,7 @@ export function relevantTo(workloads: Workload[], hpas: V2HorizontalPodAutoscale
 }
 
 /** `warning_events`: the window's Warning events grouped by reason, with counts and the latest message of each. */
-export function warningEventsFinding(namespace: string, events: CoreV1Event[], total: number, p: { eventWindowSeconds: number; maxListed: number }): Finding {
+export function warningEventsFinding(namespace: string, events: CoreV1Event[], total: number, p: { eventWindowSeconds: number; maxListed: number }): Finding<keyof typeof WARNING_EVENTS_CODES> {
   const groups = new Map<string, { count: number; objects: Set<string>; latest: CoreV1Event }>();
   for (const e of events) {
     const reason = e.reason ?? 'Unknown';

@@ -12,7 +12,8 @@
  */
 import type { V1Deployment, V1LabelSelector, V1Pod } from '@kubernetes/client-node';
 import type { KubernetesTarget } from '../config/schema';
-import { apiErrorMessage, callOptions, type KubernetesClients } from '../clients/kubernetes';
+import { apiErrorMessage, callOptions } from '../clients/kubernetes';
+import type { KubernetesApis } from '../contract/clients';
 
 /** Page size of list calls: bounds each response, not the total. */
 export const LIST_PAGE_SIZE = 500;
@@ -68,7 +69,7 @@ export async function listAll<T>(
 }
 
 /** The target's deployments and their pods; each pod belongs to the first deployment (in order) that selects it. */
-export async function loadWorkloads(k8s: KubernetesClients, target: KubernetesTarget, signal: AbortSignal): Promise<Workloads> {
+export async function loadWorkloads(k8s: KubernetesApis, target: KubernetesTarget, signal: AbortSignal): Promise<Workloads> {
   const namespace = target.namespace;
   const all = await listAll(`deployments in namespace ${namespace}`, signal, (cont) =>
     k8s.apps.listNamespacedDeployment({ namespace, limit: LIST_PAGE_SIZE, _continue: cont }, callOptions(signal)),

@@ -25,7 +25,6 @@
  */
 import {
   Observable,
-  RbacAuthorizationV1Api,
   type ConfigurationOptions,
   type RbacV1Subject,
   type RequestContext,
@@ -37,12 +36,20 @@ import {
 } from '@kubernetes/client-node';
 import type { KubernetesTarget } from '../config/schema';
 import type { Finding } from '../contract/result';
-import { apiErrorMessage, callOptions, createKubernetesClients } from '../clients/kubernetes';
+import type { FindingCodes } from '../contract/task';
+import { apiErrorMessage, callOptions } from '../clients/kubernetes';
+import type { KubernetesApis } from '../contract/clients';
 import { KubernetesApiError, LIST_PAGE_SIZE, listAll } from '../kubernetes/workloads';
-import { AUDIT_INCOMPLETE, countsByCode, wholeDaysBetween, type AuditResult } from './audit';
-import { podFindings } from './kubernetes-pods';
+import { AUDIT_INCOMPLETE, AUDIT_INCOMPLETE_CODES, countsByCode, wholeDaysBetween, type AuditIncomplete, type AuditResult } from './audit';
+import { POD_SECURITY_CODES, podFindings } from './kubernetes-pods';
 
-export const KUBERNETES_CODES = ['privileged_pod', 'root_pod', 'host_namespace_pod', 'secret_rotation_due', 'cluster_admin_binding', AUDIT_INCOMPLETE] as const;
+/** The codes of this check's findings, besides audit_incomplete; security-audit declares them. */
+export const KUBERNETES_CODES = {
+  ...POD_SECURITY_CODES,
+  secret_rotation_due: 'a secret whose data was last written `secretRotationDays` or more ago (with `checkSecrets`)',
+  cluster_admin_binding: 'a service account of the namespace bound to cluster-admin (with `checkRbac`; critical cluster-wide)',
+} satisfies FindingCodes;
+type KubernetesCode = keyof typeof KUBERNETES_CODES | AuditIncomplete;
 
 /** Asks the API server for object metadata only: a Secret's data never leaves it. */
 export const METADATA_ONLY_ACCEPT = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
@@ -69,13 +76,18 @@ export interface KubernetesAuditOptions {
 }
 
 /** Audits the target's namespace. */
-export async function auditKubernetes(target: KubernetesTarget, opts: KubernetesAuditOptions, signal: AbortSignal): Promise<AuditResult> {
-  const clients = createKubernetesClients(target);
-  const rbac = clients.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
+export async function auditKubernetes(
+  target: KubernetesTarget,
+  opts: KubernetesAuditOptions,
+  signal: AbortSignal,
+  open: (target: KubernetesTarget) => KubernetesApis,
+): Promise<AuditResult<KubernetesCode>> {
+  const clients = open(target);
+  const rbac = clients.rbac;
   const namespace = target.namespace;
   const now = opts.now ?? new Date();
   const call = () => callOptions(signal, opts.timeoutMs);
-  const findings: Finding[] = [];
+  const findings: Finding<KubernetesCode>[] = [];
   const metrics: Record<string, number> = {};
   const failures: Error[] = [];
   let attempted = 0;
@@ -136,7 +148,7 @@ export async function auditKubernetes(target: KubernetesTarget, opts: Kubernetes
   }
 
   if (failures.length === attempted) throw failures[0]!;
-  return { findings, metrics: { ...countsByCode(KUBERNETES_CODES, findings), ...metrics } };
+  return { findings, metrics: { ...countsByCode({ ...KUBERNETES_CODES, ...AUDIT_INCOMPLETE_CODES }, findings), ...metrics } };
 }
 
 // -- pods by service account (for cluster_admin_binding's details) -------------
@@ -192,8 +204,8 @@ function describeSecret(s: V1Secret): SecretFacts {
   return facts;
 }
 
-function secretFindings(namespace: string, secrets: SecretFacts[], rotationDays: number, now: Date): Finding[] {
-  const findings: Finding[] = [];
+function secretFindings(namespace: string, secrets: SecretFacts[], rotationDays: number, now: Date): Finding<KubernetesCode>[] {
+  const findings: Finding<KubernetesCode>[] = [];
   const due = secrets
     .filter((s) => s.lastWrittenAt && wholeDaysBetween(s.lastWrittenAt, now) >= rotationDays)
     .sort((a, b) => a.lastWrittenAt!.getTime() - b.lastWrittenAt!.getTime());
@@ -243,8 +255,8 @@ function bindingFindings(
   kind: 'RoleBinding' | 'ClusterRoleBinding',
   bindings: (V1RoleBinding | V1ClusterRoleBinding)[],
   usedBy: Map<string, string[]>,
-): Finding[] {
-  const findings: Finding[] = [];
+): Finding<KubernetesCode>[] {
+  const findings: Finding<KubernetesCode>[] = [];
   const groups = new Set(['system:serviceaccounts', `system:serviceaccounts:${namespace}`]);
   for (const b of bindings) {
     if (b.roleRef.kind !== 'ClusterRole' || b.roleRef.name !== CLUSTER_ADMIN) continue;

@@ -5,21 +5,21 @@
  */
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
-import type { Task, TaskContext } from '../contract/task';
-import type { AnyTarget, Config } from '../config/schema';
+import type { PreparedRun, Task, TaskContext } from '../contract/task';
+import type { Config } from '../config/schema';
 import { pausingWindow } from '../alerts/suppress/maintenance';
 import { windowText } from '../alerts/suppress/suppressions';
 import { statusOf, type Action, type TaskResult } from '../contract/result';
-import { TargetClients } from '../clients/target-clients';
+import { undeclaredCodes, undeclaredCodesRefused } from './undeclared-codes';
+import { RunClientSet } from '../clients/target-clients';
 import { coerceError } from '../errors';
 import { redactSecretsIn } from '../logger';
 import { ResultStore } from '../results/store';
 import { scrubDeep } from '../config/secrets';
 
 export interface RunRequest {
-  task: Task;
-  target: AnyTarget;
-  params: Record<string, unknown>;
+  /** The task, its target and params, as `task.prepare` found them. */
+  run: PreparedRun;
   dryRun: boolean;
   log: Logger;
   state: Pool;
@@ -32,17 +32,16 @@ export interface RunRequest {
 }
 
 export async function runTask(req: RunRequest): Promise<TaskResult> {
-  const { task, target, log } = req;
+  const { task, target } = req.run;
+  const { log } = req;
   const started = new Date();
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new Error(`timed out after ${task.timeoutMs} ms`)), task.timeoutMs);
   const onOuterAbort = () => controller.abort(req.signal?.reason ?? new Error('aborted'));
   req.signal?.addEventListener('abort', onOuterAbort, { once: true });
-  const clients = new TargetClients(target, log, req.state);
+  const clients = new RunClientSet({ log, signal: controller.signal, state: req.state });
   const appliedSoFar: Action[] = [];
-  const ctx: TaskContext = {
-    target,
-    clients,
+  const context: Omit<TaskContext, 'target' | 'clients'> = {
     log,
     signal: controller.signal,
     dryRun: req.dryRun,
@@ -83,7 +82,12 @@ export async function runTask(req: RunRequest): Promise<TaskResult> {
     const aborted = new Promise<never>((_, reject) => {
       controller.signal.addEventListener('abort', () => reject(coerceError(controller.signal.reason)), { once: true });
     });
-    const outcome = await Promise.race([task.run(ctx as never, req.params as never), aborted]);
+    const outcome = await Promise.race([req.run.execute({ context, openClients: (kind, of) => clients.open(kind, of) }), aborted]);
+    const undeclared = undeclaredCodes(task, outcome.findings);
+    if (undeclared.length > 0) {
+      if (undeclaredCodesRefused()) throw new Error(`${task.name} returned finding codes it does not declare: ${undeclared.join(', ')}`);
+      log.warn({ codes: undeclared }, 'finding codes the task does not declare (kept)');
+    }
     const result = finish({
       status: statusOf(outcome.findings),
       summary: outcome.summary,

@@ -9,8 +9,9 @@ import { createTestDatabase, type TestDatabase } from '../support/db';
 import { runOnBackups } from '../support/backups';
 import { eventually } from '../support/jobs';
 import { startS3, type S3TestServer } from '../support/s3';
-import { TargetClients } from '../../src/clients/target-clients';
+import { RunClientSet } from '../../src/clients/target-clients';
 import { testConfig } from '../support/config';
+import { TEST_REDIS_URL } from '../support/env';
 import { testLogger } from '../support/logger';
 import { startBlackholeProxy } from '../support/blackhole-proxy';
 
@@ -45,16 +46,55 @@ it('ends the run\'s PostgreSQL session even when its server stopped answering (b
   const url = new URL(db.url);
   url.port = String(proxy.port);
   const config = testConfig({ dbUrl: url.toString(), prefix: 'unused' });
-  const clients = new TargetClients(config.targets.postgres[0]!, testLogger, db.pool);
+  const set = new RunClientSet({ log: testLogger, signal: new AbortController().signal, state: db.pool });
+  const clients = set.open('postgres', config.targets.postgres[0]!);
   try {
     const client = await clients.postgres();
     await client.query('SELECT 1');
     // The peer is gone between the run's last query and its end (pg cuts a session with a query still in flight itself).
     proxy.blackhole();
     // Without a bound, end() waits for the goodbye of a server that never answers, and the run (and its job) with it.
-    const closed = await Promise.race([clients.close().then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('still waiting'), 15_000).unref())]);
+    const closed = await Promise.race([set.close().then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('still waiting'), 15_000).unref())]);
     expect(closed).toBe('closed');
   } finally {
     await proxy.close();
   }
 }, 30_000);
+
+it('gives each target kind only its own clients, opening none until asked', async () => {
+  const config = testConfig({
+    dbUrl: db.url,
+    prefix: 'unused',
+    targets: {
+      postgres: [{ name: 'main', url: db.url }],
+      redis: [{ name: 'cache', url: 'redis://127.0.0.1:1' }],
+      queues: [{ name: 'jobs', redis: 'cache', queues: ['emails'] }],
+      http: [{ name: 'api', url: 'http://127.0.0.1:1/health' }],
+      prometheus: [{ name: 'prom', url: 'http://127.0.0.1:1' }],
+    },
+  });
+  const set = new RunClientSet({ log: testLogger, signal: new AbortController().signal, state: db.pool });
+  try {
+    // Nothing above connected: the unreachable redis, API and Prometheus would have made each throw or hang.
+    expect(Object.keys(set.open('postgres', config.targets.postgres[0]!)).sort()).toEqual(['postgres', 'state']);
+    expect(Object.keys(set.open('redis', config.targets.redis[0]!)).sort()).toEqual(['redis', 'state']);
+    expect(Object.keys(set.open('queues', config.targets.queues[0]!)).sort()).toEqual(['queues', 'state']);
+    expect(Object.keys(set.open('http', config.targets.http[0]!)).sort()).toEqual(['http', 'state']);
+    expect(Object.keys(set.open('prometheus', config.targets.prometheus[0]!)).sort()).toEqual(['prometheus', 'state']);
+    const queues = set.open('queues', config.targets.queues[0]!);
+    await expect(queues.queues()).rejects.toThrow(/^cannot reach redis at 127\.0\.0\.1:1: .*ECONNREFUSED/);
+  } finally {
+    await set.close();
+  }
+});
+
+it('closes the queues target\'s Redis connection and its queues when the run ends', async () => {
+  const config = testConfig({ dbUrl: db.url, prefix: 'unused', targets: { redis: [{ name: 'cache', url: TEST_REDIS_URL }], queues: [{ name: 'jobs', redis: 'cache', queues: ['emails'] }] } });
+  const set = new RunClientSet({ log: testLogger, signal: new AbortController().signal, state: db.pool });
+  const { redis, queue } = await set.open('queues', config.targets.queues[0]!).queues();
+  expect(await redis.ping()).toBe('PONG');
+  // One Queue per name, whatever the number of look-ups.
+  expect(queue('emails')).toBe(queue('emails'));
+  await set.close();
+  await eventually(async () => (redis.status === 'end' ? true : undefined), 5_000, `the queues' redis connection to end (status ${redis.status})`);
+});

@@ -31,6 +31,7 @@ const slow: Task = defineTask({
   timeoutMs: 10_000,
   changesTarget: false,
   params: z.strictObject({}),
+  codes: {},
   run: async () => {
     await new Promise((r) => setTimeout(r, 500));
     return { summary: 'slow done', findings: [] };

@@ -17,9 +17,9 @@ import { startAlertmanager, type TestAlertmanager } from '../support/alertmanage
 import { testConfig } from '../support/config';
 import { testLogger } from '../support/logger';
 import { freePort } from '../support/ports';
-import { resolveParams } from '../../src/config/params';
 import type { RawConfigInput } from '../../src/config/schema';
 import { runTask } from '../../src/worker/run-task';
+import { preparedRun } from '../support/run-task';
 import type { GettableSilence } from '../../src/clients/alertmanager';
 import { basicAuthToken } from '../../src/logger';
 
@@ -153,9 +153,8 @@ describe('dr-drill pod-kill with an Alertmanager channel', () => {
       notifications: { channels: { am: { kind: 'alertmanager', url } } },
     });
     const target = config.targets.backups[0]!;
-    const params = resolveParams(drDrill, config, target, opts.params ?? {});
-    if (!params.ok) throw new Error(params.problems.join('; '));
-    return runTask({ task: drDrill, target, params: params.params, dryRun: opts.dryRun ?? false, log: testLogger, state: source.pool });
+    const params = preparedRun(drDrill, config, target.name, opts.params ?? {});
+    return runTask({ run: params, dryRun: opts.dryRun ?? false, log: testLogger, state: source.pool });
   }
 
   it('silences the deployment on Alertmanager before the delete and expires the silence after', async () => {

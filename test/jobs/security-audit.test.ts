@@ -16,6 +16,7 @@ import { params as auditParams, securityAudit, type SecurityAuditParams } from '
 import { auditPostgres, type PostgresAuditOptions } from '../../src/security/postgres';
 import { auditRedis } from '../../src/security/redis';
 import { auditTls, type TlsAuditOptions } from '../../src/security/tls';
+import { createKubernetesClients } from '../../src/clients/kubernetes';
 import { auditKubernetes, METADATA_ONLY_ACCEPT, type KubernetesAuditOptions } from '../../src/security/kubernetes';
 import { createTestDatabase, dropRoles, randomRoleName, urlFor, type TestDatabase } from '../support/db';
 import { TEST_REDIS_URL } from '../support/env';
@@ -360,7 +361,7 @@ describe('auditKubernetes', () => {
 
   it('finds nothing in a healthy namespace with every check on', async () => {
     healthy(api);
-    const { findings, metrics } = await auditKubernetes(target, k8sAll, never);
+    const { findings, metrics } = await auditKubernetes(target, k8sAll, never, createKubernetesClients);
     expect(findings).toEqual([]);
     expect(metrics).toMatchObject({
       kubernetes_pods_checked: 3,
@@ -378,7 +379,7 @@ describe('auditKubernetes', () => {
   it('raises each code in a broken namespace, naming the object, and never returns a secret value', async () => {
     healthy(api);
     broken(api);
-    const result = await auditKubernetes(target, k8sAll, never);
+    const result = await auditKubernetes(target, k8sAll, never, createKubernetesClients);
     const { findings } = result;
     expect(findings.map((f) => [f.code, f.subject, f.severity])).toEqual([
       ['privileged_pod', `${NS}/deployment/node-agent`, 'critical'],
@@ -410,7 +411,7 @@ describe('auditKubernetes', () => {
 
   it('reports pods without runAsNonRoot as may-run-as-root, grouped by deployment', async () => {
     api.addDeployment(deployment({ name: 'legacy', namespace: NS, replicas: 2 }));
-    const { findings } = await auditKubernetes(target, { ...k8sAll, checkSecrets: false, checkRbac: false }, never);
+    const { findings } = await auditKubernetes(target, { ...k8sAll, checkSecrets: false, checkRbac: false }, never, createKubernetesClients);
     expect(findings).toEqual([
       expect.objectContaining({
         code: 'root_pod',
@@ -423,21 +424,21 @@ describe('auditKubernetes', () => {
 
   it('reports a cluster-admin binding of every service account of the namespace (group subject)', async () => {
     api.addClusterRoleBinding(clusterRoleBinding({ name: 'lazy', roleRef: { kind: 'ClusterRole', name: 'cluster-admin' }, subjects: [{ kind: 'Group', name: `system:serviceaccounts:${NS}` }] }));
-    const { findings } = await auditKubernetes(target, { ...k8sAll, checkSecrets: false }, never);
+    const { findings } = await auditKubernetes(target, { ...k8sAll, checkSecrets: false }, never, createKubernetesClients);
     expect(findings.map((f) => [f.code, f.subject, f.severity])).toEqual([['cluster_admin_binding', `group system:serviceaccounts:${NS}`, 'critical']]);
   });
 
   it('makes no secrets or RBAC request at all when checkSecrets and checkRbac are off (the defaults)', async () => {
     healthy(api);
     broken(api);
-    const { findings } = await auditKubernetes(target, { ...k8sAll, checkSecrets: defaults.checkSecrets, checkRbac: defaults.checkRbac }, never);
+    const { findings } = await auditKubernetes(target, { ...k8sAll, checkSecrets: defaults.checkSecrets, checkRbac: defaults.checkRbac }, never, createKubernetesClients);
     expect(codes(findings)).toEqual(['privileged_pod', 'root_pod', 'host_namespace_pod']);
     expect(api.requests.map((r) => r.path)).toEqual([`/api/v1/namespaces/${NS}/pods`]);
   });
 
   it('skips host namespaces when checkHostNamespaces is off, and ignored secrets', async () => {
     broken(api);
-    const { findings } = await auditKubernetes(target, { ...k8sAll, checkHostNamespaces: false, ignoreSecrets: ['stripe-api-key'] }, never);
+    const { findings } = await auditKubernetes(target, { ...k8sAll, checkHostNamespaces: false, ignoreSecrets: ['stripe-api-key'] }, never, createKubernetesClients);
     expect(codes(findings)).not.toContain('host_namespace_pod');
     expect(codes(findings)).not.toContain('secret_rotation_due');
   });
@@ -446,7 +447,7 @@ describe('auditKubernetes', () => {
     api.addSecret(secret({ name: 'old', namespace: NS, data: { password: SECRET_VALUE }, createdAt: daysAgo(95), noManagedFields: true, lastApplied: true }));
     // A server (or proxy) that answers the full SecretList whatever the Accept header says.
     api.route('GET', new RegExp(`^/api/v1/namespaces/${NS}/secrets$`), () => ({ json: { kind: 'SecretList', apiVersion: 'v1', metadata: {}, items: api.secrets } }));
-    const result = await auditKubernetes(target, { ...k8sAll, checkRbac: false }, never);
+    const result = await auditKubernetes(target, { ...k8sAll, checkRbac: false }, never, createKubernetesClients);
     expect(result.findings.filter((f) => f.code === 'secret_rotation_due')).toEqual([
       expect.objectContaining({ subject: `${NS}/secret/old`, details: expect.objectContaining({ ageDays: 95, basis: 'creationTimestamp' }) }),
     ]);
@@ -459,7 +460,7 @@ describe('auditKubernetes', () => {
     broken(api);
     api.forbid('list', 'clusterrolebindings');
     api.forbid('list', 'secrets', NS);
-    const { findings } = await auditKubernetes(target, k8sAll, never);
+    const { findings } = await auditKubernetes(target, k8sAll, never, createKubernetesClients);
     expect(findings.filter((f) => f.code === 'audit_incomplete').map((f) => [f.subject, f.severity])).toEqual([
       [`${NS}/secrets`, 'warning'],
       [`${NS}/clusterrolebindings`, 'warning'],
@@ -471,7 +472,7 @@ describe('auditKubernetes', () => {
 
   it('throws when the API refuses everything (bad credentials)', async () => {
     const bad = { ...target, kubeconfig: api.writeKubeconfig(dir, { token: 'wrong', fileName: 'bad.yaml' }) };
-    await expect(auditKubernetes(bad, k8sAll, never)).rejects.toThrow(/cannot list pods in shop: 401/);
+    await expect(auditKubernetes(bad, k8sAll, never, createKubernetesClients)).rejects.toThrow(/cannot list pods in shop: 401/);
   });
 });
 

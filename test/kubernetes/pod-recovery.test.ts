@@ -35,6 +35,7 @@ function target(allowed: string[] = ['shop'], kubeconfig = api.writeKubeconfig(d
 function request(overrides: Partial<PodRecoveryRequest> = {}): PodRecoveryRequest {
   return {
     kubernetes: target(),
+    open: createKubernetesClients,
     namespace: 'shop',
     deployment: 'web',
     timeoutMs: 15_000,

@@ -82,6 +82,7 @@ describe('a real worker', () => {
       timeoutMs: 60_000,
       changesTarget: false,
       params: z.strictObject({}),
+      codes: {},
       run: async () => {
         running();
         await held;

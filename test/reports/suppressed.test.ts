@@ -23,6 +23,7 @@ import { buildWeeklyReport, reportSettingsOf } from '../../src/reports/weekly-da
 import { targetsOf } from '../../src/config/targets';
 import { reportsRouter } from '../../src/web/reports';
 import { runTask } from '../../src/worker/run-task';
+import { preparedRun } from '../support/run-task';
 import { testConfig } from '../support/config';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { testLogger } from '../support/logger';
@@ -222,7 +223,7 @@ describe('waived and silenced findings in the weekly report', () => {
   it('the scheduled task reads the waivers and windows from the self-target and mails the same', async () => {
     const target = targetsOf(config, 'caretaker')[0] as CaretakerTarget;
     expect(settingsFromTarget(target)).toMatchObject({ waivers: config.waivers, maintenance: config.maintenance });
-    const res = await runTask({ task: weeklyReport, target, params: { week: '2026-W48' }, dryRun: false, log: testLogger, state: db.pool });
+    const res = await runTask({ run: preparedRun(weeklyReport, config, target.name, { week: '2026-W48' }), dryRun: false, log: testLogger, state: db.pool });
     expect(res.summary).toBe('weekly report 2026-W48: 1 critical, 4 warnings; sent to 1 recipient(s)');
     expect(res.metrics).toMatchObject({ report_open_critical: 1, report_open_warning: 4, report_waived: 2 });
     const mail = smtp.mails.at(-1)!;

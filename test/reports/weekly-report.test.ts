@@ -6,6 +6,7 @@ import type { CaretakerTarget } from '../../src/config/schema';
 import { ResultStore } from '../../src/results/store';
 import { migrate } from '../../src/results/migrate';
 import { runTask } from '../../src/worker/run-task';
+import { preparedOnSelf } from '../support/run-task';
 import { weeklyReport } from '../../src/jobs/weekly-report';
 import { buildWeeklyReport, type ReportSettings } from '../../src/reports/weekly-data';
 import { WEEKLY_SQL } from '../../src/reports/weekly-data.sql';
@@ -181,7 +182,7 @@ describe('the weekly report from stored runs', () => {
 
   it('the task emails it: subject, both parts, charts attached with the cids the HTML references, no secrets', async () => {
     const target = selfTarget(settings());
-    const res = await runTask({ task: weeklyReport, target, params: { week: '2026-W48' }, dryRun: false, log: testLogger, state: db.pool });
+    const res = await runTask({ run: preparedOnSelf(weeklyReport, target, { week: '2026-W48' }), dryRun: false, log: testLogger, state: db.pool });
     expect(res.summary).toBe('weekly report 2026-W48: 1 critical, 1 warning; sent to 2 recipient(s)');
     expect(res.findings).toEqual([]);
     expect(res.metrics).toMatchObject({ report_sent: 1, report_open_critical: 1, report_open_warning: 1, report_charts: 3 });
@@ -214,7 +215,7 @@ describe('the weekly report from stored runs', () => {
     const { email: _email, ...noEmail } = settings();
     const target = selfTarget(noEmail);
     const before = mails.length;
-    const res = await runTask({ task: weeklyReport, target, params: { week: '2026-W48' }, dryRun: false, log: testLogger, state: db.pool });
+    const res = await runTask({ run: preparedOnSelf(weeklyReport, target, { week: '2026-W48' }), dryRun: false, log: testLogger, state: db.pool });
     expect(res.status).toBe('ok');
     expect(res.findings.map((f) => [f.severity, f.code, f.subject])).toEqual([['info', 'report_not_sent', '2026-W48']]);
     expect(mails.length).toBe(before);

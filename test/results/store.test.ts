@@ -6,6 +6,7 @@ import { historyPrune } from '../../src/jobs/history-prune';
 import { targetsOf } from '../../src/config/targets';
 import { testConfig } from '../support/config';
 import { runTask } from '../../src/worker/run-task';
+import { preparedRun } from '../support/run-task';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { testLogger } from '../support/logger';
 
@@ -49,6 +50,9 @@ describe('migrations', () => {
 });
 
 describe('ResultStore', () => {
+  // Alone, a test here still finds the schema (migrate is idempotent after the migrations test).
+  beforeAll(() => migrate(db.pool));
+
   it('stores a run and one row per finding', async () => {
     expect(await store.save(result(), { jobId: 'job-1', schedule: 'daily' })).toBe(true);
     const { rows } = await db.pool.query(
@@ -78,10 +82,12 @@ describe('ResultStore', () => {
   });
 
   it('history-prune deletes runs and findings past the retention', async () => {
+    // The one run past the retention (a job is stored once: after the listing test, this is its run).
+    await store.save(result({ finishedAt: '2020-01-01T00:00:00.000Z' }), { jobId: 'job-old' });
     await db.pool.query(`INSERT INTO caretaker.notifier_failures (channel, error, failed_at) VALUES ('webhook', 'old', now() - interval '31 days'), ('webhook', 'new', now())`);
     await db.pool.query(`INSERT INTO caretaker.missed_runs (schedule, task, target, due_at, detected_at) VALUES ('daily', 'x', 'y', now() - interval '40 days', now() - interval '40 days')`);
     const before = await db.pool.query(`SELECT count(*)::int AS n FROM caretaker.runs`);
-    const run = await runTask({ task: historyPrune, target: targetsOf(testConfig({ dbUrl: db.url, prefix: 'unused', state: { url: db.url, retentionDays: 30 } }), 'caretaker')[0]!, params: {}, dryRun: false, log: testLogger, state: db.pool });
+    const run = await runTask({ run: preparedRun(historyPrune, testConfig({ dbUrl: db.url, prefix: 'unused', state: { url: db.url, retentionDays: 30 } }), 'caretaker'), dryRun: false, log: testLogger, state: db.pool });
     expect(run).toMatchObject({ status: 'ok', summary: 'deleted 1 runs older than 30 days', metrics: { history_runs_deleted: 1 } });
     const after = await db.pool.query(`SELECT count(*)::int AS n FROM caretaker.runs`);
     expect(after.rows[0].n).toBe(before.rows[0].n - 1);

@@ -12,8 +12,8 @@ import type { Pool } from 'pg';
 import type { Task } from '../../src/contract/task';
 import type { TaskResult } from '../../src/contract/result';
 import type { RawConfigInput } from '../../src/config/schema';
-import { resolveParams } from '../../src/config/params';
 import { runTask } from '../../src/worker/run-task';
+import { preparedRun } from './run-task';
 import { testConfig } from './config';
 import { testLogger } from './logger';
 
@@ -49,9 +49,8 @@ export async function runOnBackups(task: Task, opts: RunOnBackups): Promise<Task
     },
   });
   const target = config.targets.backups[0]!;
-  const params = resolveParams(task, config, target, opts.params ?? {});
-  if (!params.ok) throw new Error(params.problems.join('; '));
-  return runTask({ task, target, params: params.params, dryRun: opts.dryRun ?? false, log: testLogger, state: opts.state, signal: opts.signal });
+  const params = preparedRun(task, config, target.name, opts.params ?? {});
+  return runTask({ run: params, dryRun: opts.dryRun ?? false, log: testLogger, state: opts.state, signal: opts.signal });
 }
 
 /** `pg_dump url | gzip > dir/name` (plain) or `pg_dump -Fc url > dir/name` (custom); resolves with the path. */

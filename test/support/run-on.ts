@@ -14,9 +14,9 @@ import { Pool } from 'pg';
 import type { Task } from '../../src/contract/task';
 import type { TaskResult } from '../../src/contract/result';
 import type { RawConfigInput, TargetKind } from '../../src/config/schema';
-import { resolveParams } from '../../src/config/params';
 import { findTarget, targetsOf } from '../../src/config/targets';
 import { runTask } from '../../src/worker/run-task';
+import { preparedRun } from './run-task';
 import { testConfig } from './config';
 import { TEST_PG_ADMIN_URL } from './env';
 import { testLogger } from './logger';
@@ -49,11 +49,10 @@ export async function runOn(
   const config = testConfig({ dbUrl: TEST_PG_ADMIN_URL, prefix: 'unused', targets, tasks: options.tasks ?? {} });
   const target = options.target !== undefined ? findTarget(config, kind, options.target) : targetsOf(config, kind)[0];
   if (!target) throw new Error(`runOn: no ${kind} target in ${JSON.stringify(Object.keys(targets))}`);
-  const resolved = resolveParams(task, config, target, params);
-  if (!resolved.ok) throw new Error(resolved.problems.join('; '));
+  const resolved = preparedRun(task, config, target.name, params);
   const state = options.state ?? new Pool({ connectionString: TEST_PG_ADMIN_URL, max: 1 });
   try {
-    return await runTask({ task, target, params: resolved.params, dryRun, log: testLogger, state });
+    return await runTask({ run: resolved, dryRun, log: testLogger, state });
   } finally {
     if (!options.state) await state.end();
   }

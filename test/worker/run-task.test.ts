@@ -10,6 +10,7 @@ import type { TaskResult } from '../../src/contract/result';
 import { migrate } from '../../src/results/migrate';
 import { ResultStore } from '../../src/results/store';
 import { runTask } from '../../src/worker/run-task';
+import { preparedRun } from '../support/run-task';
 import { testConfig } from '../support/config';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { captureLog } from '../support/log-capture';
@@ -34,6 +35,7 @@ const looksBack = defineTask({
   timeoutMs: 10_000,
   changesTarget: false,
   params: z.strictObject({}),
+  codes: {},
   async run(ctx) {
     seen.push(await ctx.previousResult());
     return { summary: 'looked back', findings: [], metrics: { n: seen.length } };
@@ -45,9 +47,8 @@ const result = (task: string, target: string, at: string, extra: Partial<TaskRes
 });
 
 async function run(state: Pool, log = captureLog().log): Promise<PreviousResult> {
-  const target = testConfig({ dbUrl: db.url, prefix: 'unused' }).targets.postgres[0]!;
   seen.length = 0;
-  const outcome = await runTask({ task: looksBack, target, params: {}, dryRun: false, log, state });
+  const outcome = await runTask({ run: preparedRun(looksBack, testConfig({ dbUrl: db.url, prefix: 'unused' }), 'main'), dryRun: false, log, state });
   expect(outcome.status).toBe('ok');
   return seen[0]!;
 }

@@ -43,6 +43,7 @@ it('scrubs the config\'s secrets from a result that quotes them, in the return v
     timeoutMs: 10_000,
     changesTarget: false,
     params: z.strictObject({}),
+    codes: { echoed: 'a finding quoting the secrets a target echoed' },
     run: async () => ({
       summary: `server said: password ${PASSWORD} rejected`,
       findings: [{ severity: 'warning', code: 'echoed', subject: `hook/${TOKEN}`, message: `label token="${TOKEN}"`, details: { [`key-${TOKEN}`]: [`x ${PASSWORD} y`] } }],

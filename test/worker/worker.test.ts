@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import { z } from 'zod';
-import { defineTask, type Task } from '../../src/contract/task';
+import { defineTask, type Task, type TaskDefinition } from '../../src/contract/task';
 import { connections } from '../../src/jobs/connections';
 import { createQueue, jobOptions, type JobData } from '../../src/queue/queue';
 import { ResultStore } from '../../src/results/store';
@@ -24,8 +24,19 @@ const count = (name: string) => {
   return n;
 };
 
-const testTask = (name: string, run: Task['run'], timeoutMs = 10_000): Task =>
-  defineTask({ name, description: `test task ${name}`, target: 'postgres', defaultSchedule: 'daily', timeoutMs, changesTarget: false, params: z.strictObject({ n: z.number().default(1) }), run });
+const testParams = z.strictObject({ n: z.number().default(1) });
+const testTask = (name: string, run: TaskDefinition<'postgres', typeof testParams, 'slow_thing'>['run'], timeoutMs = 10_000): Task =>
+  defineTask({
+    name,
+    description: `test task ${name}`,
+    target: 'postgres',
+    defaultSchedule: 'daily',
+    timeoutMs,
+    changesTarget: false,
+    params: testParams,
+    codes: { slow_thing: 'the slow task took its time' },
+    run,
+  });
 
 const registry = new Map<string, Task>(
   [
