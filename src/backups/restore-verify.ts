@@ -11,7 +11,7 @@
  * Its SQL is in restore.sql.ts, beside it.
  */
 import type { Client } from 'pg';
-import type { TaskContext } from '../contract/task';
+import type { FindingCodes, TaskContext } from '../contract/task';
 import type { Finding } from '../contract/result';
 import { redactSecretsIn } from '../logger';
 import { coerceError } from '../errors';
@@ -19,6 +19,15 @@ import type { BackupManifest } from './manifest';
 import { throwIfAborted } from './restore-tools';
 import { countRowsSql, SQL, STATE_SCHEMA } from './restore.sql';
 import { oneLine } from '../util/format';
+
+/** The codes of what verify finds in a restored database; RESTORE_CODES (restore.ts) holds them with the flow's. */
+export const RESTORE_VERIFY_CODES = {
+  restore_mismatch: "a table's restored row count differs from the manifest's, or from the live source's past `tolerance`",
+  table_created_after_dump: 'a table of the live source not in the dump (no manifest): created after it, or excluded from it',
+  key_table_empty: 'a table listed in `keyTables` is empty or absent in the restored database',
+  smoke_query_failed: 'a statement of `smokeQueries` failed on the restored database',
+} satisfies FindingCodes;
+type VerifyCode = keyof typeof RESTORE_VERIFY_CODES;
 
 /**
  * What verify reads of the params: restoreParamFields in restore.ts
@@ -46,7 +55,7 @@ function tableKey(name: string): string {
 
 /** What verify found, and what it checked (for the run's summary and metrics). */
 export interface Verified {
-  findings: Finding[];
+  findings: Finding<VerifyCode>[];
   /** Tables counted in the restored database. */
   tables: number;
   /** Rows in those tables. */
@@ -57,7 +66,7 @@ export interface Verified {
 
 /** Row counts against the manifest (or the live source), key tables, smoke queries. */
 export async function verify(ctx: TaskContext<'backups'>, db: Client, manifest: BackupManifest | undefined, p: VerifyParams): Promise<Verified> {
-  const findings: Finding[] = [];
+  const findings: Finding<VerifyCode>[] = [];
   const restored = new Map((await db.query<TableRef>(SQL.tables)).rows.map((t) => [t.key, t]));
   const keyTables = [...new Set(p.keyTables.map(tableKey))];
 
@@ -145,7 +154,7 @@ export async function verify(ctx: TaskContext<'backups'>, db: Client, manifest: 
 }
 
 /** A table the manifest counted in the dump's own snapshot is not in the restored database: the dump lost it. */
-function missingFromDump(key: string, want: number): Finding {
+function missingFromDump(key: string, want: number): Finding<VerifyCode> {
   return {
     severity: 'critical',
     code: 'restore_mismatch',
@@ -166,7 +175,7 @@ function missingFromDump(key: string, want: number): Finding {
  * keyTables, whose absence is critical; with a manifest (counted in the
  * dump's snapshot) a missing table stays a critical restore_mismatch.
  */
-function createdAfterDump(key: string, sourceRows: number, estimated: boolean): Finding {
+function createdAfterDump(key: string, sourceRows: number, estimated: boolean): Finding<VerifyCode> {
   return {
     severity: 'info',
     code: 'table_created_after_dump',

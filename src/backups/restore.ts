@@ -19,7 +19,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { z } from 'zod';
 import type { Client } from 'pg';
-import type { TaskContext } from '../contract/task';
+import type { FindingCodes, TaskContext } from '../contract/task';
 import type { Action, Finding } from '../contract/result';
 import { connectClient, type SessionLimits } from '../clients/postgres';
 import { redactSecretsIn, redactUrl, type Logger } from '../logger';
@@ -29,7 +29,7 @@ import { listDumps, type BackupStore, type StoredObject } from './store';
 import { formatOf, readManifest, type BackupManifest, type DumpFormat } from './manifest';
 import { isScratchName, scratchCreatedAt, scratchDatabaseName, scratchNamePrefix } from './scratch';
 import { kill, restoreInto, throwIfAborted, type ToolError } from './restore-tools';
-import { verify } from './restore-verify';
+import { RESTORE_VERIFY_CODES, verify } from './restore-verify';
 import { SQL } from './restore.sql';
 
 export { parseToolError, type ToolError } from './restore-tools';
@@ -44,6 +44,17 @@ export const RESTORE_TASK_TIMEOUT_MS = RESTORE_TIMEOUT_MAX_MS + VERIFY_TIMEOUT_M
 export const SWEEP_AFTER_MS = 24 * 3600_000;
 /** Bound on CREATE DATABASE and DROP DATABASE (dropping a big database removes many files). */
 const ADMIN_STATEMENT_TIMEOUT_MS = 10 * 60_000;
+
+/** The codes of a restore run's findings, restore-test's and the part of dr-drill's that the restore makes. */
+export const RESTORE_CODES = {
+  restore_failed: 'psql or pg_restore failed on the newest dump, or ran past `restoreTimeoutMs`: it cannot be restored as it is',
+  ...RESTORE_VERIFY_CODES,
+  manifest_invalid: "the newest dump's manifest cannot be read: row counts compared with the live source instead",
+  backup_missing: "no dump matching the target's pattern in its store: nothing to restore",
+  scratch_drop_failed: "the run's scratch database could not be dropped; the sweep drops it once it is a day old",
+  restore_not_allowed: 'the backups target lacks allow.restore: nothing restored, no database created',
+} satisfies FindingCodes;
+export type RestoreCode = keyof typeof RESTORE_CODES;
 
 /** Params of both restore-test and dr-drill (dr-drill adds its objectives). */
 export const restoreParamFields = {
@@ -79,7 +90,7 @@ export type RestoreStatus = 'not_allowed' | 'missing' | 'dry_run' | 'failed' | '
 export interface RestoreRun {
   status: RestoreStatus;
   summary: string;
-  findings: Finding[];
+  findings: Finding<RestoreCode>[];
   actions: Action[];
   metrics: Record<string, number>;
   steps: RestoreStep[];
@@ -308,7 +319,7 @@ function withDatabase(url: string, database: string): string {
   return u.toString();
 }
 
-function restoreFailed(dump: StoredObject, format: DumpFormat | undefined, scratch: string, f: ToolError, timeoutMs: number): Finding {
+function restoreFailed(dump: StoredObject, format: DumpFormat | undefined, scratch: string, f: ToolError, timeoutMs: number): Finding<RestoreCode> {
   return {
     severity: 'critical',
     code: 'restore_failed',

@@ -27,6 +27,8 @@ export function tasksCommand(io: CliIO, opts: { json?: boolean }): number {
     timeoutMs: t.timeoutMs,
     changesTarget: t.changesTarget,
     params: z.toJSONSchema(t.params, { io: 'input', unrepresentable: 'any' }),
+    /** Every code the task's findings may carry, with its meaning. */
+    codes: t.codes,
   }));
   if (opts.json) {
     println(io.stdout, JSON.stringify(tasks, null, 2));

@@ -8,27 +8,19 @@
  * the token goes to the configured URL and nowhere else).
  */
 import { readFileSync } from 'node:fs';
-import { Agent as HttpAgent, request as httpRequest } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { rootCertificates } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
-import { defineTask } from '../contract/task';
+import { defineTask, type FindingCodes } from '../contract/task';
 import type { Finding } from '../contract/result';
-import { certificateFindings, peerCertificate, type PeerCertificate } from '../util/tls';
+import type { HttpAnswer, HttpAttempt, HttpProbe } from '../contract/http-probe';
+import { TLS_CERTIFICATE_CODES, certificateFindings, type PeerCertificate } from '../util/tls';
 import { scrubSecrets, secretsOfUrl } from '../logger';
+import { classifyStatus, readDetailedHealth, worstClass, type HealthComponent } from '../clients/detailed-health';
 
-/** What is kept of a response body (the rest is read and dropped): health answers are small. */
-const MAX_BODY_BYTES = 64 * 1024;
+export { readDetailedHealth };
+
 /** How much of an unexpected body a finding quotes. */
 const BODY_EXCERPT_CHARS = 300;
-/** Components listed from a detailed health answer, at most. */
-const MAX_COMPONENTS = 100;
-/** Statuses of a detailed health answer (lower-cased) that mean healthy, or degraded; anything else is down. */
-const HEALTHY_STATUSES = new Set(['ok', 'up', 'pass', 'passed', 'healthy', 'green', 'available', 'online', 'success', 'operational']);
-const DEGRADED_STATUSES = new Set(['degraded', 'warn', 'warning', 'yellow', 'partial', 'partially_available', 'unknown']);
-/** Where detailed health formats keep their components (terminus, Spring actuator, the IETF health-check draft...). */
-const COMPONENT_CONTAINERS = ['checks', 'components', 'details', 'services', 'dependencies', 'error', 'info'];
 
 const params = z
   .strictObject({
@@ -59,6 +51,17 @@ const params = z
 
 type Params = z.infer<typeof params>;
 
+const codes = {
+  health_down: 'the health URL gave no answer (refused, DNS, TLS, timeout) or answered other than 2xx (redirects not followed)',
+  health_detailed_failed: 'the detailed health URL (with the token) gave no answer or answered other than 2xx',
+  health_degraded: 'the detailed health JSON says the service or a component is degraded or down (terminus, Spring, IETF)',
+  health_intermittent: 'requests of the latency sample failed though the first GET of the health URL answered',
+  latency_high: 'the latency sample\'s p95 over `p95Ms` (critical over `p95CriticalMs`)',
+  ...TLS_CERTIFICATE_CODES,
+  tls_check_failed: 'the TLS certificate of an https origin could not be read (the origin answered otherwise)',
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
+
 export const apiHealth = defineTask({
   name: 'api-health',
   description: 'HTTP health endpoint up, detailed health (with the token), p50/p95 latency sample, TLS certificate expiry and trust',
@@ -67,6 +70,7 @@ export const apiHealth = defineTask({
   timeoutMs: 120_000,
   changesTarget: false,
   params,
+  codes,
   async run(ctx, p) {
     const { target, signal } = ctx;
     const token = target.token;
@@ -77,14 +81,14 @@ export const apiHealth = defineTask({
     const secrets = [token, ...secretsOfUrl(target.url), ...secretsOfUrl(target.detailedUrl)];
     const scrub = (text: string) => scrubSecrets(text, secrets);
     const extraCa = p.caFile ? readFileSync(p.caFile, 'utf8') : undefined;
-    const requester: Requester = { signal, tls: { insecure: p.insecureSkipVerify, ca: extraCa ? [...rootCertificates, extraCa] : undefined }, scrub };
-    const findings: Finding[] = [];
+    const probe = ctx.clients.http({ tls: { insecure: p.insecureSkipVerify, extraCa }, scrub });
+    const findings: Finding<Code>[] = [];
     const metrics: Record<string, number> = {};
     const summary: string[] = [];
 
     // 1. The health URL, as a client (or a load balancer) calls it.
     const healthUrl = new URL(target.url);
-    const health = await attempt(healthUrl, requester, { timeoutMs: p.timeoutMs });
+    const health = await probe.get(healthUrl, { timeoutMs: p.timeoutMs });
     const up = health.answer !== undefined && isSuccess(health.answer.status);
     metrics.health_up = up ? 1 : 0;
     if (health.answer) {
@@ -104,20 +108,19 @@ export const apiHealth = defineTask({
     // 2. The certificate of every https origin, inspected even when untrusted.
     const httpsOrigins = [...new Set([target.url, target.detailedUrl].filter((u): u is string => !!u).map((u) => new URL(u)).filter((u) => u.protocol === 'https:').map((u) => u.origin))];
     for (const origin of httpsOrigins) {
-      try {
-        const cert = await peerCertificate(origin, { timeoutMs: p.timeoutMs, signal, extraCa });
+      const read = await probe.certificate(origin, { timeoutMs: p.timeoutMs });
+      if (read.certificate) {
+        const cert = read.certificate;
         findings.push(...tlsFindings(cert, p));
         metrics.tls_days_left = Math.min(metrics.tls_days_left ?? Infinity, cert.daysLeft);
         summary.push(cert.expired ? `certificate EXPIRED ${cert.validTo.slice(0, 10)}` : `certificate ${cert.daysLeft} days left`);
-      } catch (err) {
-        if (signal.aborted) throw signal.reason;
-        if (origin === unreachable) continue;
+      } else if (origin !== unreachable) {
         findings.push({
           severity: 'info',
           code: 'tls_check_failed',
           subject: new URL(origin).host,
-          message: `could not read the TLS certificate of ${origin}: ${scrub(errorMessage(err))}`,
-          details: { origin, reason: scrub(errorMessage(err)) },
+          message: `could not read the TLS certificate of ${origin}: ${read.failure}`,
+          details: { origin, reason: read.failure },
         });
       }
     }
@@ -129,7 +132,7 @@ export const apiHealth = defineTask({
         summary.push('detailed: not tried');
       } else {
         const headers = token ? { authorization: `Bearer ${token}` } : undefined;
-        const detailed = await attempt(detailedUrl, requester, { timeoutMs: p.timeoutMs, headers });
+        const detailed = await probe.get(detailedUrl, { timeoutMs: p.timeoutMs, headers });
         const finding = detailedFinding(detailedUrl, detailed, !!token, scrub);
         metrics.health_detailed_up = detailed.answer && isSuccess(detailed.answer.status) ? 1 : 0;
         summary.push(finding ? `detailed: ${finding.code === 'health_detailed_failed' ? 'FAILED' : finding.details!.status}` : 'detailed: ok');
@@ -139,7 +142,7 @@ export const apiHealth = defineTask({
 
     // 4. The latency sample, over one kept-alive connection.
     if (up && p.samples > 0) {
-      const sample = await sampleLatency(healthUrl, p, requester);
+      const sample = await sampleLatency(healthUrl, p, probe, signal);
       findings.push(...latencyFindings(healthUrl, sample, p));
       metrics.latency_samples = sample.times.length;
       metrics.latency_sample_errors = sample.errors.length;
@@ -160,7 +163,7 @@ export const apiHealth = defineTask({
 
 // --- findings ---------------------------------------------------------------
 
-function healthDownFinding(url: URL, health: Attempt): Finding {
+function healthDownFinding(url: URL, health: HttpAttempt): Finding<Code> {
   const { answer } = health;
   const reason = answer ? `answered ${statusLine(answer)}` : `no answer (${health.failure!})`;
   let suggestion = 'Check that the service runs and that caretaker can reach it (DNS, network policy, firewall)';
@@ -187,7 +190,7 @@ function healthDownFinding(url: URL, health: Attempt): Finding {
 }
 
 /** The shared TLS judgement, with this task's thresholds; an accepted (insecureSkipVerify) certificate is only info. */
-function tlsFindings(cert: PeerCertificate, p: Params): Finding[] {
+function tlsFindings(cert: PeerCertificate, p: Params): Finding<Code>[] {
   return certificateFindings(cert, {
     warningDays: p.tlsWarningDays,
     criticalDays: p.tlsCriticalDays,
@@ -196,17 +199,10 @@ function tlsFindings(cert: PeerCertificate, p: Params): Finding[] {
   });
 }
 
-/** What a GET got, through the run's scrub. */
-interface Attempt {
-  answer?: Answer;
-  /** Why there was no answer. */
-  failure?: string;
-}
-
 /** `scrub` again on what is read from the JSON: it may escape a secret's characters (`\/`, `\u00e9`), which the scrub of the raw text misses. */
-function detailedFinding(url: URL, detailed: Attempt, withToken: boolean, scrub: (s: string) => string): Finding | undefined {
+function detailedFinding(url: URL, detailed: HttpAttempt, withToken: boolean, scrub: (s: string) => string): Finding<Code> | undefined {
   const health = detailed.answer ? readDetailedHealth(detailed.answer.body) : undefined;
-  const unhealthy = health?.components.filter((c) => classify(c.status) !== 'ok') ?? [];
+  const unhealthy = health?.components.filter((c) => classifyStatus(c.status) !== 'ok') ?? [];
   const named = unhealthy.map((c) => `${c.name} ${c.status}`).join(', ');
   if (!detailed.answer || !isSuccess(detailed.answer.status)) {
     const reason = detailed.answer ? `answered ${statusLine(detailed.answer)}` : `no answer (${detailed.failure!})`;
@@ -232,10 +228,10 @@ function detailedFinding(url: URL, detailed: Attempt, withToken: boolean, scrub:
     };
   }
   if (!health) return undefined;
-  const overall = worst([health.status, ...health.components.map((c) => c.status)].filter((s): s is string => s !== undefined));
+  const overall = worstClass([health.status, ...health.components.map((c) => c.status)].filter((s): s is string => s !== undefined));
   if (overall === 'ok') return undefined;
   // The service's own word, unless it says healthy while a component is not ("reports ok: redis down" misleads).
-  const shown = health.status !== undefined && classify(health.status) !== 'ok' ? health.status : overall;
+  const shown = health.status !== undefined && classifyStatus(health.status) !== 'ok' ? health.status : overall;
   return {
     severity: overall === 'down' ? 'warning' : 'info',
     code: 'health_degraded',
@@ -246,8 +242,8 @@ function detailedFinding(url: URL, detailed: Attempt, withToken: boolean, scrub:
   };
 }
 
-function latencyFindings(url: URL, sample: Sample, p: Params): Finding[] {
-  const findings: Finding[] = [];
+function latencyFindings(url: URL, sample: Sample, p: Params): Finding<Code>[] {
+  const findings: Finding<Code>[] = [];
   const requested = sample.times.length + sample.errors.length;
   if (sample.times.length > 0) {
     const s = stats(sample.times);
@@ -294,28 +290,27 @@ interface Sample {
   cutShort: boolean;
 }
 
-async function sampleLatency(url: URL, p: Params, requester: Requester): Promise<Sample> {
-  const Agent = url.protocol === 'https:' ? HttpsAgent : HttpAgent;
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+async function sampleLatency(url: URL, p: Params, probe: HttpProbe, signal: AbortSignal): Promise<Sample> {
+  const connection = probe.keptAlive(url);
   const deadline = performance.now() + p.sampleBudgetMs;
   const sample: Sample = { times: [], errors: [], cutShort: false };
   try {
     for (let i = 0; i < p.samples; i++) {
-      if (requester.signal.aborted) throw requester.signal.reason;
+      if (signal.aborted) throw signal.reason;
       const remaining = deadline - performance.now();
       if (remaining <= 0) {
         sample.cutShort = true;
         break;
       }
       const timeoutMs = Math.max(1, Math.floor(Math.min(p.timeoutMs, remaining)));
-      const r = await attempt(url, requester, { timeoutMs, agent });
+      const r = await connection.get(url, { timeoutMs });
       if (r.answer && isSuccess(r.answer.status)) sample.times.push(r.answer.ms);
       else if (r.answer) sample.errors.push(`answered ${statusLine(r.answer)}`);
       else if (timeoutMs < p.timeoutMs) sample.cutShort = true; // the budget, not the service, ran out
       else sample.errors.push(r.failure!);
     }
   } finally {
-    agent.destroy();
+    connection.close();
   }
   return sample;
 }
@@ -334,172 +329,20 @@ function stats(times: readonly number[]): { p50: number; p95: number; max: numbe
   return { p50: round(nearestRank(sorted, 50)), p95: round(nearestRank(sorted, 95)), max: round(sorted.at(-1)!), min: round(sorted[0]!) };
 }
 
-// --- one GET ----------------------------------------------------------------
+// --- detailed health ---------------------------------------------------------
 
-interface TlsOptions {
-  insecure: boolean;
-  /** The trusted CAs when a caFile adds one; undefined: Node's defaults. */
-  ca?: string[];
-}
-
-/** What every GET of a run shares. */
-interface Requester {
-  signal: AbortSignal;
-  tls: TlsOptions;
-  /** Applied to all an answer carries (status text, Location, body) and to the reason there was none. */
-  scrub: (text: string) => string;
-}
-
-interface Answer {
-  status: number;
-  statusText: string;
-  /** The Location header of a redirect (not followed). */
-  location?: string;
-  /** The first MAX_BODY_BYTES, as text. */
-  body: string;
-  /** From sending the request to the end of the body. */
-  ms: number;
-}
-
-/** A request that got no answer: connection refused, DNS, TLS, timeout. */
-class NoAnswer extends Error {}
-
-/**
- * GETs the URL and reads the answer: any status is an answer. No redirects
- * are followed. Rejects with NoAnswer when there is none, and with the run's
- * abort reason when the run is aborted.
- */
-function get(url: URL, o: { timeoutMs: number; signal: AbortSignal; tls: TlsOptions; headers?: Record<string, string>; agent?: HttpAgent }): Promise<Answer> {
-  const timeout = AbortSignal.timeout(o.timeoutMs);
-  const signal = AbortSignal.any([o.signal, timeout]);
-  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
-  return new Promise<Answer>((resolve, reject) => {
-    const failed = (err: Error) => {
-      if (o.signal.aborted) reject(o.signal.reason);
-      else if (timeout.aborted) reject(new NoAnswer(`no answer within ${o.timeoutMs} ms`));
-      else reject(new NoAnswer(errorMessage(err)));
-    };
-    const started = performance.now();
-    const req = request(
-      url,
-      {
-        method: 'GET',
-        headers: { accept: 'application/json, text/plain;q=0.9, */*;q=0.5', 'user-agent': 'caretaker api-health', ...o.headers },
-        signal,
-        // A fresh connection per call (as curl), unless the sample passes its kept-alive agent.
-        agent: o.agent ?? false,
-        rejectUnauthorized: !o.tls.insecure,
-        ca: o.tls.ca,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let kept = 0;
-        res.on('data', (chunk: Buffer) => {
-          if (kept >= MAX_BODY_BYTES) return;
-          chunks.push(chunk);
-          kept += chunk.length;
-        });
-        res.once('error', failed);
-        res.once('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            statusText: res.statusMessage ?? '',
-            location: typeof res.headers.location === 'string' ? res.headers.location : undefined,
-            body: Buffer.concat(chunks).subarray(0, MAX_BODY_BYTES).toString('utf8'),
-            ms: performance.now() - started,
-          }),
-        );
-      },
-    );
-    req.once('error', failed);
-    req.end();
-  });
-}
-
-/**
- * GETs the URL and scrubs what came back, so that no finding has to: a
- * request without an answer becomes `failure`, anything else (an abort) throws.
- */
-async function attempt(url: URL, r: Requester, o: { timeoutMs: number; headers?: Record<string, string>; agent?: HttpAgent }): Promise<Attempt> {
-  try {
-    const a = await get(url, { ...o, signal: r.signal, tls: r.tls });
-    return { answer: { ...a, statusText: r.scrub(a.statusText), location: a.location === undefined ? undefined : r.scrub(a.location), body: r.scrub(a.body) } };
-  } catch (err) {
-    if (err instanceof NoAnswer) return { failure: r.scrub(err.message) };
-    throw err;
-  }
-}
-
-// --- detailed health answers ------------------------------------------------
-
-interface Component {
-  name: string;
-  status: string;
-}
-
-/** The status and components of a JSON health answer; undefined when it is not one. */
-export function readDetailedHealth(body: string): { status?: string; components: Component[] } | undefined {
-  let json: unknown;
-  try {
-    json = JSON.parse(body);
-  } catch {
-    return undefined;
-  }
-  if (!isObject(json)) return undefined;
-  const status = statusOf(json);
-  const byName = new Map<string, string>();
-  const add = (name: string, value: unknown) => {
-    const s = Array.isArray(value) ? worstStatus(value.map(statusOf)) : statusOf(value);
-    if (s === undefined || byName.size >= MAX_COMPONENTS) return;
-    const before = byName.get(name);
-    byName.set(name, before === undefined ? s : worstStatus([before, s])!);
-  };
-  for (const key of COMPONENT_CONTAINERS) {
-    const container = json[key];
-    if (isObject(container)) for (const [name, value] of Object.entries(container)) add(name, value);
-  }
-  for (const [name, value] of Object.entries(json)) if (!COMPONENT_CONTAINERS.includes(name)) add(name, value);
-  if (status === undefined && byName.size === 0) return undefined;
-  return { status, components: [...byName].map(([name, s]) => ({ name, status: s })) };
-}
-
-function statusOf(value: unknown): string | undefined {
-  if (!isObject(value)) return undefined;
-  const s = value.status;
-  return typeof s === 'string' ? s : typeof s === 'boolean' ? (s ? 'up' : 'down') : undefined;
-}
-
-function classify(status: string): 'ok' | 'degraded' | 'down' {
-  const s = status.toLowerCase();
-  return HEALTHY_STATUSES.has(s) ? 'ok' : DEGRADED_STATUSES.has(s) ? 'degraded' : 'down';
-}
-
-const RANK = { ok: 0, degraded: 1, down: 2 } as const;
-
-function worst(statuses: string[]): 'ok' | 'degraded' | 'down' {
-  return statuses.map(classify).reduce((a, b) => (RANK[b] > RANK[a] ? b : a), 'ok' as 'ok' | 'degraded' | 'down');
-}
-
-function worstStatus(statuses: (string | undefined)[]): string | undefined {
-  const known = statuses.filter((s): s is string => s !== undefined);
-  return known.reduce<string | undefined>((a, b) => (a === undefined || RANK[classify(b)] > RANK[classify(a)] ? b : a), undefined);
-}
-
-function scrubComponents(components: Component[], scrub: (s: string) => string): Component[] {
-  return components.slice(0, MAX_COMPONENTS).map((c) => ({ name: scrub(c.name), status: scrub(c.status) }));
+/** readDetailedHealth keeps at most 100 components: all of them are shown. */
+function scrubComponents(components: HealthComponent[], scrub: (s: string) => string): HealthComponent[] {
+  return components.map((c) => ({ name: scrub(c.name), status: scrub(c.status) }));
 }
 
 // --- small helpers ----------------------------------------------------------
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function isSuccess(status: number): boolean {
   return status >= 200 && status < 300;
 }
 
-function statusLine(a: Answer): string {
+function statusLine(a: HttpAnswer): string {
   return `${a.status}${a.statusText ? ` ${a.statusText}` : ''}`;
 }
 
@@ -526,13 +369,6 @@ function excerpt(text: string): string | undefined {
   const t = text.trim();
   if (!t) return undefined;
   return t.length > BODY_EXCERPT_CHARS ? `${t.slice(0, BODY_EXCERPT_CHARS)}…` : t;
-}
-
-/** "ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:443" style; duck-typed, as Node's own errors may come from another realm. */
-function errorMessage(err: unknown): string {
-  if (typeof err !== 'object' || err === null || typeof (err as Error).message !== 'string') return String(err);
-  const { message, code } = err as NodeJS.ErrnoException;
-  return code && !message.includes(code) ? `${code}: ${message}` : message;
 }
 
 function round(ms: number): number {

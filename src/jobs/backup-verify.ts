@@ -7,7 +7,7 @@
  * previous ones. One streaming pass over the dump, constant memory.
  */
 import { z } from 'zod';
-import { defineTask } from '../contract/task';
+import { defineTask, type FindingCodes } from '../contract/task';
 import type { Finding } from '../contract/result';
 import { listDumps, type StoredObject } from '../backups/store';
 import { backupTime, manifestName, readManifest, type BackupManifest } from '../backups/manifest';
@@ -17,6 +17,16 @@ import { formatBytes, formatDuration } from '../util/format';
 const HOUR_MS = 3_600_000;
 /** A damaged dump modified this recently may be one the backup job is still writing (the runbook's `> file` writes in place). */
 const STILL_WRITING_MS = 120_000;
+
+const codes = {
+  backup_missing: "no dump matching the target's pattern in its store",
+  backup_stale: 'the newest dump is older than `staleWarningHours` (critical past `staleCriticalHours`): the RPO',
+  backup_corrupt: 'the newest dump is damaged (gzip, format), unlike its manifest (sha256, size), or its manifest is unreadable',
+  backup_incomplete: "the newest dump is empty, lacks pg_dump's completion line, or is an archive pg_restore cannot read whole",
+  backup_manifest_missing: 'the newest dump has no manifest though the one before it has: its writer failed after the dump',
+  backup_size_anomaly: 'the newest dump is empty or under `sizeAnomalyPercent` of the median of the previous `sizeWindow` dumps',
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
 
 const params = z
   .strictObject({
@@ -44,6 +54,7 @@ export const backupVerify = defineTask({
   timeoutMs: 2 * 3600_000,
   changesTarget: false,
   params,
+  codes,
   async run(ctx, p) {
     const t = ctx.target;
     const store = ctx.clients.backupStore();
@@ -66,7 +77,7 @@ export const backupVerify = defineTask({
       };
     }
 
-    const findings: Finding[] = [];
+    const findings: Finding<Code>[] = [];
     let manifest: BackupManifest | undefined;
     let manifestProblem: string | undefined;
     try {
@@ -146,7 +157,7 @@ export const backupVerify = defineTask({
       : manifestProblem
         ? 'manifest invalid: sha256 not checked'
         : 'no manifest: sha256 not checked';
-    const codes = [...new Set(findings.filter((f) => f.severity !== 'info').map((f) => f.code))];
+    const raised = [...new Set(findings.filter((f) => f.severity !== 'info').map((f) => f.code))];
     const content = scan?.format === 'custom' ? 'archive readable' : 'gzip intact, completion line present';
     const metrics: Record<string, number> = {
       backup_age_seconds: Math.round(ageMs / 1000),
@@ -158,14 +169,14 @@ export const backupVerify = defineTask({
       if (scan.uncompressedBytes !== undefined && !scan.gzipError) metrics.backup_uncompressed_bytes = scan.uncompressedBytes;
     }
     return {
-      summary: `${newest.name} (${formatBytes(newest.sizeBytes)}, ${formatDuration(ageMs)} old): ${codes.length > 0 ? codes.join(', ') : content}; ${checksum}`,
+      summary: `${newest.name} (${formatBytes(newest.sizeBytes)}, ${formatDuration(ageMs)} old): ${raised.length > 0 ? raised.join(', ') : content}; ${checksum}`,
       findings,
       metrics,
     };
   },
 });
 
-function stillWriting(f: Finding, dump: StoredObject, now: number): Finding {
+function stillWriting(f: Finding<Code>, dump: StoredObject, now: number): Finding<Code> {
   const seconds = Math.round((now - dump.modifiedAt.getTime()) / 1000);
   return {
     ...f,
@@ -175,7 +186,7 @@ function stillWriting(f: Finding, dump: StoredObject, now: number): Finding {
   };
 }
 
-function staleFinding(dump: StoredObject, madeAt: Date, ageMs: number, fromManifest: boolean, p: Params): Finding | undefined {
+function staleFinding(dump: StoredObject, madeAt: Date, ageMs: number, fromManifest: boolean, p: Params): Finding<Code> | undefined {
   const hours = ageMs / HOUR_MS;
   if (hours <= p.staleWarningHours) return undefined;
   const critical = hours > p.staleCriticalHours;
@@ -195,7 +206,7 @@ function staleFinding(dump: StoredObject, madeAt: Date, ageMs: number, fromManif
   };
 }
 
-function sizeFinding(dump: StoredObject, previous: StoredObject[], p: Params): Finding | undefined {
+function sizeFinding(dump: StoredObject, previous: StoredObject[], p: Params): Finding<Code> | undefined {
   const typical = median(previous.map((d) => d.sizeBytes));
   const details = { sizeBytes: dump.sizeBytes, medianBytes: previous.length > 0 ? typical : null, previous: previous.length, thresholdPercent: p.sizeAnomalyPercent };
   const suggestion = 'Compare it with the previous dump (a dropped table, a failed COPY, the wrong database make a dump shrink); restore-test it before relying on it';
@@ -213,7 +224,7 @@ function sizeFinding(dump: StoredObject, previous: StoredObject[], p: Params): F
   };
 }
 
-function contentFindings(dump: StoredObject, scan: ScanResult): Finding[] {
+function contentFindings(dump: StoredObject, scan: ScanResult): Finding<Code>[] {
   if (scan.format === undefined) {
     return [
       {

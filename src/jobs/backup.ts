@@ -9,7 +9,7 @@
 import { z } from 'zod';
 import type { Client } from 'pg';
 import { Readable } from 'node:stream';
-import { defineTask, type TaskContext, type TaskOutcome } from '../contract/task';
+import { defineTask, type FindingCodes, type TaskContext, type TaskOutcome } from '../contract/task';
 import type { Action } from '../contract/result';
 import { listDumps, type BackupStore, type StoredObject } from '../backups/store';
 import { manifestName, type BackupManifest, type DumpFormat } from '../backups/manifest';
@@ -56,6 +56,11 @@ export const SQL = {
     `SELECT count(*) AS n FROM ${db.escapeIdentifier(schema)}.${db.escapeIdentifier(table)}`,
 } as const;
 
+const codes = {
+  backup_not_allowed: 'the backups target lacks allow.backup: no dump is taken and none deleted',
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
+
 const params = z.strictObject({
   /** `auto`: from the pattern's extension (`.sql.gz` plain, `.dump` custom), else plain gzip. */
   format: z.enum(['auto', 'plain-gzip', 'custom']).default('auto'),
@@ -81,7 +86,8 @@ export const backup = defineTask({
   timeoutMs: 6 * 3600_000,
   changesTarget: true,
   params,
-  async run(ctx, p): Promise<TaskOutcome> {
+  codes,
+  async run(ctx, p): Promise<TaskOutcome<Code>> {
     const t = ctx.target;
     if (!t.allow.backup) {
       return {

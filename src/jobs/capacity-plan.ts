@@ -15,7 +15,7 @@
  * state database, in one query; changes nothing.
  */
 import { z } from 'zod';
-import { defineTask } from '../contract/task';
+import { defineTask, type FindingCodes } from '../contract/task';
 import type { Finding } from '../contract/result';
 import { formatBytes, formatPercent } from '../util/format';
 import { didItsWork } from '../results/store';
@@ -147,6 +147,12 @@ const REDIS_SERIES: SeriesSpec[] = [
   },
 ];
 
+const codes = {
+  capacity_exhausted_soon: "a series' trend reaches its limit within `warningDays` (critical within `criticalDays`)",
+  capacity_insufficient_history: 'a series with fewer than `minPoints` daily points over `minDays` days: not projected',
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
+
 const params = z
   .strictObject({
     /** How much history the trend is fitted over. */
@@ -185,6 +191,7 @@ export const capacityPlan = defineTask({
   timeoutMs: 5 * 60_000,
   changesTarget: false,
   params,
+  codes,
   async run(ctx, p) {
     const now = new Date();
     const wanted: { target: string; spec: SeriesSpec }[] = [
@@ -206,7 +213,7 @@ export const capacityPlan = defineTask({
       runsOf.get(key)!.push({ at: new Date(r.finished_at), metrics: r.metrics });
     }
 
-    const findings: Finding[] = [];
+    const findings: Finding<Code>[] = [];
     const metrics: Record<string, number> = {};
     let soon = 0;
     let rising = 0;

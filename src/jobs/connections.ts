@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 import type { Client } from 'pg';
-import { defineTask } from '../contract/task';
+import { defineTask, type FindingCodes } from '../contract/task';
 import type { Action, Finding } from '../contract/result';
 import { otherSessions } from '../clients/postgres';
 
@@ -78,6 +78,15 @@ interface IdleSession {
   holdsNothing: boolean | null;
 }
 
+const codes = {
+  connections_high: 'client sessions on the server at or above `warning` (critical at `critical`) of max_connections',
+  idle_connections: 'sessions of the database idle for more than `idleSeconds` (severity `idleSeverity`)',
+  idle_in_transaction: 'sessions idle in a transaction (or a failed subtransaction) past `idleSeconds`: they hold locks',
+  idle_in_aborted_transaction: 'sessions idle in a failed transaction past `idleSeconds`, holding only a connection',
+  connections_hidden: "sessions of other roles whose state the role may not see (it lacks pg_read_all_stats)",
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
+
 const params = z
   .strictObject({
     /** Share of max_connections in use that raises `connections_high` as a warning... */
@@ -103,9 +112,10 @@ export const connections = defineTask({
   timeoutMs: 60_000,
   changesTarget: true,
   params,
+  codes,
   async run(ctx, p) {
     const db = await ctx.clients.postgres();
-    const findings: Finding[] = [];
+    const findings: Finding<Code>[] = [];
     const actions: Action[] = [];
 
     const usage = (await db.query(SQL.usage)).rows[0] as { used: number; hidden: number; max: number; reserved: number };

@@ -12,7 +12,7 @@ import { isAbsolute } from 'node:path';
 import { stat, statfs } from 'node:fs/promises';
 import { z } from 'zod';
 import type { Client } from 'pg';
-import { defineTask, type TaskContext } from '../contract/task';
+import { defineTask, type FindingCodes, type TaskContext } from '../contract/task';
 import type { Finding, Severity } from '../contract/result';
 import { formatBytes, formatDuration, formatPercent } from '../util/format';
 import { withTimeout } from '../util/timeout';
@@ -34,6 +34,17 @@ const SIZE_ATTEMPTS = 3;
 const SKIPPED_NAMED = 10;
 /** statfs answers in microseconds; a hung network mount must not hold the run. */
 const STATFS_TIMEOUT_MS = 5_000;
+
+const codes = {
+  database_size: "the target database's size, and every database's on the server that the role can read",
+  largest_tables: 'the `topN` largest tables (table, indexes, toast) and indexes of the database',
+  size_check_incomplete: 'relations left unsized because an ACCESS EXCLUSIVE lock is held or awaited on them, or on all',
+  database_growth: "the database's growth per day against the newest run at least `growthMinHours` old",
+  disk_usage_high: 'the data directory or a volume at or above `diskWarning` used (critical at `diskCritical`)',
+  disk_usage_unknown: "a filesystem whose usage is not checked: remote server, data directory hidden or unreadable, missing volume",
+  table_bloat: "a table's estimated wasted space at or above `bloatWarningBytes` (critical at `bloatCriticalBytes`)",
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
 
 const params = z
   .strictObject({
@@ -187,9 +198,10 @@ export const diskCheck = defineTask({
   timeoutMs: 10 * 60_000,
   changesTarget: false,
   params,
+  codes,
   async run(ctx, p) {
     const db = await ctx.clients.postgres();
-    const findings: Finding[] = [];
+    const findings: Finding<Code>[] = [];
     const metrics: Record<string, number> = {};
     const summary: string[] = [];
 
@@ -252,7 +264,7 @@ async function growth(
   size: number,
   measuredAt: Date,
   minHours: number,
-  findings: Finding[],
+  findings: Finding<Code>[],
   metrics: Record<string, number>,
 ): Promise<string> {
   let history: GrowthHistory;
@@ -305,7 +317,7 @@ async function largestRelations(
   database: string,
   lockTimeoutMs: number,
   topN: number,
-  findings: Finding[],
+  findings: Finding<Code>[],
   metrics: Record<string, number>,
 ): Promise<string[]> {
   const sizes = await relationSizes(db, lockTimeoutMs, topN);
@@ -363,7 +375,7 @@ async function withLockTimeout<T>(db: Client, ms: number, work: () => Promise<T>
   }
 }
 
-function sizeIncompleteFinding(database: string, skipped: SkippedRelation[], count: number): Finding {
+function sizeIncompleteFinding(database: string, skipped: SkippedRelation[], count: number): Finding<Code> {
   const lockers = (r: SkippedRelation) =>
     r.lockedBy.map((l) => `${l.granted ? 'held' : 'awaited'} by ${l.pid === null ? 'a prepared transaction' : `pid ${l.pid}`}`).join(', ');
   const named = skipped.slice(0, SKIPPED_NAMED).map((r) => `${r.schema}.${r.name} (${r.kind}, about ${formatBytes(r.estimatedBytes)}, ${lockers(r)})`).join('; ')
@@ -379,7 +391,7 @@ function sizeIncompleteFinding(database: string, skipped: SkippedRelation[], cou
   };
 }
 
-function largestFinding(database: string, tables: TableSize[], indexes: IndexSize[]): Finding {
+function largestFinding(database: string, tables: TableSize[], indexes: IndexSize[]): Finding<Code> {
   const top = tables[0];
   const topIndex = indexes[0];
   const message = top
@@ -390,7 +402,7 @@ function largestFinding(database: string, tables: TableSize[], indexes: IndexSiz
 }
 
 /** The data directory's filesystem, checked only when it is on this machine; returns the summary part. */
-async function dataDirectoryUsage(db: Client, url: string, p: Params, findings: Finding[], metrics: Record<string, number>): Promise<string> {
+async function dataDirectoryUsage(db: Client, url: string, p: Params, findings: Finding<Code>[], metrics: Record<string, number>): Promise<string> {
   const path = (await db.query<{ path: string }>(SQL.dataDirectory)).rows[0]?.path;
   const unknown = (subject: string, message: string, suggestion: string, details: Record<string, unknown> = {}) => {
     findings.push({ severity: 'info', code: 'disk_usage_unknown', subject, message, suggestion, details: { kind: 'data_directory', ...details } });
@@ -426,7 +438,7 @@ async function dataDirectoryUsage(db: Client, url: string, p: Params, findings: 
 }
 
 /** statfs one path; `disk_usage_high` over the thresholds, `disk_usage_unknown` when statfs fails. */
-async function checkFilesystem(path: string, kind: 'data_directory' | 'volume', p: Params, findings: Finding[]): Promise<FilesystemUsage | undefined> {
+async function checkFilesystem(path: string, kind: 'data_directory' | 'volume', p: Params, findings: Finding<Code>[]): Promise<FilesystemUsage | undefined> {
   let usage: FilesystemUsage;
   try {
     usage = await filesystemUsage(path);
@@ -455,7 +467,7 @@ async function checkFilesystem(path: string, kind: 'data_directory' | 'volume', 
   return usage;
 }
 
-function bloatFinding(db: Client, t: BloatedTable, p: Params): Finding {
+function bloatFinding(db: Client, t: BloatedTable, p: Params): Finding<Code> {
   const severity: Severity = t.bloatBytes >= p.bloatCriticalBytes ? 'critical' : 'warning';
   const qualified = `${db.escapeIdentifier(t.schema)}.${db.escapeIdentifier(t.table)}`;
   return {

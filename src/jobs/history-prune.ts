@@ -14,6 +14,7 @@ export const historyPrune = defineTask({
   timeoutMs: 10 * 60_000,
   changesTarget: false,
   params: z.strictObject({}),
+  codes: {},
   async run(ctx) {
     const days = ctx.target.retentionDays;
     if (ctx.dryRun) {

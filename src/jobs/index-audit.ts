@@ -14,7 +14,7 @@
  */
 import { z } from 'zod';
 import type { Client } from 'pg';
-import { defineTask } from '../contract/task';
+import { defineTask, type FindingCodes } from '../contract/task';
 import type { Finding, Severity } from '../contract/result';
 import { formatBytes, formatDuration } from '../util/format';
 import { SQL } from './index-audit.sql';
@@ -27,6 +27,16 @@ const DAY_SECONDS = 86_400;
 const LOCK_NOT_AVAILABLE = '55P03';
 /** The lock wait a suggested plain DROP INDEX is bounded by, so that it cannot stall the table's traffic. */
 const SUGGESTED_LOCK_TIMEOUT = `SET lock_timeout = '5s';`;
+
+const codes = {
+  unused_index: 'an index with no scans since the statistics reset, not unique or backing a constraint, ≥ `minIndexBytes`',
+  duplicate_index: "an index whose keys (expressions, opclass, collation, order, predicate) prefix another valid index's",
+  invalid_index: 'an index left invalid by a failed CONCURRENTLY build, or a partitioned index with partitions unattached',
+  missing_index: 'a table read by bulk sequential scans: few index scans (`maxIndexScanPercent`) or none at all',
+  index_bloat: 'a btree index whose estimated wasted space reaches `minBloatBytes` (critical at `criticalBloatBytes`)',
+  index_check_incomplete: 'relations not opened because of an ACCESS EXCLUSIVE lock held or awaited: their sizes are estimates',
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
 
 const params = z
   .strictObject({
@@ -91,6 +101,7 @@ export const indexAudit = defineTask({
   timeoutMs: 10 * 60_000,
   changesTarget: false,
   params,
+  codes,
   async run(ctx, p) {
     const db = await ctx.clients.postgres();
     const step = async <T>(percent: number, fn: () => Promise<T>): Promise<T> => {
@@ -114,7 +125,7 @@ export const indexAudit = defineTask({
     const locked = [...new Set([unused, duplicates, invalid, missing].flatMap((rows) => rows.flatMap((r) => r.lockedRelations)))].sort();
 
     const stats = describeStats(overview, p);
-    const findings: Finding[] = [
+    const findings: Finding<Code>[] = [
       ...unused.slice(0, p.maxFindings).map((r) => unusedFinding(db, r, stats, overview.inRecovery)),
       ...duplicates.slice(0, p.maxFindings).map((r) => duplicateFinding(db, r)),
       ...invalid.slice(0, p.maxFindings).map((r) => invalidFinding(db, r)),
@@ -230,7 +241,7 @@ function indexDetails(r: IndexRow): Record<string, unknown> {
   };
 }
 
-function unusedFinding(db: Client, r: IndexRow, stats: StatsAge, inRecovery: boolean): Finding {
+function unusedFinding(db: Client, r: IndexRow, stats: StatsAge, inRecovery: boolean): Finding<Code> {
   return {
     severity: stats.young ? 'info' : 'warning',
     code: 'unused_index',
@@ -245,7 +256,7 @@ function unusedFinding(db: Client, r: IndexRow, stats: StatsAge, inRecovery: boo
   };
 }
 
-function duplicateFinding(db: Client, r: DuplicateRow): Finding {
+function duplicateFinding(db: Client, r: DuplicateRow): Finding<Code> {
   const how = r.identical ? 'is the same index as' : 'is a prefix of';
   return {
     severity: 'warning',
@@ -263,7 +274,7 @@ export function concurrentDefinition(definition: string): string {
   return definition.replace(/^CREATE (UNIQUE )?INDEX /, 'CREATE $1INDEX CONCURRENTLY ');
 }
 
-function invalidFinding(db: Client, r: InvalidRow): Finding {
+function invalidFinding(db: Client, r: InvalidRow): Finding<Code> {
   const drop = `DROP INDEX CONCURRENTLY ${ident(db, r.schema, r.index)};`;
   const cost = r.ready ? (r.unique ? 'every write still maintains it (and it still rejects duplicates), no query uses it' : 'every write still maintains it, no query uses it') : 'no query uses it';
   const size = `${partitionsText(r.partitions)}${sizeText(r)}`;
@@ -293,7 +304,7 @@ function invalidFinding(db: Client, r: InvalidRow): Finding {
   };
 }
 
-function missingFinding(db: Client, r: MissingRow, p: Params, stats: StatsAge): Finding {
+function missingFinding(db: Client, r: MissingRow, p: Params, stats: StatsAge): Finding<Code> {
   const perScan = Math.round(r.seqRowsRead / Math.max(r.seqScans, 1));
   const scans = `${r.seqScans} sequential scans reading ${perScan} rows each on average`;
   const message = r.rule === 'low_index_use'
@@ -316,7 +327,7 @@ function pct(indexScans: number, seqScans: number): string {
   return `${((100 * indexScans) / (indexScans + seqScans)).toFixed(1)} %`;
 }
 
-function bloatFinding(db: Client, r: BloatRow, p: Params): Finding {
+function bloatFinding(db: Client, r: BloatRow, p: Params): Finding<Code> {
   const severity: Severity = r.wastedBytes >= p.criticalBloatBytes ? 'critical' : 'warning';
   return {
     severity,
@@ -340,7 +351,7 @@ function bloatFinding(db: Client, r: BloatRow, p: Params): Finding {
  * from pg_class instead, and the parts run again after a lock queued while
  * they ran. Info: every finding still stands, some sizes are approximate.
  */
-function incompleteFinding(database: string, locked: string[], retried: string[]): Finding[] {
+function incompleteFinding(database: string, locked: string[], retried: string[]): Finding<Code>[] {
   if (locked.length === 0 && retried.length === 0) return [];
   const sentences: string[] = [];
   if (locked.length > 0) {

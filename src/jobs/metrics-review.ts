@@ -8,19 +8,12 @@
  * against common exporters and looking back over the day the review covers.
  */
 import { z } from 'zod';
-import { defineTask } from '../contract/task';
+import { defineTask, type FindingCodes } from '../contract/task';
 import type { Finding } from '../contract/result';
-import type { PrometheusTarget } from '../config/schema';
+import type { InstantAnswer } from '../contract/prometheus';
 import { coerceError } from '../errors';
-import { formatBytes, oneLine } from '../util/format';
-import { scrubSecrets, secretsOfUrl } from '../logger';
+import { formatBytes } from '../util/format';
 
-/** An answer larger than this is refused as that query's failure: aggregate it (sum by, topk). */
-const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
-/** How much of an error text Prometheus (or a proxy) sends back goes into a finding. */
-const MAX_ERROR_TEXT = 300;
-/** Prometheus is asked to give up this much before we do, so a heavy query fails alone. */
-const SERVER_TIMEOUT_MARGIN_MS = 1_000;
 /** Metric names the task emits itself; no query may be named like them. */
 const RESERVED_METRICS = ['queries_total', 'queries_breached', 'queries_no_data', 'queries_failed'];
 
@@ -130,13 +123,12 @@ const params = z
     { error: `query names must be distinct once made snake_case, and not one of ${RESERVED_METRICS.join(', ')}`, path: ['queries'] },
   );
 
-/** One sample of an answer: its labels (without __name__) and value. */
-interface Sample {
-  labels: Record<string, string>;
-  value: number;
-}
-
-type Answer = { kind: 'samples'; samples: Sample[] } | { kind: 'failed'; httpStatus: number; errorType: string; error: string };
+const codes = {
+  metric_breach: 'a series of a query above its `max` or below its `min`, named by its labels',
+  metric_no_data: 'a query returned nothing or NaN: wrong labels, or the target is not scraped',
+  metric_query_failed: 'Prometheus rejected the PromQL (syntax, execution, its timeout) or the answer was too large',
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
 
 export const metricsReview = defineTask({
   name: 'metrics-review',
@@ -146,9 +138,10 @@ export const metricsReview = defineTask({
   timeoutMs: 5 * 60_000,
   changesTarget: false,
   params,
+  codes,
   async run(ctx, p) {
-    const endpoint = endpointOf(ctx.target);
-    const findings: Finding[] = [];
+    const prometheus = ctx.clients.prometheus();
+    const findings: Finding<Code>[] = [];
     const metrics: Record<string, number> = {};
     const breachedNames: string[] = [];
     let noData = 0;
@@ -156,7 +149,7 @@ export const metricsReview = defineTask({
 
     for (const [i, q] of p.queries.entries()) {
       if (ctx.signal.aborted) throw coerceError(ctx.signal.reason);
-      const answer = await instantQuery(endpoint, q, p.timeoutMs, ctx.signal);
+      const answer = await prometheus.instantQuery(q.query, { timeoutMs: p.timeoutMs, name: q.name });
       const review = evaluate(q, answer, p.maxSeries);
       findings.push(...review.findings);
       if (review.value !== undefined && Number.isFinite(review.value)) metrics[metricName(q.name)] = review.value;
@@ -187,11 +180,11 @@ interface Review {
   state: 'ok' | 'breached' | 'no_data' | 'failed';
   /** The worst value over the series: the highest when the query has a max, else the lowest. */
   value?: number;
-  findings: Finding[];
+  findings: Finding<Code>[];
 }
 
 /** Checks one query's answer against its bounds. */
-function evaluate(q: MetricQuery, answer: Answer, maxSeries: number): Review {
+function evaluate(q: MetricQuery, answer: InstantAnswer, maxSeries: number): Review {
   const base = { query: q.name, promql: q.query };
   if (answer.kind === 'failed') {
     return {
@@ -233,7 +226,7 @@ function evaluate(q: MetricQuery, answer: Answer, maxSeries: number): Review {
   const value = q.max !== undefined ? Math.max(...values) : Math.min(...values);
   const beyond = (v: number) => (q.max !== undefined && v > q.max ? v - q.max : q.min !== undefined && v < q.min ? q.min - v : 0);
   const breaches = valid.filter((s) => beyond(s.value) > 0).sort((a, b) => beyond(b.value) - beyond(a.value));
-  const findings = breaches.slice(0, maxSeries).map((s): Finding => {
+  const findings = breaches.slice(0, maxSeries).map((s): Finding<Code> => {
     const above = q.max !== undefined && s.value > q.max;
     const bound = above ? q.max! : q.min!;
     const subject = seriesName(q.name, s.labels);
@@ -256,105 +249,6 @@ function evaluate(q: MetricQuery, answer: Answer, maxSeries: number): Review {
     };
   });
   return { state: breaches.length > 0 ? 'breached' : 'ok', value, findings };
-}
-
-interface Endpoint {
-  queryUrl: URL;
-  headers: Record<string, string>;
-  /** The server as messages name it: no credentials, no query string. */
-  display: string;
-  /**
-   * What the server says back may quote the request (a proxy's 401 with the
-   * Authorization header, a key in the URL): its text goes through this.
-   */
-  scrub: (text: string) => string;
-}
-
-/** The query URL under the target's base URL (a path prefix is kept) and the auth header. */
-function endpointOf(target: PrometheusTarget): Endpoint {
-  const base = new URL(target.url);
-  const secrets = [target.token, ...secretsOfUrl(target.url)];
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (target.token) headers.authorization = `Bearer ${target.token}`;
-  else if (base.username || base.password) {
-    // fetch refuses URLs with credentials: send them as basic auth instead.
-    const pair = `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`;
-    headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
-    secrets.push(Buffer.from(pair).toString('base64'));
-  }
-  base.username = '';
-  base.password = '';
-  base.search = '';
-  base.hash = '';
-  const display = `${base.origin}${base.pathname.replace(/\/+$/, '')}`;
-  if (!base.pathname.endsWith('/')) base.pathname += '/';
-  return { queryUrl: new URL('api/v1/query', base), headers, display, scrub: (text) => scrubSecrets(text, secrets) };
-}
-
-/**
- * One instant query. Prometheus rejecting the query (400 bad_data, 422
- * execution, 503 timeout) is that query's failure; anything else that is
- * not an answer (refused, timed out, 5xx, 401, not the API) throws: the
- * task cannot do its work.
- */
-async function instantQuery(ep: Endpoint, q: MetricQuery, timeoutMs: number, signal: AbortSignal): Promise<Answer> {
-  const url = new URL(ep.queryUrl);
-  url.searchParams.set('query', q.query);
-  if (timeoutMs > 2 * SERVER_TIMEOUT_MARGIN_MS) url.searchParams.set('timeout', `${timeoutMs - SERVER_TIMEOUT_MARGIN_MS}ms`);
-  const timeout = AbortSignal.timeout(timeoutMs);
-  const where = `Prometheus ${ep.display} (query ${q.name})`;
-  let status: number;
-  let text: string;
-  try {
-    // redirect 'manual': the token goes to the configured server and nowhere else.
-    const res = await fetch(url, { headers: ep.headers, redirect: 'manual', signal: AbortSignal.any([signal, timeout]) });
-    status = res.status;
-    text = await readBounded(res, MAX_RESPONSE_BYTES);
-  } catch (err) {
-    if (signal.aborted) throw coerceError(signal.reason);
-    if (timeout.aborted) throw new Error(`${where} did not answer within ${timeoutMs} ms`, { cause: err });
-    if (err instanceof TooLarge) {
-      return { kind: 'failed', httpStatus: 0, errorType: 'too_large', error: `the answer is larger than ${formatBytes(MAX_RESPONSE_BYTES)}: aggregate the query (sum by, topk)` };
-    }
-    throw new Error(`${where} is unreachable: ${fetchReason(err)}`, { cause: err });
-  }
-
-  const body = parseJson(text) as { status?: unknown; errorType?: unknown; error?: unknown; data?: { resultType?: unknown; result?: unknown } } | undefined;
-  if (status === 200 && body?.status === 'success' && body.data) return answerOf(body.data.resultType, body.data.result);
-  const isQueryError = status === 400 || status === 422 || (status === 503 && (body?.errorType === 'timeout' || body?.errorType === 'canceled'));
-  if (isQueryError && body?.status === 'error') {
-    return { kind: 'failed', httpStatus: status, errorType: String(body.errorType ?? 'unknown'), error: oneLine(ep.scrub(String(body.error ?? 'no error text')), MAX_ERROR_TEXT) };
-  }
-  if (status === 200) throw new Error(`${where} answered 200 but not with the Prometheus API's JSON: is the target url the server's base URL?`);
-  const said = typeof body?.error === 'string' ? `: ${oneLine(ep.scrub(body.error), MAX_ERROR_TEXT)}` : '';
-  const hint = status === 401 || status === 403 ? ' (check the target token)' : status >= 300 && status < 400 ? ' (a redirect, e.g. to a login page: not followed)' : '';
-  throw new Error(`${where} answered HTTP ${status}${said}${hint}`);
-}
-
-/** The samples of a vector or scalar; anything else is the query's failure. */
-function answerOf(resultType: unknown, result: unknown): Answer {
-  if (resultType === 'vector' && Array.isArray(result)) {
-    return {
-      kind: 'samples',
-      samples: (result as { metric?: Record<string, string>; value?: [number, string] }[]).map((r) => {
-        const { __name__: _name, ...labels } = r.metric ?? {};
-        return { labels, value: parseValue(r.value?.[1]) };
-      }),
-    };
-  }
-  if (resultType === 'scalar' && Array.isArray(result)) return { kind: 'samples', samples: [{ labels: {}, value: parseValue(result[1]) }] };
-  const error =
-    resultType === 'matrix'
-      ? 'the query returns a range vector: wrap it in a function such as max_over_time(...)'
-      : `the query returns a ${String(resultType)}, not a number per series`;
-  return { kind: 'failed', httpStatus: 200, errorType: 'unsupported_result', error };
-}
-
-/** Prometheus sends sample values as strings, with "+Inf", "-Inf" and "NaN". */
-function parseValue(raw: unknown): number {
-  if (raw === '+Inf' || raw === 'Inf') return Infinity;
-  if (raw === '-Inf') return -Infinity;
-  return typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
 }
 
 /** A query's name as a metric: `P95 latency (ms)` → `p95_latency_ms`. */
@@ -389,43 +283,4 @@ export function formatValue(v: number, unit?: string): string {
 /** JSON has no Infinity: keep those values as Prometheus wrote them. */
 function jsonNumber(v: number): number | string {
   return Number.isFinite(v) ? v : formatValue(v);
-}
-
-class TooLarge extends Error {}
-
-/** The body as text, refusing more than `limit` bytes. */
-async function readBounded(res: Response, limit: number): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => undefined);
-      throw new TooLarge();
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-
-/** fetch's "fetch failed" keeps the reason (ECONNREFUSED, ENOTFOUND, a TLS error) in `cause`. */
-function fetchReason(err: unknown): string {
-  const e = err as { message?: unknown; cause?: { message?: unknown; code?: unknown; errors?: { message?: unknown }[] } } | null;
-  const cause = e?.cause;
-  const text = typeof cause?.message === 'string' && cause.message ? cause.message : cause?.errors?.[0]?.message ?? cause?.code;
-  if (typeof text === 'string' && text) return text;
-  return typeof e?.message === 'string' ? e.message : String(err);
 }

@@ -10,13 +10,23 @@
  */
 import { z } from 'zod';
 import type { Redis } from 'ioredis';
-import { defineTask } from '../contract/task';
+import { defineTask, type FindingCodes } from '../contract/task';
 import type { Finding } from '../contract/result';
 import { formatBytes, formatPercent } from '../util/format';
 import { coerceError } from '../errors';
 import { probeAuth, recordErrors, redisAddress } from '../clients/redis';
 
 const NAME = 'redis-health';
+
+const codes = {
+  cache_hit_rate_low: 'the hit rate over the lookups since the last run is below `hitRateWarning`, once `minLookups` were made',
+  redis_memory_high: 'used memory at or above `memoryWarning` of maxmemory (critical at `memoryCritical`)',
+  redis_maxmemory_unset: 'no maxmemory limit: used memory shown against system memory',
+  redis_evictions: 'keys evicted since the last run at or above `evictionsWarning` (on a first run: any since start, info)',
+  redis_clients_high: 'connected clients at or above `clientsWarning` of maxclients (critical at `clientsCritical`)',
+  redis_no_auth: 'a second connection without credentials gets answers: the instance requires no authentication',
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
 
 const params = z
   .strictObject({
@@ -65,6 +75,7 @@ export const redisHealth = defineTask({
   timeoutMs: 60_000,
   changesTarget: false,
   params,
+  codes,
   async run(ctx, p) {
     const redis = ctx.clients.redis();
     const lastError = recordErrors(redis);
@@ -83,7 +94,7 @@ export const redisHealth = defineTask({
     const restarted = previous !== undefined && (f.uptimeSeconds + 1) * 1000 < Date.now() - Date.parse(previous.finishedAt);
     const since = (current: number, metric: string) => sinceLast(current, previous?.metrics?.[metric], restarted);
 
-    const findings: Finding[] = [];
+    const findings: Finding<Code>[] = [];
     const metrics: Record<string, number> = {
       redis_keyspace_hits: f.hits,
       redis_keyspace_misses: f.misses,

@@ -8,7 +8,7 @@
  * restore engine's (src/backups/restore.ts), shared with dr-drill.
  */
 import { defineTask } from '../contract/task';
-import { RESTORE_TASK_TIMEOUT_MS, restoreParams, runRestore } from '../backups/restore';
+import { RESTORE_CODES, RESTORE_TASK_TIMEOUT_MS, restoreParams, runRestore } from '../backups/restore';
 
 export const restoreTest = defineTask({
   name: 'restore-test',
@@ -18,6 +18,7 @@ export const restoreTest = defineTask({
   timeoutMs: RESTORE_TASK_TIMEOUT_MS,
   changesTarget: true,
   params: restoreParams,
+  codes: RESTORE_CODES,
   async run(ctx, p) {
     const run = await runRestore(ctx, p, 'restore-test');
     return { summary: run.summary, findings: run.findings, actions: run.actions, metrics: run.metrics };

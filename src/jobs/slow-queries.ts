@@ -13,7 +13,7 @@
  */
 import { z } from 'zod';
 import type { Client } from 'pg';
-import { defineTask } from '../contract/task';
+import { defineTask, type FindingCodes, type TaskOutcome } from '../contract/task';
 import type { Finding } from '../contract/result';
 import { formatDuration, formatPercent, oneLine } from '../util/format';
 
@@ -120,6 +120,14 @@ interface StatementRow {
   allTotalMs: number;
 }
 
+const codes = {
+  slow_query: 'a statement whose mean time reaches `minMeanMs` over at least `minCalls` calls (at most `maxSlowFindings`)',
+  top_statements: "the database's `top` statements by mean and by total time, from pg_stat_statements",
+  pg_stat_statements_missing: 'pg_stat_statements is not installed, or created but not loaded: no query statistics to check',
+  pg_stat_statements_hidden: 'statements of other roles the role may not see (it lacks pg_read_all_stats): left out',
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
+
 const params = z.strictObject({
   /** How many statements each top list (by mean, by total time) holds. */
   top: z.number().int().min(1).max(100).default(10),
@@ -144,6 +152,7 @@ export const slowQueries = defineTask({
   timeoutMs: 2 * 60_000,
   changesTarget: false,
   params,
+  codes,
   async run(ctx, p) {
     const db = await ctx.clients.postgres();
     const probe = (await db.query<Probe>(SQL.probe)).rows[0]!;
@@ -180,7 +189,7 @@ export const slowQueries = defineTask({
       users: r.users,
     });
 
-    const findings: Finding[] = [];
+    const findings: Finding<Code>[] = [];
     for (const r of rows.filter((row) => row.reported)) {
       const s = statement(r);
       findings.push({
@@ -243,7 +252,7 @@ export const slowQueries = defineTask({
 });
 
 /** An `ok` outcome that says how to enable the extension: not an error. */
-function missing(database: string, created: boolean, preloaded: boolean | null) {
+function missing(database: string, created: boolean, preloaded: boolean | null): TaskOutcome<Code> {
   const state = created ? 'is created but not loaded (shared_preload_libraries)' : 'is not installed';
   return {
     summary: `pg_stat_statements ${state} in ${database}: no query statistics to check`,

@@ -11,7 +11,7 @@
  */
 import { z } from 'zod';
 import type { Client } from 'pg';
-import { defineTask } from '../contract/task';
+import { defineTask, type FindingCodes } from '../contract/task';
 import type { Action, Finding } from '../contract/result';
 import { formatDuration } from '../util/format';
 import { SQL } from './vacuum-analyze.sql';
@@ -52,6 +52,15 @@ export interface Candidate {
 
 const OFF = new Set(['false', 'off', 'no', 'n', 'f', '0']);
 const XID_MAX = 2 ** 31;
+
+const codes = {
+  wraparound_risk: "a table's transaction ID age at or above `wraparoundWarning` (critical at `wraparoundCritical`)",
+  autovacuum_stale: 'a table over the vacuum threshold that autovacuum has not vacuumed within `autovacuumMaxAgeHours`, or ever',
+  vacuum_skipped_locked: 'a table (or one of its indexes) another session holds locked: skipped without waiting, tried next run',
+  vacuum_failed: "a table's VACUUM ANALYZE was refused (not its owner), timed out or errored",
+  vacuum_not_allowed: 'tables need VACUUM ANALYZE but the target lacks allow.vacuum: listed, nothing done',
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
 
 const params = z
   .strictObject({
@@ -106,10 +115,11 @@ export const vacuumAnalyze = defineTask({
   timeoutMs: 3 * 3600_000,
   changesTarget: true,
   params,
+  codes,
   async run(ctx, p) {
     const db = await ctx.clients.postgres();
     const tables = (await db.query<TableStats>(SQL.tables)).rows;
-    const findings: Finding[] = [...wraparoundFindings(tables, p), ...autovacuumStaleFindings(tables, p)];
+    const findings: Finding<Code>[] = [...wraparoundFindings(tables, p), ...autovacuumStaleFindings(tables, p)];
     const candidates = pickTables(tables, p);
     const selected = candidates.slice(0, p.maxTables);
     const deferred = candidates.length - selected.length;
@@ -261,7 +271,7 @@ function worstFirst(a: Candidate, b: Candidate): number {
   return key(b) - key(a) || subjectOf(a.stats).localeCompare(subjectOf(b.stats));
 }
 
-export function wraparoundFindings(tables: readonly TableStats[], p: VacuumParams): Finding[] {
+export function wraparoundFindings(tables: readonly TableStats[], p: VacuumParams): Finding<Code>[] {
   return tables
     .filter((t) => t.xidAge >= p.wraparoundWarning)
     .sort((a, b) => b.xidAge - a.xidAge)
@@ -275,12 +285,12 @@ export function wraparoundFindings(tables: readonly TableStats[], p: VacuumParam
         suggestion:
           'VACUUM the table to freeze it (caretaker does when allow.vacuum is set, first in its run); find what keeps autovacuum from freezing it: long or prepared transactions, stale replication slots, autovacuum disabled or too slow (pg-health\'s database_wraparound_risk names what holds the xmin horizon back)',
         details: { xidAge: t.xidAge, remaining: XID_MAX - t.xidAge, warning: p.wraparoundWarning, critical: p.wraparoundCritical },
-      } satisfies Finding;
+      } satisfies Finding<Code>;
     });
 }
 
-export function autovacuumStaleFindings(tables: readonly TableStats[], p: VacuumParams): Finding[] {
-  const out: Finding[] = [];
+export function autovacuumStaleFindings(tables: readonly TableStats[], p: VacuumParams): Finding<Code>[] {
+  const out: Finding<Code>[] = [];
   const maxAgeSeconds = p.autovacuumMaxAgeHours * 3600;
   for (const t of tables) {
     const limit = vacuumLimit(t, p);
@@ -435,7 +445,7 @@ function vacuumAction(c: Candidate, applied: boolean, result?: VacuumResult, aft
   };
 }
 
-function outcomeFinding(c: Candidate, r: VacuumResult, pace: Pace): Finding | undefined {
+function outcomeFinding(c: Candidate, r: VacuumResult, pace: Pace): Finding<Code> | undefined {
   const subject = subjectOf(c.stats);
   if (r.outcome === 'locked') {
     return {

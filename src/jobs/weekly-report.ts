@@ -10,12 +10,17 @@
  * finding says it was not sent.
  */
 import { z } from 'zod';
-import { defineTask } from '../contract/task';
+import { defineTask, type FindingCodes } from '../contract/task';
 import type { CaretakerTarget } from '../config/schema';
 import type { Finding } from '../contract/result';
 import { buildWeeklyReport, expectedInWeek, type ReportSettings } from '../reports/weekly-data';
 import { reportWeek } from '../reports/week';
 import { sendWeeklyReport } from '../reports/send';
+
+const codes = {
+  report_not_sent: 'the weekly report was built but not emailed: notifications.email is not configured',
+} satisfies FindingCodes;
+type Code = keyof typeof codes;
 
 const params = z.strictObject({
   /** Re-send a given week ("2026-W48"); default: the last complete week. */
@@ -50,6 +55,7 @@ export const weeklyReport = defineTask({
   timeoutMs: 5 * 60_000,
   changesTarget: false,
   params,
+  codes,
   async run(ctx, p) {
     const settings = settingsFromTarget(ctx.target as ReportTarget);
     const now = new Date();
@@ -70,7 +76,7 @@ export const weeklyReport = defineTask({
       report_build_ms: buildMs,
       report_sent: 0,
     };
-    const findings: Finding[] = [];
+    const findings: Finding<Code>[] = [];
     const headline = `weekly report ${week.id}: ${report.headline.text}`;
 
     if (!settings.email) {

@@ -6,10 +6,11 @@
  * configured targets.
  */
 import type { Finding } from '../contract/result';
+import type { FindingCodes } from '../contract/task';
 
-/** Findings and metrics of one check on one target (or one set of endpoints). */
-export interface AuditResult {
-  findings: Finding[];
+/** Findings and metrics of one check on one target (or one set of endpoints); `C`, the codes the check declares. */
+export interface AuditResult<C extends string = string> {
+  findings: Finding<C>[];
   metrics: Record<string, number>;
 }
 
@@ -19,15 +20,21 @@ export interface AuditResult {
  * non-superuser cannot read pg_authid), `warning` when something the
  * operator asked for could not be done.
  */
-export const AUDIT_INCOMPLETE = 'audit_incomplete';
+export const AUDIT_INCOMPLETE = 'audit_incomplete' as const;
+export type AuditIncomplete = typeof AUDIT_INCOMPLETE;
+
+/** Every check may raise it; security-audit declares it once, after the checks' own codes. */
+export const AUDIT_INCOMPLETE_CODES = {
+  [AUDIT_INCOMPLETE]: 'a target, endpoint or check that could not be audited: unreachable, or a privilege or command refused',
+} satisfies FindingCodes;
 
 /**
- * `<code>_count` metrics for the codes a check can raise, zeros included, so
- * a trend shows a problem going away.
+ * `<code>_count` metrics for the codes a check can raise (its codes object,
+ * in its order), zeros included, so a trend shows a problem going away.
  */
-export function countsByCode(codes: readonly string[], findings: readonly Finding[]): Record<string, number> {
+export function countsByCode(codes: FindingCodes, findings: readonly Finding[]): Record<string, number> {
   const metrics: Record<string, number> = {};
-  for (const code of codes) metrics[`${code}_count`] = 0;
+  for (const code of Object.keys(codes)) metrics[`${code}_count`] = 0;
   for (const f of findings) {
     const key = `${f.code}_count`;
     if (key in metrics) metrics[key]! += 1;

@@ -10,6 +10,15 @@
  */
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import type { Finding } from '../contract/result';
+import type { FindingCodes } from '../contract/task';
+
+/** The codes of the pod checks; KUBERNETES_CODES (./kubernetes.ts) holds them with the others. */
+export const POD_SECURITY_CODES = {
+  privileged_pod: 'a workload of the namespace running privileged containers',
+  root_pod: 'a workload whose containers run as root (runAsUser 0), or may (neither runAsNonRoot nor a runAsUser)',
+  host_namespace_pod: "a workload sharing the node's network, PID or IPC namespace (with `checkHostNamespaces`)",
+} satisfies FindingCodes;
+type PodSecurityCode = keyof typeof POD_SECURITY_CODES;
 
 interface Workload {
   kind: string;
@@ -41,7 +50,7 @@ interface WorkloadIssues {
   hostNamespaces: string[];
 }
 
-export function podFindings(namespace: string, pods: V1Pod[], checkHostNamespaces: boolean): Finding[] {
+export function podFindings(namespace: string, pods: V1Pod[], checkHostNamespaces: boolean): Finding<PodSecurityCode>[] {
   const groups = new Map<string, WorkloadIssues>();
   for (const p of pods) {
     const workload = workloadOf(p);
@@ -69,7 +78,7 @@ export function podFindings(namespace: string, pods: V1Pod[], checkHostNamespace
     }
   }
 
-  const findings: Finding[] = [];
+  const findings: Finding<PodSecurityCode>[] = [];
   for (const g of groups.values()) {
     const what = `${g.workload.kind.toLowerCase()} ${g.workload.name} (${g.pods.length} pod${g.pods.length === 1 ? '' : 's'})`;
     const subject = `${namespace}/${g.workload.kind.toLowerCase()}/${g.workload.name}`;

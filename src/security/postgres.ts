@@ -9,16 +9,18 @@
  */
 import type { Client } from 'pg';
 import type { Finding } from '../contract/result';
-import { AUDIT_INCOMPLETE, countsByCode, type AuditResult } from './audit';
+import type { FindingCodes } from '../contract/task';
+import { AUDIT_INCOMPLETE, AUDIT_INCOMPLETE_CODES, countsByCode, type AuditIncomplete, type AuditResult } from './audit';
 
-export const POSTGRES_CODES = [
-  'superuser_role',
-  'login_without_password',
-  'password_no_expiry',
-  'public_schema_create',
-  'database_connect_public',
-  AUDIT_INCOMPLETE,
-] as const;
+/** The codes of this check's findings, besides audit_incomplete; security-audit declares them. */
+export const POSTGRES_CODES = {
+  superuser_role: 'a superuser role not listed in `allowedSuperusers`',
+  login_without_password: 'a login role with no password, not in `passwordExemptRoles` (checked when pg_authid is readable)',
+  password_no_expiry: 'a login role whose password never expires (no VALID UNTIL); a warning with `requirePasswordExpiry`',
+  public_schema_create: 'a schema of the database where PUBLIC may CREATE: anyone can plant objects on search_path',
+  database_connect_public: "a database PUBLIC may connect to: the target's own, or all of the server's with allDatabases",
+} satisfies FindingCodes;
+type PostgresCode = keyof typeof POSTGRES_CODES | AuditIncomplete;
 
 export const SQL = {
   /** Superusers and login roles; `infinity` counts as no expiry (pg would return it as a number). */
@@ -74,8 +76,8 @@ interface RoleRow {
 }
 
 /** Audits the server and database `client` is connected to. Throws only when a query fails. */
-export async function auditPostgres(client: Client, opts: PostgresAuditOptions): Promise<AuditResult> {
-  const findings: Finding[] = [];
+export async function auditPostgres(client: Client, opts: PostgresAuditOptions): Promise<AuditResult<PostgresCode>> {
+  const findings: Finding<PostgresCode>[] = [];
   const q = (name: string) => client.escapeIdentifier(name);
   const roles = (await client.query<RoleRow>(SQL.roles)).rows;
 
@@ -153,7 +155,7 @@ export async function auditPostgres(client: Client, opts: PostgresAuditOptions):
   return {
     findings,
     metrics: {
-      ...countsByCode(POSTGRES_CODES, findings),
+      ...countsByCode({ ...POSTGRES_CODES, ...AUDIT_INCOMPLETE_CODES }, findings),
       postgres_login_roles: roles.filter((r) => r.canLogin).length,
       postgres_superusers: roles.filter((r) => r.superuser).length,
     },

@@ -7,11 +7,17 @@
  * a message or an error.
  */
 import type { Finding } from '../contract/result';
+import type { FindingCodes } from '../contract/task';
 import { redactSecretsIn } from '../logger';
-import { AUDIT_INCOMPLETE, countsByCode, type AuditResult } from './audit';
+import { AUDIT_INCOMPLETE, AUDIT_INCOMPLETE_CODES, countsByCode, type AuditIncomplete, type AuditResult } from './audit';
 import { oneShotRedis, probeAuth, redisAddress } from '../clients/redis';
 
-export const REDIS_CODES = ['redis_no_auth', 'redis_protected_mode_off', AUDIT_INCOMPLETE] as const;
+/** The codes of this check's findings, besides audit_incomplete; security-audit declares them. */
+export const REDIS_CODES = {
+  redis_no_auth: 'a Redis that answers a connection without credentials',
+  redis_protected_mode_off: 'protected-mode is off on a Redis (a warning when it requires no password either)',
+} satisfies FindingCodes;
+type RedisCode = keyof typeof REDIS_CODES | AuditIncomplete;
 
 /** What the redis check needs from security-audit's params. */
 export interface RedisAuditOptions {
@@ -23,12 +29,12 @@ export interface RedisAuditOptions {
  * Audits the Redis server at `url` (the target's URL, credentials included).
  * Throws when the server cannot be reached at all.
  */
-export async function auditRedis(url: string, opts: RedisAuditOptions, signal: AbortSignal): Promise<AuditResult> {
+export async function auditRedis(url: string, opts: RedisAuditOptions, signal: AbortSignal): Promise<AuditResult<RedisCode>> {
   const parsed = new URL(url);
   const endpoint = redisAddress(url);
   const hasCredentials = parsed.username !== '' || parsed.password !== '';
   if (signal.aborted) throw signal.reason;
-  const findings: Finding[] = [];
+  const findings: Finding<RedisCode>[] = [];
 
   const probe = await probeAuth(url, opts.timeoutMs);
   if (probe.state === 'unknown') throw new Error(`cannot reach redis ${endpoint}: ${redactSecretsIn(probe.reason)}`);
@@ -84,5 +90,5 @@ export async function auditRedis(url: string, opts: RedisAuditOptions, signal: A
     });
   }
 
-  return { findings, metrics: { ...countsByCode(REDIS_CODES, findings), redis_requires_auth: noAuth ? 0 : 1 } };
+  return { findings, metrics: { ...countsByCode({ ...REDIS_CODES, ...AUDIT_INCOMPLETE_CODES }, findings), redis_requires_auth: noAuth ? 0 : 1 } };
 }

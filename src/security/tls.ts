@@ -7,10 +7,11 @@
  */
 import type { Finding } from '../contract/result';
 import { redactSecretsIn } from '../logger';
-import { certificateFindings, peerCertificate } from '../util/tls';
-import { AUDIT_INCOMPLETE, countsByCode, type AuditResult } from './audit';
+import { certificateFindings, peerCertificate, TLS_CERTIFICATE_CODES, type TlsCertificateCode } from '../util/tls';
+import { AUDIT_INCOMPLETE, AUDIT_INCOMPLETE_CODES, countsByCode, type AuditIncomplete, type AuditResult } from './audit';
 
-export const TLS_CODES = ['tls_expiring', 'tls_untrusted', AUDIT_INCOMPLETE] as const;
+/** Its findings' codes: the certificate ones api-health shares (src/util/tls.ts), and audit_incomplete. */
+type TlsAuditCode = TlsCertificateCode | AuditIncomplete;
 
 /** What the TLS check needs from security-audit's params. */
 export interface TlsAuditOptions {
@@ -45,8 +46,8 @@ export function tlsEndpoints(urls: readonly string[]): { endpoints: Map<string, 
 }
 
 /** Audits the certificates of `urls` (http ones are skipped). Never throws but on abort: an unreachable endpoint is an `audit_incomplete` finding. */
-export async function auditTls(urls: readonly string[], opts: TlsAuditOptions, signal: AbortSignal): Promise<AuditResult> {
-  const findings: Finding[] = [];
+export async function auditTls(urls: readonly string[], opts: TlsAuditOptions, signal: AbortSignal): Promise<AuditResult<TlsAuditCode>> {
+  const findings: Finding<TlsAuditCode>[] = [];
   const { endpoints, plain } = tlsEndpoints(urls);
 
   let checked = 0;
@@ -70,5 +71,5 @@ export async function auditTls(urls: readonly string[], opts: TlsAuditOptions, s
     findings.push(...certificateFindings(cert, { warningDays: opts.warningDays, criticalDays: opts.criticalDays, untrusted: opts.checkTrust ? 'warning' : undefined }));
   }
 
-  return { findings, metrics: { ...countsByCode(TLS_CODES, findings), tls_endpoints_checked: checked, tls_endpoints_plain_http: plain } };
+  return { findings, metrics: { ...countsByCode({ ...TLS_CERTIFICATE_CODES, ...AUDIT_INCOMPLETE_CODES }, findings), tls_endpoints_checked: checked, tls_endpoints_plain_http: plain } };
 }

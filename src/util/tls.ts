@@ -159,9 +159,20 @@ export interface CertificateChecks {
   untrustedNote?: string;
 }
 
+/**
+ * The codes of certificateFindings; api-health and security-audit both
+ * declare them. A FindingCodes written out: contract/task.ts reaches this
+ * file through the clients' contract, and importing it back would be a circle.
+ */
+export const TLS_CERTIFICATE_CODES = {
+  tls_expiring: 'a certificate with fewer than `tlsWarningDays` days left (critical under `tlsCriticalDays`, or expired)',
+  tls_untrusted: 'a certificate a normal client would reject (self-signed, wrong name, incomplete chain), expiry aside',
+} satisfies Readonly<Record<string, string>>;
+export type TlsCertificateCode = keyof typeof TLS_CERTIFICATE_CODES;
+
 /** `tls_expiring` and `tls_untrusted` for one certificate. */
-export function certificateFindings(cert: PeerCertificate, checks: CertificateChecks): Finding[] {
-  const findings: Finding[] = [];
+export function certificateFindings(cert: PeerCertificate, checks: CertificateChecks): Finding<TlsCertificateCode>[] {
+  const findings: Finding<TlsCertificateCode>[] = [];
   const details = {
     endpoint: cert.endpoint,
     subject: cert.subject,

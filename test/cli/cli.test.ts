@@ -243,11 +243,13 @@ describe('caretaker check-config, schedules, tasks', () => {
     }
   });
 
-  it('tasks --json describes each task with its params schema', async () => {
+  it('tasks --json describes each task with its params schema and its finding codes', async () => {
     const out = await runCli(['tasks', '--json']);
-    const tasks = JSON.parse(out.stdout) as { name: string; params: { properties: Record<string, unknown> } }[];
+    const tasks = JSON.parse(out.stdout) as { name: string; params: { properties: Record<string, unknown> }; codes: Record<string, string> }[];
     const conn = tasks.find((t) => t.name === 'connections')!;
     expect(Object.keys(conn.params.properties)).toEqual(expect.arrayContaining(['warning', 'critical', 'idleSeconds', 'terminateRoles']));
+    expect(Object.keys(conn.codes)).toEqual(['connections_high', 'idle_connections', 'idle_in_transaction', 'idle_in_aborted_transaction', 'connections_hidden']);
+    expect(conn.codes.idle_in_transaction).toMatch(/idle in a transaction/);
   });
 });
 

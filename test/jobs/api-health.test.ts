@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { apiHealth, nearestRank, readDetailedHealth } from '../../src/jobs/api-health';
 import { runTask } from '../../src/worker/run-task';
-import { resolveParams } from '../../src/config/params';
+import { preparedRun } from '../support/run-task';
 import type { HttpTarget } from '../../src/config/schema';
 import type { Finding, TaskResult } from '../../src/contract/result';
 import { peerCertificate } from '../../src/util/tls';
@@ -69,9 +69,8 @@ async function serve(routes: Record<string, RouteSpec>, tls?: TestCertificate): 
 async function run(target: Partial<HttpTarget> & { url: string }, params: Record<string, unknown> = {}, opts: { log?: Logger; signal?: AbortSignal } = {}): Promise<TaskResult> {
   const config = testConfig({ dbUrl: db.url, prefix: 'unused', targets: { http: [{ name: 'api', ...target }] } });
   const resolvedTarget = config.targets.http[0]!;
-  const resolved = resolveParams(apiHealth, config, resolvedTarget, params);
-  if (!resolved.ok) throw new Error(resolved.problems.join('; '));
-  return runTask({ task: apiHealth, target: resolvedTarget, params: resolved.params, dryRun: false, log: opts.log ?? testLogger, state: db.pool, signal: opts.signal });
+  const resolved = preparedRun(apiHealth, config, resolvedTarget.name, params);
+  return runTask({ run: resolved, dryRun: false, log: opts.log ?? testLogger, state: db.pool, signal: opts.signal });
 }
 
 const codes = (r: TaskResult) => r.findings.map((f) => `${f.severity}:${f.code}`).sort();

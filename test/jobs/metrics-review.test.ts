@@ -1,6 +1,7 @@
 import { Pool } from 'pg';
 import { DEFAULT_QUERIES, formatValue, metricName, metricsReview, type MetricQuery } from '../../src/jobs/metrics-review';
 import { runTask } from '../../src/worker/run-task';
+import { preparedRun } from '../support/run-task';
 import { resolveParams } from '../../src/config/params';
 import type { TaskResult } from '../../src/contract/result';
 import { testConfig } from '../support/config';
@@ -79,9 +80,8 @@ afterAll(async () => {
 async function run(opts: { url?: string; token?: string; params?: Record<string, unknown> } = {}): Promise<TaskResult> {
   const target = { name: 'prom', url: opts.url ?? prometheus.url, ...(opts.token ? { token: opts.token } : {}) };
   const config = testConfig({ dbUrl: TEST_PG_ADMIN_URL, prefix: 'unused', targets: { prometheus: [target] } });
-  const resolved = resolveParams(metricsReview, config, config.targets.prometheus[0]!, opts.params ?? {});
-  if (!resolved.ok) throw new Error(resolved.problems.join('; '));
-  return runTask({ task: metricsReview, target: config.targets.prometheus[0]!, params: resolved.params, dryRun: false, log: testLogger, state });
+  const resolved = preparedRun(metricsReview, config, config.targets.prometheus[0]!.name, opts.params ?? {});
+  return runTask({ run: resolved, dryRun: false, log: testLogger, state });
 }
 
 function q(query: Partial<MetricQuery> & Pick<MetricQuery, 'name' | 'query'>): Record<string, unknown> {
