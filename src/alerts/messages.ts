@@ -10,7 +10,7 @@ import type { Finding, Severity, TaskResult } from '../contract/result';
 import { redactSecretsIn } from '../logger';
 import { boardJobPath, checkPath, publicLink, runOfJobPath } from '../web/paths';
 import { RUN_ERROR_CODE, type AlertRow } from './alert-state';
-import type { AlertEvent, AlertMessage } from './notifiers';
+import type { AlertEvent, AlertMessage } from './notifier';
 
 /** Email subjects longer than this are cut: mail clients show ~80 characters anyway. */
 const TITLE_MAX = 200;

@@ -4,7 +4,7 @@
  * schema.ts so the rules of who hears what read in one place.
  */
 import { z } from 'zod';
-import { cronProblem, isValidTimezone } from '../schedules/cron';
+import { cronProblem, isValidTimezone } from './cron-syntax';
 import { parseDurationSeconds } from '../util/duration';
 
 const CHANNEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;

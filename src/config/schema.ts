@@ -4,8 +4,7 @@
  * the README must announce.
  */
 import { z } from 'zod';
-import { isValidTimezone } from '../schedules/cron';
-import type { SchedulerEntry } from '../schedules/resolve';
+import { isValidTimezone } from './cron-syntax';
 import type { ResolvedAlerting } from './alerting';
 import { channelName, channelSchema, maintenanceSchema, routeSchema, smtpSchema, waiverSchema } from './alerting-schema';
 
@@ -369,6 +368,20 @@ export interface TargetByKind {
 }
 export type TargetKind = keyof TargetByKind;
 export type AnyTarget = TargetByKind[TargetKind];
+
+/** One job scheduler: a task on a target on a schedule's cron (the loader expands them from the schedules). */
+export interface SchedulerEntry {
+  /** `<schedule>:<task>:<target>`, stable across restarts and replicas. */
+  id: string;
+  schedule: string;
+  task: string;
+  target: string;
+  targetKind: TargetKind;
+  cron: string;
+  timezone: string;
+  catchUp: boolean;
+  graceSeconds?: number;
+}
 
 /** The validated config every module receives; nothing else reads the environment. */
 export interface Config extends Omit<ParsedConfig, 'targets'> {

@@ -5,36 +5,8 @@
  * is what the job scheduler will do, DST included.
  */
 import { getNextMillis } from 'bullmq';
-import { CronExpressionParser } from 'cron-parser';
 
-/** True for a zone Intl knows ("UTC", "Europe/Berlin"); false for "Mars/Base". */
-export function isValidTimezone(tz: string): boolean {
-  if (typeof tz !== 'string' || tz.length === 0 || tz.length > 64) return false;
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: tz });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Why `expr` is not a usable cron expression, or undefined when it is.
- * We accept 5 fields, or 6 with seconds first; cron-parser would also take
- * a 7th (year) field and macros, which BullMQ's docs do not promise.
- */
-export function cronProblem(expr: string): string | undefined {
-  const fields = expr.trim().split(/\s+/);
-  if (expr.trim() === '' || fields.length < 5 || fields.length > 6) {
-    return `${JSON.stringify(expr)} is not a valid cron expression (5 fields, or 6 with seconds)`;
-  }
-  try {
-    CronExpressionParser.parse(expr, { strict: false });
-  } catch (err) {
-    return `${JSON.stringify(expr)} is not a valid cron expression (${(err as Error).message})`;
-  }
-  return undefined;
-}
+export { cronProblem, isValidTimezone } from '../config/cron-syntax';
 
 /** The next `count` fire times after `from`, exactly as BullMQ will schedule them. */
 export function nextFireTimes(cron: string, timezone: string, count: number, from: Date = new Date()): Date[] {

@@ -3,11 +3,13 @@
  * schedulers: one per (schedule, task, target), each with a stable id, so
  * every replica upserting the same config converges on the same set.
  */
-import type { Config, TargetKind } from '../config/schema';
+import type { Config, SchedulerEntry } from '../config/schema';
 import type { TaskRegistry } from '../jobs';
 import { RUNBOOK_TASKS, defaultCatalog } from './catalog';
 import { cronProblem, isValidTimezone } from './cron';
 import { targetsOf } from '../config/targets';
+
+export type { SchedulerEntry };
 
 export interface ResolvedSchedule {
   id: string;
@@ -21,19 +23,6 @@ export interface ResolvedSchedule {
   /** Enqueue a missed run at once (src/schedules/missed-runs.ts). */
   catchUp: boolean;
   /** How late a run may be before it counts as missed; undefined: the default grace. */
-  graceSeconds?: number;
-}
-
-export interface SchedulerEntry {
-  /** `<schedule>:<task>:<target>`, stable across restarts and replicas. */
-  id: string;
-  schedule: string;
-  task: string;
-  target: string;
-  targetKind: TargetKind;
-  cron: string;
-  timezone: string;
-  catchUp: boolean;
   graceSeconds?: number;
 }
 

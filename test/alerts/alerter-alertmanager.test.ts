@@ -5,7 +5,7 @@
  * judges startsAt/endsAt against its own.
  */
 import { createAlerter } from '../../src/alerts/alerter';
-import type { RetryPolicy } from '../../src/alerts/notifiers';
+import type { RetryPolicy } from '../../src/alerts/notifier';
 import type { Finding, TaskResult } from '../../src/contract/result';
 import { migrate } from '../../src/results/migrate';
 import { createTestDatabase, type TestDatabase } from '../support/db';

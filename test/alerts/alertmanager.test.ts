@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAlertmanagerNotifier } from '../../src/alerts/channels/alertmanager';
-import type { AlertEvent, AlertMessage, RetryPolicy } from '../../src/alerts/notifiers';
+import type { AlertEvent, AlertMessage, RetryPolicy } from '../../src/alerts/notifier';
 import { AlertmanagerError, createAlertmanagerClient } from '../../src/clients/alertmanager';
 import { basicAuthToken } from '../../src/logger';
 import { startAlertmanager, waitUntil, type TestAlertmanager } from '../support/alertmanager';

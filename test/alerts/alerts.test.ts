@@ -5,7 +5,7 @@
  */
 import { Pool } from 'pg';
 import { createAlerter, type Alerter } from '../../src/alerts/alerter';
-import type { RetryPolicy } from '../../src/alerts/notifiers';
+import type { RetryPolicy } from '../../src/alerts/notifier';
 import { AlertState } from '../../src/alerts/alert-state';
 import type { Finding, TaskResult } from '../../src/contract/result';
 import type { RawConfigInput } from '../../src/config/schema';

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createPagerdutyNotifier, pagerdutyDedupKey, type PagerdutyEvent } from '../../src/alerts/channels/pagerduty';
-import type { AlertEvent, AlertMessage, RetryPolicy } from '../../src/alerts/notifiers';
+import type { AlertEvent, AlertMessage, RetryPolicy } from '../../src/alerts/notifier';
 import { freePort } from '../support/ports';
 
 const RETRY: RetryPolicy = { attempts: 3, backoffMs: [10, 20], attemptTimeoutMs: 2_000 };

@@ -4,7 +4,7 @@
  * injected: windows open and close and waivers lapse without waiting.
  */
 import { createAlerter, type Alerter } from '../../src/alerts/alerter';
-import type { RetryPolicy } from '../../src/alerts/notifiers';
+import type { RetryPolicy } from '../../src/alerts/notifier';
 import { routingNotes } from '../../src/alerts/routing';
 import { SilenceStore } from '../../src/alerts/suppress/silences';
 import { WaiverStore } from '../../src/alerts/suppress/waivers';

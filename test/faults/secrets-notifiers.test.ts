@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import request from 'supertest';
 import { createAlerter, type Alerter } from '../../src/alerts/alerter';
-import type { RetryPolicy } from '../../src/alerts/notifiers';
+import type { RetryPolicy } from '../../src/alerts/notifier';
 import { configSecrets } from '../../src/config/secrets';
 import type { RawConfigInput } from '../../src/config/schema';
 import type { Finding, TaskResult } from '../../src/contract/result';

@@ -13,7 +13,7 @@
  */
 import type { ChannelConfig } from '../../config/alerting-schema';
 import { AlertmanagerError, alertmanagerUrlSecrets, createAlertmanagerClient, type PostableAlert } from '../../clients/alertmanager';
-import { DEFAULT_RETRY, withRetry, type AlertEvent, type Notifier, type RetryPolicy } from '../notifiers';
+import { DEFAULT_RETRY, withRetry, type AlertEvent, type Notifier, type RetryPolicy } from '../notifier';
 
 /**
  * One event as Alertmanager's postableAlert. Empty values are left out:

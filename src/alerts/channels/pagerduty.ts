@@ -13,7 +13,7 @@ import type { ChannelConfig } from '../../config/alerting-schema';
 import type { Severity } from '../../contract/result';
 import { coerceError } from '../../errors';
 import { secretsOfUrl } from '../../logger';
-import { DEFAULT_RETRY, withRetry, type AlertEvent, type Notifier, type RetryPolicy } from '../notifiers';
+import { DEFAULT_RETRY, withRetry, type AlertEvent, type Notifier, type RetryPolicy } from '../notifier';
 import { urlOrigin, fetchFailureReason } from '../../util/fetch-errors';
 
 /** PagerDuty's limits on an event (Events API v2, "Send an alert event"). */
