@@ -8,10 +8,10 @@
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { EXIT_CODE, type TaskResult } from '../contract/result';
-import type { AnyTarget, Config } from '../config/schema';
-import type { Task } from '../contract/task';
-import { parseParamFlags, resolveParams } from '../config/params';
-import { findTarget, noTargetError, targetsOf } from '../config/targets';
+import type { Config } from '../config/schema';
+import type { PreparedRun, Task } from '../contract/task';
+import { parseParamFlags } from '../config/params';
+import { noTargetError, targetsOf } from '../config/targets';
 import { createPool, stateLimits } from '../clients/postgres';
 import { createRedis, recordErrors } from '../clients/redis';
 import { ResultStore } from '../results/store';
@@ -19,8 +19,9 @@ import { ResultOutbox } from '../results/outbox';
 import { configSecrets } from '../config/secrets';
 import { withTimeout } from '../util/timeout';
 import { migrate } from '../results/migrate';
-import { acquireTargetLock, lockKey, runLockTtlMs, type TargetLock } from '../worker/target-lock';
-import { pausedByWindow, rejectedResult, runTask, skippedResult } from '../worker/run-task';
+import { acquireTargetLock } from '../worker/target-lock';
+import { rejectedResult } from '../worker/run-task';
+import { runInSequence, type LockOutcome } from '../worker/run-sequence';
 import { UsageError, coerceError } from '../errors';
 import { redactSecretsIn, type Logger } from '../logger';
 import { configFor, loggerFor, taskNamed } from './common';
@@ -46,11 +47,9 @@ export async function runCommand(io: CliIO, taskName: string, opts: RunOptions):
   return EXIT_CODE.error;
 }
 
-interface PreparedRun {
+interface CliRun {
   config: Config;
-  task: Task;
-  target: AnyTarget;
-  params: Record<string, unknown>;
+  run: PreparedRun;
 }
 
 /**
@@ -59,23 +58,23 @@ interface PreparedRun {
  * target to name in an error result: the one picked when it got that far,
  * else --target, else "" (none was chosen).
  */
-function prepareRun(io: CliIO, taskName: string, opts: RunOptions): { ok: true; run: PreparedRun } | { ok: false; error: Error; target: string } {
+function prepareRun(io: CliIO, taskName: string, opts: RunOptions): { ok: true; run: CliRun } | { ok: false; error: Error; target: string } {
   let targetName = opts.target ?? '';
   try {
     const config = configFor(io, opts.config);
     const task = taskNamed(taskName);
-    const target = pickTarget(config, task.target, task.name, opts.target);
-    targetName = target.name;
-    const params = resolveParams(task, config, target, parseParamFlags(opts.param ?? []));
-    if (!params.ok) throw new UsageError(params.problems.join('; '));
-    return { ok: true, run: { config, task, target, params: params.params } };
+    targetName = pickTarget(config, task, opts.target);
+    const prepared = task.prepare(config, { targetName, overrides: parseParamFlags(opts.param ?? []) });
+    if (!prepared.ok) throw new UsageError(prepared.problems.join('; '));
+    return { ok: true, run: { config, run: prepared.run } };
   } catch (err) {
     return { ok: false, error: coerceError(err), target: targetName };
   }
 }
 
-async function runPrepared(io: CliIO, { config, task, target, params }: PreparedRun, opts: RunOptions): Promise<number> {
+async function runPrepared(io: CliIO, { config, run }: CliRun, opts: RunOptions): Promise<number> {
   const dryRun = opts.dryRun === true;
+  const { task, target } = run;
 
   const context = { task: task.name, target: target.name, via: 'cli' };
   // A person reading the result wants the warnings that explain it, not JSON; scripts with --json keep pino JSON.
@@ -83,21 +82,16 @@ async function runPrepared(io: CliIO, { config, task, target, params }: Prepared
   const state = createPool(config.state.url, stateLimits(config.state), log, 2);
   const redis = createRedis(config.redis.url, log, { maxRetriesPerRequest: 1, connectTimeout: 3_000, retryStrategy: () => null, lazyConnect: true });
   try {
-    const paused = pausedByWindow(config, task, target.name, dryRun);
-    const lock = paused ? undefined : await tryLock(redis, config, task.name, target.name, task.timeoutMs, log);
-    let result: TaskResult;
-    if (paused) {
-      result = paused;
-    } else if (lock && 'heldBy' in lock) {
-      result = skippedResult(task.name, target.name, dryRun, lock.heldBy);
-    } else {
-      try {
-        result = await runTask({ task, target, params, dryRun, log, state, secrets: configSecrets(config) });
-      } finally {
-        await lock?.lock.release().catch(() => undefined);
-      }
-    }
-    const kept = await storeResult(state, redis, config, result, log);
+    const { result, kept } = await runInSequence({
+      run,
+      config,
+      dryRun,
+      log,
+      state,
+      secrets: configSecrets(config),
+      takeLock: (key, ttlMs) => tryLock(redis, key, ttlMs, log),
+      store: async (result) => ({ result, kept: await storeResult(state, redis, config, result, log) }),
+    });
     if (opts.json) println(io.stdout, JSON.stringify(result));
     else println(io.stdout, formatResult(result));
     if (kept !== true) {
@@ -112,12 +106,13 @@ async function runPrepared(io: CliIO, { config, task, target, params }: Prepared
   }
 }
 
-function pickTarget(config: Config, kind: Parameters<typeof targetsOf>[1], taskName: string, name: string | undefined): AnyTarget {
-  if (name) return findTarget(config, kind, name);
-  const targets = targetsOf(config, kind);
-  if (targets.length === 1) return targets[0]!;
-  if (targets.length === 0) throw noTargetError(taskName, kind);
-  throw new UsageError(`${taskName} can run on ${targets.map((t) => t.name).join(', ')}: pick one with --target`);
+/** The target to run on: the one named, else the task's kind's only one; a UsageError says which to pick. */
+function pickTarget(config: Config, task: Task, name: string | undefined): string {
+  if (name) return name;
+  const targets = targetsOf(config, task.target);
+  if (targets.length === 1) return targets[0]!.name;
+  if (targets.length === 0) throw noTargetError(task.name, task.target);
+  throw new UsageError(`${task.name} can run on ${targets.map((t) => t.name).join(', ')}: pick one with --target`);
 }
 
 /**
@@ -125,12 +120,12 @@ function pickTarget(config: Config, kind: Parameters<typeof targetsOf>[1], taskN
  * scheduled one. Redis being down must not stop a manual check: then the
  * run goes ahead unlocked (no worker can run without Redis either).
  */
-async function tryLock(redis: Redis, config: Config, task: string, target: string, timeoutMs: number, log: Logger): Promise<{ lock: TargetLock } | { heldBy: string } | undefined> {
+async function tryLock(redis: Redis, key: string, ttlMs: number, log: Logger): Promise<LockOutcome> {
   // connect() only rejects with "Connection is closed."; the client's last error says why (ECONNREFUSED, NOAUTH).
   const lastError = recordErrors(redis);
   try {
     await redis.connect();
-    return await acquireTargetLock(redis, lockKey(config.redis.prefix, task, target), `cli ${randomUUID().slice(0, 8)}`, runLockTtlMs(timeoutMs));
+    return await acquireTargetLock(redis, key, `cli ${randomUUID().slice(0, 8)}`, ttlMs);
   } catch (err) {
     log.warn({ err: redactSecretsIn(lastError() ?? coerceError(err).message) }, 'redis unreachable: running without the per-target lock');
     return undefined;

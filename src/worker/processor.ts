@@ -13,11 +13,10 @@ import type { TaskResult } from '../contract/result';
 import type { ResultStore } from '../results/store';
 import type { ResultOutbox } from '../results/outbox';
 import { jobDataSchema, type JobData } from '../queue/queue';
-import { findTarget } from '../config/targets';
-import { resolveParams } from '../config/params';
 import { formatIssues } from '../config/format-issues';
-import { acquireTargetLock, lockKey, runLockTtlMs } from './target-lock';
-import { pausedByWindow, rejectedResult, runTask, skippedResult } from './run-task';
+import { acquireTargetLock } from './target-lock';
+import { rejectedResult } from './run-task';
+import { runInSequence } from './run-sequence';
 import { coerceError } from '../errors';
 import type { Liveness } from '../liveness/liveness';
 import { configSecrets } from '../config/secrets';
@@ -131,57 +130,41 @@ function processJob(deps: ProcessorDeps) {
     const data = parsed.data;
     const task = deps.registry.get(data.task);
     if (!task) return reject(data.task, data.target, `unknown task ${JSON.stringify(data.task)}`);
-    let target;
+    let prepared;
     try {
-      target = findTarget(deps.config, task.target, data.target);
+      prepared = task.prepare(deps.config, { targetName: data.target, overrides: data.params ?? {}, overridePath: 'job data params' });
     } catch (err) {
       return reject(task.name, data.target, coerceError(err).message);
     }
-    const params = resolveParams(task, deps.config, target, data.params ?? {}, 'job data params');
-    if (!params.ok) return reject(task.name, target.name, `invalid params: ${params.problems.join('; ')}`);
+    if (!prepared.ok) return reject(task.name, data.target, `invalid params: ${prepared.problems.join('; ')}`);
 
-    const runLog = log.child({ target: target.name });
-    const paused = pausedByWindow(deps.config, task, target.name, data.dryRun ?? false);
-    if (paused) {
-      runLog.info({ reason: paused.summary }, 'run skipped: maintenance window');
-      return store(paused);
-    }
-    const held = await acquireTargetLock(deps.redis, lockKey(deps.config.redis.prefix, task.name, target.name), `job ${job.id}`, runLockTtlMs(task.timeoutMs));
-    if ('heldBy' in held) {
-      runLog.info({ heldBy: held.heldBy }, 'target busy: run skipped');
-      return store(skippedResult(task.name, target.name, data.dryRun ?? false, held.heldBy));
-    }
-
-    let result: TaskResult;
-    try {
-      result = await runTask({
-        task,
-        target,
-        params: params.params,
-        dryRun: data.dryRun ?? false,
-        secrets,
-        log: runLog,
-        state: deps.state,
-        signal,
-        progress: (p) => job.updateProgress(p),
-        jobLog: async (line) => {
-          await job.log(line);
-        },
-      });
-    } finally {
-      await held.lock.release().catch((err) => runLog.warn({ err: coerceError(err).message }, 'could not release the target lock; it expires by itself'));
-    }
-
-    if (result.status === 'error' && attempt < maxAttempts) {
-      // Not stored yet: only a job's final outcome becomes history (job_id is unique).
-      await job.log(`attempt ${attempt} of ${maxAttempts}: ${result.summary}`).catch(() => undefined);
-      throw new Error(result.summary);
-    }
-    await store(result);
-    if (result.status === 'error') {
-      await job.log(JSON.stringify(result)).catch(() => undefined);
-      throw new UnrecoverableError(result.summary);
-    }
-    return result;
+    const runLog = log.child({ target: data.target });
+    return runInSequence({
+      run: prepared.run,
+      config: deps.config,
+      dryRun: data.dryRun ?? false,
+      secrets,
+      log: runLog,
+      state: deps.state,
+      signal,
+      progress: (p) => job.updateProgress(p),
+      jobLog: async (line) => {
+        await job.log(line);
+      },
+      takeLock: (key, ttlMs) => acquireTargetLock(deps.redis, key, `job ${job.id}`, ttlMs),
+      store: async (result) => {
+        if (result.status === 'error' && attempt < maxAttempts) {
+          // Not stored yet: only a job's final outcome becomes history (job_id is unique).
+          await job.log(`attempt ${attempt} of ${maxAttempts}: ${result.summary}`).catch(() => undefined);
+          throw new Error(result.summary);
+        }
+        await store(result);
+        if (result.status === 'error') {
+          await job.log(JSON.stringify(result)).catch(() => undefined);
+          throw new UnrecoverableError(result.summary);
+        }
+        return result;
+      },
+    });
   };
 }
