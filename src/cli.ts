@@ -7,6 +7,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { UsageError, coerceError } from './errors';
 import { redactSecretsIn } from './logger';
+import { cliEnvironment } from './config/environment';
 import { processIO, println, type CliIO } from './commands/io';
 import { runCommand } from './commands/run';
 import { checkConfigCommand, schedulesCommand, tasksCommand } from './commands/listings';
@@ -172,7 +173,7 @@ export async function cli(argv: readonly string[], io: CliIO = processIO()): Pro
     } else {
       // Not a user mistake: a target or service failed. Still one line; the stack with CARETAKER_DEBUG=1.
       println(io.stderr, `caretaker: ${redactSecretsIn(err.message)}`);
-      if (io.env.CARETAKER_DEBUG === '1' && err.stack) println(io.stderr, err.stack);
+      if (cliEnvironment(io.env).debug && err.stack) println(io.stderr, err.stack);
     }
     return EXIT_UNKNOWN;
   }

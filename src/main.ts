@@ -73,7 +73,13 @@ export async function startCaretaker(opts: {
   registry?: TaskRegistry;
   /** How often the scheduler looks for missed runs (default 1 min); tests shorten it. */
   missedRunIntervalMs?: number;
-  /** The heartbeats /livez reads; tests pass one with a clock of their own. */
+  /** How often the scheduler re-syncs the job schedulers (default `scheduler.resyncSeconds`); tests shorten it. */
+  resyncMs?: number;
+  /** How often the worker flushes the outbox (default 15 s); tests shorten it. */
+  outboxFlushMs?: number;
+  /** The pause between alert sweeps (default the alerter's: 30 s, or sooner for a channel that re-posts sooner); tests shorten it. */
+  sweepIntervalMs?: number;
+  /** The heartbeats /livez reads and the loops' outcomes /health shows; tests pass one with a clock of their own. */
   liveness?: Liveness;
 }): Promise<Caretaker> {
   const { config, roles, log } = opts;
@@ -85,7 +91,8 @@ export async function startCaretaker(opts: {
   // Routes each result's problems to their channels; never fails a run (see src/alerts/alerter.ts).
   const alerter = createAlerter({ config, state, log: log.child({ component: 'alerts' }) });
   const stops: (() => Promise<void>)[] = [];
-  // The roles' heartbeats, for /livez (the web role's, or liveness.port's for the others).
+  // The roles' heartbeats, for /livez (the web role's, or liveness.port's for the others), and
+  // their loops' outcomes, for the web role's /health when it runs in this process.
   const liveness = opts.liveness ?? new Liveness();
 
   // Bounded: a pool ends by saying goodbye on each connection, and a peer that is gone never answers.
@@ -113,14 +120,16 @@ export async function startCaretaker(opts: {
         log: log.child({ role: 'worker' }),
         onResult: (result, job) => void alerter.onResult(result, job.id),
         liveness,
+        outboxFlushMs: opts.outboxFlushMs,
       });
       stops.unshift(() => worker.close(config.worker.shutdownGraceMs));
     }
     if (roles.includes('scheduler')) {
       const entries = config.schedulers;
       const missedRunInterval = opts.missedRunIntervalMs ?? MISSED_RUN_INTERVAL_MS;
+      const resyncMs = opts.resyncMs ?? config.scheduler.resyncSeconds * 1000;
       // Silent for twice (thrice) its period plus a minute: stuck, not slow.
-      const synced = liveness.loop('job scheduler re-sync', 2 * config.scheduler.resyncSeconds * 1000 + 60_000);
+      const synced = liveness.loop('job scheduler re-sync', 2 * resyncMs + 60_000);
       const checked = liveness.loop('missed-run check', 3 * missedRunInterval + 60_000);
       const scheduler: SchedulerRole = await startScheduler({
         queue,
@@ -128,7 +137,7 @@ export async function startCaretaker(opts: {
         entries,
         jobOpts: jobOptions(config.worker),
         log: log.child({ role: 'scheduler' }),
-        resyncMs: config.scheduler.resyncSeconds * 1000,
+        resyncMs,
         onSynced: synced,
       });
       stops.unshift(scheduler.close);
@@ -151,8 +160,9 @@ export async function startCaretaker(opts: {
       stops.unshift(watch.close);
       // Held alerts go out when their silence or window ends; Alertmanager keeps hearing of open ones.
       if (alertChannels(config).length > 0) {
-        const swept = liveness.loop('alert sweep', 3 * alerter.sweepIntervalMs + 60_000);
-        const sweeps = startAlertSweep(alerter, swept);
+        const sweepIntervalMs = opts.sweepIntervalMs ?? alerter.sweepIntervalMs;
+        const swept = liveness.loop('alert sweep', 3 * sweepIntervalMs + 60_000);
+        const sweeps = startAlertSweep(alerter, { intervalMs: sweepIntervalMs, onSwept: swept });
         stops.unshift(sweeps.close);
       }
     }

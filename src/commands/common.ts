@@ -4,6 +4,7 @@ import pino from 'pino';
 import type { Task } from '../contract/task';
 import type { Config } from '../config/schema';
 import { loadConfig } from '../config/load';
+import { cliEnvironment } from '../config/environment';
 import { TASKS } from '../jobs';
 import { UsageError } from '../errors';
 import { createLogger, type Logger } from '../logger';
@@ -28,7 +29,7 @@ export interface LogMode {
  * warnings and worse: info lines would bury the result a person asked for.
  */
 export function loggerFor(io: CliIO, config: Pick<Config, 'logLevel'>, mode: LogMode = {}): Logger {
-  const forced = io.env.CARETAKER_LOG_LEVEL;
+  const forced = cliEnvironment(io.env).logLevel;
   if (!mode.human) return createLogger(forced || config.logLevel, io.stderr);
   // A config that asks for less than warnings (error, fatal) is still obeyed.
   const level = forced || (pino.levels.values[config.logLevel]! > pino.levels.values.warn! ? config.logLevel : 'warn');

@@ -1,7 +1,8 @@
 /**
  * The one place that reads the environment: turns a config file (or, without
  * one, the local defaults from env) into a validated `Config`, or throws a
- * ConfigError listing every problem with its path.
+ * ConfigError listing every problem with its path. What the command line
+ * needs without a config (its log level, CARETAKER_DEBUG) is environment.ts.
  */
 import { userInfo } from 'node:os';
 import type { TaskRegistry } from '../jobs';
@@ -17,7 +18,8 @@ import { expandSchedulers, resolveSchedules } from '../schedules/resolve';
 import { targetsOf } from './targets';
 import { resolveAlerting, type ResolvedAlerting } from './alerting';
 
-export type Env = Record<string, string | undefined>;
+export type { Env } from './environment';
+import type { Env } from './environment';
 
 export interface LoadConfigOptions {
   /** `--config FILE`; else `CARETAKER_CONFIG`; else local defaults from env. */

@@ -6,7 +6,16 @@
  * still in the processor long after its task's timeout (a process whose
  * event loop renews its job locks while its work never ends is never
  * handed on by BullMQ's stalled check). Kubernetes restarts a stuck process.
+ *
+ * Whether a loop's rounds work is `background` (background.ts), for /health:
+ * each round reports once, through the function `loop()` returns, which is
+ * both its heartbeat here and its outcome there. The web role reaches both
+ * through this one object.
  */
+import { BackgroundLoops, type LoopOutcome } from './background';
+
+/** What a loop calls after each round: its heartbeat, and whether the round worked. */
+export type LoopReport = (outcome: LoopOutcome) => void;
 
 export interface LivenessVerdict {
   live: boolean;
@@ -17,19 +26,26 @@ export interface LivenessVerdict {
 export class Liveness {
   private readonly loops = new Map<string, { last: number; maxSilenceMs: number }>();
   private readonly jobs = new Map<string, { what: string; started: number; maxMs: number }>();
+  /** How the loops' rounds went, on the same clock. */
+  readonly background: BackgroundLoops;
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(private readonly now: () => number = Date.now) {
+    this.background = new BackgroundLoops(now);
+  }
 
   /** `loop` came round (whether its work succeeded or not); it is stuck once silent for more than `maxSilenceMs`. */
   beat(loop: string, maxSilenceMs: number): void {
     this.loops.set(loop, { last: this.now(), maxSilenceMs });
   }
 
-  /** Watches `loop` from now on: beats once, and returns its beat for each time it comes round. */
-  loop(loop: string, maxSilenceMs: number): () => void {
-    const beat = () => this.beat(loop, maxSilenceMs);
-    beat();
-    return beat;
+  /** Watches `loop` from now on: beats once, and returns what each of its rounds reports to (a beat, and the outcome for `background`). */
+  loop(loop: string, maxSilenceMs: number): LoopReport {
+    this.beat(loop, maxSilenceMs);
+    this.background.watch(loop);
+    return (outcome) => {
+      this.beat(loop, maxSilenceMs);
+      this.background.report(loop, outcome);
+    };
   }
 
   /** A job entered the processor; it is stuck once there for more than `maxMs`. */

@@ -36,6 +36,7 @@ import type { Logger } from 'pino';
 import type { JobData } from '../queue/queue';
 import type { SchedulerEntry } from './resolve';
 import { coerceError } from '../errors';
+import { LOOP_OK, type LoopOutcome } from '../liveness/background';
 import { pendingNextRun } from './sync';
 
 /** What the check needs of a scheduler entry; `graceSeconds` overrides the default grace. */
@@ -237,12 +238,15 @@ export interface MissedRunWatch {
   close(): Promise<void>;
 }
 
+/** How often the watch checks when the composer gives no `intervalMs`. */
 export const MISSED_RUN_INTERVAL_MS = 60_000;
 
 /**
  * Checks at start and then every `intervalMs`: records new misses, calls
  * `onMissed` with them, and enqueues a catch-up run for entries with
- * `catchUpFor(entry)`. Errors are logged; the loop keeps going.
+ * `catchUpFor(entry)`. Errors are logged and reported (`onChecked`); the
+ * loop keeps going. A catch-up that could not be enqueued, or an `onMissed`
+ * that failed, is logged but does not fail the check: the miss is recorded.
  */
 export function startMissedRunWatch<E extends WatchedEntry>(deps: {
   entries: readonly E[];
@@ -250,6 +254,7 @@ export function startMissedRunWatch<E extends WatchedEntry>(deps: {
   queue: Queue<JobData>;
   jobOpts: JobsOptions;
   log: Logger;
+  /** Default MISSED_RUN_INTERVAL_MS; tests shorten it. */
   intervalMs?: number;
   /** Grace in ms; default: the entry's graceSeconds, else defaultGraceMs (graceOf). */
   graceFor?: (entry: E) => number;
@@ -259,8 +264,8 @@ export function startMissedRunWatch<E extends WatchedEntry>(deps: {
   now?: () => Date;
   /** False while this replica's schedules are not the current ones (a newer config rolls out): checks find nothing. */
   active?: () => boolean;
-  /** Called each time a check came round, whether it worked or failed (the liveness probe's heartbeat). */
-  onChecked?: () => void;
+  /** Called each time a check came round, with whether it worked (the liveness probe's heartbeat, /health's loop state). */
+  onChecked?: (outcome: LoopOutcome) => void;
 }): MissedRunWatch {
   const { entries, state, queue, jobOpts, log } = deps;
   const clock = deps.now ?? (() => new Date());
@@ -306,7 +311,11 @@ export function startMissedRunWatch<E extends WatchedEntry>(deps: {
   let chain: Promise<unknown> = Promise.resolve();
   const check = (): Promise<RecordedMissedRun[]> => {
     const run = chain.then(once);
-    chain = run.catch(() => undefined).finally(() => deps.onChecked?.());
+    chain = run
+      .then((): LoopOutcome => LOOP_OK, (error: unknown): LoopOutcome => ({ ok: false, error }))
+      .then((outcome) => deps.onChecked?.(outcome))
+      // The chain must stay resolved, or every later check would be skipped.
+      .catch((err) => log.error({ err: coerceError(err).message }, 'could not report the missed-run check'));
     return run;
   };
   const initial = check();

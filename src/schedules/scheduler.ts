@@ -1,7 +1,9 @@
 /**
  * The scheduler role: syncs the job schedulers at start, again whenever
  * Redis comes back (a restarted Redis may have lost them), and every few
- * minutes. The loop logs and keeps going; it never dies silently.
+ * minutes. The loop logs and keeps going, and reports each round's outcome
+ * (`onSynced`: /livez's heartbeat, /health's loop state); it never dies
+ * silently.
  *
  * During a rollout only the newest config writes (src/schedules/generation.ts):
  * an older replica stops syncing, says so once, and its missed-run watch
@@ -16,6 +18,10 @@ import type { SchedulerEntry } from './resolve';
 import { syncSchedulers, type SyncOutcome } from './sync';
 import { claimGeneration, generationKey, redisNowMs, schedulesDigest, type ConfigGeneration } from './generation';
 import { coerceError } from '../errors';
+import { LOOP_OK, type LoopOutcome } from '../liveness/background';
+
+/** The re-sync period when the composer gives none: `scheduler.resyncSeconds`' default. */
+export const RESYNC_MS = 300_000;
 
 export interface SchedulerRole {
   /** The first sync's outcome. */
@@ -32,10 +38,10 @@ export async function startScheduler(deps: {
   entries: readonly SchedulerEntry[];
   jobOpts: JobsOptions;
   log: Logger;
-  /** `scheduler.resyncSeconds` in ms: repairs schedulers removed by hand or lost with Redis. */
-  resyncMs: number;
-  /** Called each time a re-sync came round, whether it worked or failed (the liveness probe's heartbeat). */
-  onSynced?: () => void;
+  /** How often to re-sync (`scheduler.resyncSeconds` in ms; default 5 min): repairs schedulers removed by hand or lost with Redis. */
+  resyncMs?: number;
+  /** Called each time a re-sync came round, with whether it worked (the liveness probe's heartbeat, /health's loop state). */
+  onSynced?: (outcome: LoopOutcome) => void;
 }): Promise<SchedulerRole> {
   const { queue, entries, jobOpts, log, connection } = deps;
   const mine: ConfigGeneration = { digest: schedulesDigest(entries, jobOpts), startedAt: await redisNowMs(connection) };
@@ -61,13 +67,21 @@ export async function startScheduler(deps: {
   const resync = (why: string) => {
     syncing = syncing
       .then(() => syncSchedulers(queue, entries, jobOpts, log, mayWrite))
-      .then((outcome) => log.debug({ why, superseded: outcome.superseded }, 'job schedulers re-synced'))
-      .catch((err) => log.error({ why, err: coerceError(err).message }, 'could not re-sync job schedulers; will retry'))
-      .finally(() => deps.onSynced?.());
+      .then((outcome) => {
+        log.debug({ why, superseded: outcome.superseded }, 'job schedulers re-synced');
+        return LOOP_OK;
+      })
+      .catch((err: unknown): LoopOutcome => {
+        log.error({ why, err: coerceError(err).message }, 'could not re-sync job schedulers; will retry');
+        return { ok: false, error: err };
+      })
+      .then((outcome) => deps.onSynced?.(outcome))
+      // The chain must stay resolved, or every later re-sync would be skipped.
+      .catch((err) => log.error({ err: coerceError(err).message }, 'could not report the re-sync'));
   };
   const onReady = () => resync('redis reconnected');
   connection.on('ready', onReady);
-  const timer = setInterval(() => resync('periodic'), deps.resyncMs);
+  const timer = setInterval(() => resync('periodic'), deps.resyncMs ?? RESYNC_MS);
   timer.unref();
 
   return {

@@ -3,6 +3,13 @@
  * connected to Redis (the queue) and to the state database (history)?
  * Every check is bounded in time, so a probe never hangs on a dead backend.
  *
+ * It also shows the background loops of its own process (the outbox flush,
+ * the re-sync, the missed-run check, the alert sweep, when those roles run
+ * beside the web role): one failing makes the answer `degraded`, still 200.
+ * The replica serves and reaches its backends, so a load balancer must keep
+ * it, and a restart would not mend what the loop fails on; the 503 stays
+ * for a backend this replica cannot reach.
+ *
  * It is open, so it says only what is down and since when. Why (a driver's
  * error, an SMTP server's reply) is for `/health?detail`, behind the same
  * login as the console: an error text may quote more than it should, and
@@ -13,11 +20,12 @@ import type { RequestHandler, Response } from 'express';
 import type { Pool } from 'pg';
 import type { Config } from '../config/schema';
 import { configSecrets } from '../config/secrets';
-import { coerceError } from '../errors';
-import { redactSecretsIn, scrubSecrets } from '../logger';
+import { scrubSecrets } from '../logger';
 import { AlertState } from '../alerts/alert-state';
-import { cleanNotifierError } from '../alerts/notifiers';
+import { cleanNotifierError } from '../alerts/notifier';
 import { withTimeout } from '../util/timeout';
+import { failureReason, type BackgroundLoops, type LoopState } from '../liveness/background';
+import type { Liveness } from '../liveness/liveness';
 import { authEnabled } from './auth';
 import { isLoopbackHost } from './loopback';
 
@@ -36,9 +44,13 @@ export type CheckResult = 'ok' | string;
 /** The dependencies /health checks. */
 export type CheckName = 'redis' | 'state';
 
+/** A background loop as /health shows it: its state, and why its last failure happened with `?detail` only. */
+export type LoopHealth = Omit<LoopState, 'lastError'> & { error?: string };
+
 /** What /health answers. */
 export interface HealthReport {
-  status: 'ok' | 'down';
+  /** `down` (503): a dependency is down; `degraded` (200): both are up but a background loop is failing; else `ok`. */
+  status: 'ok' | 'degraded' | 'down';
   /** `ok` or `down` for each dependency; never why (that is `errors`, with `?detail`). */
   checks: Record<CheckName, 'ok' | 'down'>;
   /** When each check that is down started failing, as this replica saw it (ISO time); absent when all are up. */
@@ -51,6 +63,13 @@ export interface HealthReport {
    * `error` (cleaned) with `?detail` only.
    */
   notifiers?: Record<string, { at: string; error?: string }>;
+  /**
+   * This process's background loops, by name, when it runs any: `status`
+   * (`failing` until a round works again), `lastSuccessAt`,
+   * `lastFailureAt`, `consecutiveFailures`; `error` (the last failure's
+   * reason, scrubbed) with `?detail` only.
+   */
+  loops?: Record<string, LoopHealth>;
 }
 
 /** How checkHealth builds its report. */
@@ -76,7 +95,7 @@ export async function checkRedis(redis: Redis): Promise<CheckResult> {
     const reply = await withTimeout(redis.ping(), REDIS_TIMEOUT_MS, 'PING');
     return reply === 'PONG' ? 'ok' : `unexpected PING reply ${JSON.stringify(reply)}`;
   } catch (err) {
-    return describe(err);
+    return failureReason(err);
   }
 }
 
@@ -86,24 +105,12 @@ export async function checkState(state: Pool): Promise<CheckResult> {
     await withTimeout(state.query(HEALTH_SQL.ping), STATE_TIMEOUT_MS, 'SELECT 1');
     return 'ok';
   } catch (err) {
-    return describe(err);
+    return failureReason(err);
   }
 }
 
-/*
- * Node reports a refused connection to a host with several addresses as an
- * AggregateError with an empty message: use its first cause then.
- */
-function describe(thrown: unknown): string {
-  const err = coerceError(thrown);
-  const inner = err instanceof AggregateError && err.errors.length > 0 ? coerceError(err.errors[0]) : undefined;
-  const code = (err as { code?: unknown }).code;
-  const message = err.message || inner?.message || (typeof code === 'string' ? code : err.name);
-  return redactSecretsIn(message);
-}
-
-/** Both checks, run together, and the alert channels' last failures; error texts only with `opts.detail`. */
-export async function checkHealth(deps: { redis: Redis; state: Pool }, opts: HealthOptions = {}): Promise<HealthReport> {
+/** Both checks, run together, the alert channels' last failures and the loops' states; error texts only with `opts.detail`. */
+export async function checkHealth(deps: { redis: Redis; state: Pool; loops?: Pick<BackgroundLoops, 'snapshot'> }, opts: HealthOptions = {}): Promise<HealthReport> {
   const at = (opts.now ?? (() => new Date()))().toISOString();
   const outages = opts.outages ?? new Map<CheckName, string>();
   const secrets = opts.secrets ?? [];
@@ -127,6 +134,12 @@ export async function checkHealth(deps: { redis: Redis; state: Pool }, opts: Hea
   if (Object.keys(since).length > 0) report.since = since;
   if (Object.keys(errors).length > 0) report.errors = errors;
 
+  const loops = Object.entries(deps.loops?.snapshot() ?? {});
+  if (loops.length > 0) {
+    report.loops = Object.fromEntries(loops.map(([name, { lastError, ...state }]) => [name, opts.detail && lastError !== undefined ? { ...state, error: scrubSecrets(lastError, secrets) } : state]));
+    if (report.status === 'ok' && loops.some(([, l]) => l.status === 'failing')) report.status = 'degraded';
+  }
+
   if (state === 'ok') {
     const failures = await withTimeout(new AlertState(deps.state).lastFailures(), STATE_TIMEOUT_MS, 'notifier failures').catch(() => undefined);
     if (failures && Object.keys(failures).length > 0) {
@@ -139,18 +152,20 @@ export async function checkHealth(deps: { redis: Redis; state: Pool }, opts: Hea
   return report;
 }
 
-/** What healthHandler needs: the two clients, the config (its secrets, whether auth is on) and the console's login. */
+/** What healthHandler needs: the two clients, the config (its secrets, whether auth is on), the console's login, and this process's loops. */
 export interface HealthDeps {
   redis: Redis;
   state: Pool;
   config: Config;
+  /** The process's heartbeats, which carry its loops' outcomes (`liveness.background`); without it /health shows no loops. */
+  liveness?: Liveness;
   /** `authenticate(config.web.auth, throttle)`: `?detail` goes through it. */
   login: RequestHandler;
 }
 
 /**
- * 200 when both are up, else 503 naming what is down and since when, to
- * anyone. `?detail` adds why, to a viewer or admin: 401 without
+ * 200 when both are up (`degraded` when a loop fails), else 503 naming
+ * what is down and since when, to anyone. `?detail` adds why, to a viewer or admin: 401 without
  * credentials when auth is on; with auth off (the web role then serves
  * loopback only) to a loopback caller.
  */
@@ -158,8 +173,8 @@ export function healthHandler(deps: HealthDeps): RequestHandler {
   const secrets = configSecrets(deps.config);
   const outages = new Map<CheckName, string>();
   const answer = async (res: Response, detail: boolean) => {
-    const report = await checkHealth(deps, { detail, secrets, outages });
-    res.set('Cache-Control', 'no-store').status(report.status === 'ok' ? 200 : 503).json(report);
+    const report = await checkHealth({ redis: deps.redis, state: deps.state, loops: deps.liveness?.background }, { detail, secrets, outages });
+    res.set('Cache-Control', 'no-store').status(report.status === 'down' ? 503 : 200).json(report);
   };
   return (req, res, next) => {
     if (req.query.detail === undefined) {
