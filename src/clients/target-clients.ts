@@ -6,9 +6,8 @@
 import type { Client, Pool } from 'pg';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { TargetByKind, TargetKind } from '../config/schema';
+import type { KubernetesTarget, TargetByKind, TargetKind } from '../config/schema';
 import type { ClientsByKind, CommonClients, ConnectPostgres, KubernetesApis } from '../contract/clients';
-import type { KubernetesTarget } from '../config/schema';
 import { createStore } from '../backups/create-store';
 import { connectClient, endClient } from './postgres';
 import { createRedis } from './redis';
@@ -36,14 +35,19 @@ export class RunClientSet {
     return FACTORIES[kind](target, this);
   }
 
-  /** Makes the value once, on first call, and remembers how to release it. */
+  /** Runs `close` when the run ends. */
+  onClose(close: () => Promise<void> | void): void {
+    this.closers.push(close);
+  }
+
+  /** Makes the value once, on first call, and releases it when the run ends. */
   lazy<T>(make: () => T, release: (value: T) => Promise<void> | void): () => T {
     let made: { value: T } | undefined;
     return () => {
       if (!made) {
-        made = { value: make() };
-        const value = made.value;
-        this.closers.push(() => release(value));
+        const value = make();
+        made = { value };
+        this.onClose(() => release(value));
       }
       return made.value;
     };
@@ -71,7 +75,7 @@ export class RunClientSet {
   connector(): ConnectPostgres {
     return (url, limits) => {
       const client = connectClient(url, limits, this.scope.log);
-      this.closers.push(() => closeSession(client));
+      this.onClose(() => closeSession(client));
       return client;
     };
   }
@@ -112,18 +116,14 @@ const FACTORIES: { [K in TargetKind]: (target: TargetByKind[K], set: RunClientSe
     // Nothing to close: the generated clients open a connection per call, bounded by callOptions.
     kubernetes: set.lazy(() => createKubernetesClients(target), () => undefined),
   }),
-  http: (_target, set) => {
-    const probes: { close(): void }[] = [];
-    set.lazy(() => probes, (list) => list.forEach((p) => p.close()))();
-    return {
-      ...set.common(),
-      http: (options) => {
-        const probe = createHttpProbe({ ...options, signal: set.scope.signal });
-        probes.push(probe);
-        return probe;
-      },
-    };
-  },
+  http: (_target, set) => ({
+    ...set.common(),
+    http: (options) => {
+      const probe = createHttpProbe({ ...options, signal: set.scope.signal });
+      set.onClose(() => probe.close());
+      return probe;
+    },
+  }),
   prometheus: (target, set) => ({
     ...set.common(),
     prometheus: set.lazy(() => createPrometheusClient(target, set.scope.signal), () => undefined),

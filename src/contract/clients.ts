@@ -8,7 +8,7 @@ import type { Client, Pool } from 'pg';
 import type { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import type { AppsV1Api, AutoscalingV2Api, CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api } from '@kubernetes/client-node';
-import type { KubernetesTarget, TargetKind } from '../config/schema';
+import type { KubernetesTarget } from '../config/schema';
 import type { BackupStore } from './backup-store';
 import type { HttpProbe, HttpProbeOptions } from './http-probe';
 import type { PrometheusClient } from './prometheus';
@@ -84,6 +84,3 @@ export interface ClientsByKind {
     kubernetes(target: KubernetesTarget): KubernetesApis;
   };
 }
-
-/** A task's clients as the runner holds them: the task's own, plus closing them all. */
-export type RunClients<K extends TargetKind> = ClientsByKind[K] & { close(): Promise<void> };

@@ -93,11 +93,10 @@ export interface RunEnvironment {
   context: Omit<TaskContext, 'target' | 'clients'>;
 }
 
-/** A run that can start: this task, its target, its validated params. */
+/** A run that can start: this task on its target, with its params validated. */
 export interface PreparedRun {
   task: Task;
   target: TargetByKind[TargetKind];
-  params: Readonly<Record<string, unknown>>;
   /** Runs the task with clients from `env`. */
   execute(env: RunEnvironment): Promise<TaskOutcome>;
 }
@@ -132,7 +131,7 @@ export function defineTask<K extends TargetKind, S extends z.ZodObject, C extend
       const params = resolveParams(definition, config, target, input.overrides ?? {}, input.overridePath);
       if (!params.ok) return params;
       const execute = (env: RunEnvironment): Promise<TaskOutcome> => run({ ...env.context, target, clients: env.openClients(definition.target, target) }, params.params);
-      return { ok: true, run: { task, target, params: params.params, execute } };
+      return { ok: true, run: { task, target, execute } };
     },
   };
   return task;
