@@ -9,6 +9,7 @@ import type { InstantAnswer, InstantQueryOptions, PrometheusClient } from '../co
 import { coerceError } from '../errors';
 import { scrubSecrets, secretsOfUrl } from '../logger';
 import { fetchFailureReason } from '../util/fetch-errors';
+import { requestWithoutCredentials } from '../util/url-credentials';
 import { formatBytes, oneLine } from '../util/format';
 
 /** An answer larger than this is refused as that query's failure: aggregate it (sum by, topk). */
@@ -41,18 +42,12 @@ interface Endpoint {
 
 /** The query URL under the target's base URL (a path prefix is kept) and the auth header. */
 function endpointOf(target: PrometheusTarget): Endpoint {
-  const base = new URL(target.url);
-  const secrets = [target.token, ...secretsOfUrl(target.url)];
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (target.token) headers.authorization = `Bearer ${target.token}`;
-  else if (base.username || base.password) {
-    // fetch refuses URLs with credentials: send them as basic auth instead.
-    const pair = `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`;
-    headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
-    secrets.push(Buffer.from(pair).toString('base64'));
-  }
-  base.username = '';
-  base.password = '';
+  // fetch refuses URLs with credentials: the URL's become a basic auth header, unless a token is set.
+  const bare = requestWithoutCredentials(target.url);
+  const headers: Record<string, string> = { accept: 'application/json', ...(target.token ? { authorization: `Bearer ${target.token}` } : bare.headers) };
+  const basic = !target.token && bare.headers.authorization ? [bare.headers.authorization.slice('Basic '.length)] : [];
+  const secrets = [target.token, ...secretsOfUrl(target.url), ...basic];
+  const base = new URL(bare.url);
   base.search = '';
   base.hash = '';
   const display = `${base.origin}${base.pathname.replace(/\/+$/, '')}`;

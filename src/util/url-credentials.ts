@@ -4,7 +4,7 @@
  */
 import { basicAuthToken, safeDecode } from '../logger';
 
-/** Where a POST to `url` goes and how it logs in: the URL without its credentials, and their header. */
+/** Where a request to `url` goes and how it logs in: the URL without its credentials, and their header. */
 export function requestWithoutCredentials(url: string): { url: string; headers: Record<string, string> } {
   let parsed: URL;
   try {
