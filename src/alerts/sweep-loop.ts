@@ -7,7 +7,7 @@
  * same is reported as a failed round and the loop goes on.
  */
 import type { Alerter } from './alerter';
-import { LOOP_OK, type LoopOutcome } from '../liveness/background';
+import { outcomeOf, type LoopOutcome } from '../liveness/background';
 
 export interface SweepLoop {
   close(): Promise<void>;
@@ -26,9 +26,7 @@ export function startAlertSweep(alerter: Pick<Alerter, 'sweep' | 'sweepIntervalM
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   const tick = () => {
-    running = alerter
-      .sweep()
-      .then((): LoopOutcome => LOOP_OK, (error: unknown): LoopOutcome => ({ ok: false, error }))
+    running = outcomeOf(alerter.sweep())
       .then((outcome) => opts.onSwept?.(outcome))
       .finally(() => {
         if (!closed) timer = setTimeout(tick, intervalMs);

@@ -17,6 +17,14 @@ export type LoopOutcome = { ok: true } | { ok: false; error: unknown };
 
 export const LOOP_OK: LoopOutcome = { ok: true };
 
+/** What a round's promise came to: it never rejects, so a loop's chain goes on after a failed round. */
+export function outcomeOf(round: Promise<unknown>): Promise<LoopOutcome> {
+  return round.then(
+    () => LOOP_OK,
+    (error: unknown) => ({ ok: false, error }),
+  );
+}
+
 /** A loop as /health shows it. */
 export interface LoopState {
   /** `failing` from a failed round until the next one that works. */

@@ -36,7 +36,7 @@ import type { Logger } from 'pino';
 import type { JobData } from '../queue/queue';
 import type { SchedulerEntry } from './resolve';
 import { coerceError } from '../errors';
-import { LOOP_OK, type LoopOutcome } from '../liveness/background';
+import { outcomeOf, type LoopOutcome } from '../liveness/background';
 import { pendingNextRun } from './sync';
 
 /** What the check needs of a scheduler entry; `graceSeconds` overrides the default grace. */
@@ -311,8 +311,7 @@ export function startMissedRunWatch<E extends WatchedEntry>(deps: {
   let chain: Promise<unknown> = Promise.resolve();
   const check = (): Promise<RecordedMissedRun[]> => {
     const run = chain.then(once);
-    chain = run
-      .then((): LoopOutcome => LOOP_OK, (error: unknown): LoopOutcome => ({ ok: false, error }))
+    chain = outcomeOf(run)
       .then((outcome) => deps.onChecked?.(outcome))
       // The chain must stay resolved, or every later check would be skipped.
       .catch((err) => log.error({ err: coerceError(err).message }, 'could not report the missed-run check'));

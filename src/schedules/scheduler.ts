@@ -18,10 +18,7 @@ import type { SchedulerEntry } from './resolve';
 import { syncSchedulers, type SyncOutcome } from './sync';
 import { claimGeneration, generationKey, redisNowMs, schedulesDigest, type ConfigGeneration } from './generation';
 import { coerceError } from '../errors';
-import { LOOP_OK, type LoopOutcome } from '../liveness/background';
-
-/** The re-sync period when the composer gives none: `scheduler.resyncSeconds`' default. */
-export const RESYNC_MS = 300_000;
+import { outcomeOf, type LoopOutcome } from '../liveness/background';
 
 export interface SchedulerRole {
   /** The first sync's outcome. */
@@ -38,8 +35,8 @@ export async function startScheduler(deps: {
   entries: readonly SchedulerEntry[];
   jobOpts: JobsOptions;
   log: Logger;
-  /** How often to re-sync (`scheduler.resyncSeconds` in ms; default 5 min): repairs schedulers removed by hand or lost with Redis. */
-  resyncMs?: number;
+  /** How often to re-sync (`scheduler.resyncSeconds` in ms): repairs schedulers removed by hand or lost with Redis. */
+  resyncMs: number;
   /** Called each time a re-sync came round, with whether it worked (the liveness probe's heartbeat, /health's loop state). */
   onSynced?: (outcome: LoopOutcome) => void;
 }): Promise<SchedulerRole> {
@@ -65,23 +62,21 @@ export async function startScheduler(deps: {
 
   let syncing: Promise<unknown> = Promise.resolve();
   const resync = (why: string) => {
-    syncing = syncing
+    const round = syncing
       .then(() => syncSchedulers(queue, entries, jobOpts, log, mayWrite))
-      .then((outcome) => {
-        log.debug({ why, superseded: outcome.superseded }, 'job schedulers re-synced');
-        return LOOP_OK;
-      })
-      .catch((err: unknown): LoopOutcome => {
+      .then((outcome) => log.debug({ why, superseded: outcome.superseded }, 'job schedulers re-synced'))
+      .catch((err: unknown) => {
         log.error({ why, err: coerceError(err).message }, 'could not re-sync job schedulers; will retry');
-        return { ok: false, error: err };
-      })
+        throw err;
+      });
+    syncing = outcomeOf(round)
       .then((outcome) => deps.onSynced?.(outcome))
       // The chain must stay resolved, or every later re-sync would be skipped.
       .catch((err) => log.error({ err: coerceError(err).message }, 'could not report the re-sync'));
   };
   const onReady = () => resync('redis reconnected');
   connection.on('ready', onReady);
-  const timer = setInterval(() => resync('periodic'), deps.resyncMs ?? RESYNC_MS);
+  const timer = setInterval(() => resync('periodic'), deps.resyncMs);
   timer.unref();
 
   return {
