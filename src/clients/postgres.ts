@@ -8,6 +8,9 @@ import { Client, Pool, type ClientConfig } from 'pg';
 import type { Logger } from 'pino';
 import { redactSecretsIn } from '../logger';
 import { withTimeout } from '../util/timeout';
+import type { SessionLimits } from '../contract/clients';
+
+export type { SessionLimits };
 
 export const APPLICATION_NAME = 'caretaker';
 
@@ -25,12 +28,17 @@ export function otherSessions(alias: string): string {
       AND ${alias}.application_name NOT LIKE '${APPLICATION_NAME}%'`;
 }
 
-export interface SessionLimits {
-  statementTimeoutMs: number;
-  lockTimeoutMs: number;
-  /** Sessions left idle in a transaction by a bug of ours are ended by the server. */
-  idleInTransactionTimeoutMs?: number;
-}
+/** SQLSTATE of a statement cancelled by lock_timeout (or NOWAIT). */
+export const LOCK_NOT_AVAILABLE = '55P03';
+/** SQLSTATE of a refused privilege. */
+export const INSUFFICIENT_PRIVILEGE = '42501';
+
+/** The SQLSTATE of a failed query, if it has one. */
+export const sqlState = (err: unknown): string | undefined => {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+};
+
 
 /** caretaker's own state database: its statements are short, on its own tables. */
 export const STATE_LIMITS: SessionLimits = { statementTimeoutMs: 30_000, lockTimeoutMs: 5_000 };

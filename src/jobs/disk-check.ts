@@ -18,13 +18,12 @@ import { formatBytes, formatDuration, formatPercent } from '../util/format';
 import { withTimeout } from '../util/timeout';
 import { coerceError } from '../errors';
 import { SQL } from './disk-check.sql';
+import { LOCK_NOT_AVAILABLE, sqlState } from '../clients/postgres';
 
 const TASK_NAME = 'disk-check';
 const GiB = 1024 ** 3;
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
-/** SQLSTATE of a statement cancelled by lock_timeout. */
-const LOCK_NOT_AVAILABLE = '55P03';
 /**
  * Tries of the sizing statement. It skips what pg_locks shows locked; a lock
  * taken just after that read makes it time out, and the next try sees it.
@@ -354,7 +353,7 @@ async function relationSizes(db: Client, lockTimeoutMs: number, topN: number): P
     try {
       return await withLockTimeout(db, lockTimeoutMs, async () => (await db.query<RelationSizes>(SQL.relationSizes, [topN])).rows[0]!);
     } catch (err) {
-      if ((err as { code?: unknown } | null)?.code !== LOCK_NOT_AVAILABLE) throw err;
+      if (sqlState(err) !== LOCK_NOT_AVAILABLE) throw err;
       if (attempt >= SIZE_ATTEMPTS) return { failed: reason(err) };
     }
   }

@@ -18,13 +18,12 @@ import { defineTask, type FindingCodes } from '../contract/task';
 import type { Finding, Severity } from '../contract/result';
 import { formatBytes, formatDuration } from '../util/format';
 import { SQL } from './index-audit.sql';
+import { LOCK_NOT_AVAILABLE, sqlState } from '../clients/postgres';
 
 export { SQL } from './index-audit.sql';
 
 const MB = 1024 * 1024;
 const DAY_SECONDS = 86_400;
-/** SQLSTATE lock_not_available: lock_timeout cancelled a statement that waited for a lock. */
-const LOCK_NOT_AVAILABLE = '55P03';
 /** The lock wait a suggested plain DROP INDEX is bounded by, so that it cannot stall the table's traffic. */
 const SUGGESTED_LOCK_TIMEOUT = `SET lock_timeout = '5s';`;
 
@@ -204,7 +203,7 @@ async function queryWithoutWaiting<T>(db: Client, part: string, sql: string, arg
   try {
     return (await db.query(sql, [...args, true])).rows as T[];
   } catch (err) {
-    if ((err as { code?: string }).code !== LOCK_NOT_AVAILABLE) throw err;
+    if (sqlState(err) !== LOCK_NOT_AVAILABLE) throw err;
     retried.push(part);
     return (await db.query(sql, [...args, false])).rows as T[];
   }

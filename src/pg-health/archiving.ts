@@ -8,7 +8,8 @@ import type { Client } from 'pg';
 import type { Finding, Severity } from '../contract/result';
 import type { FindingCodes } from '../contract/task';
 import { formatDuration } from '../util/format';
-import { INSUFFICIENT_PRIVILEGE, sqlState, type CheckResult, type PgSession } from './check';
+import { INSUFFICIENT_PRIVILEGE, sqlState } from '../clients/postgres';
+import type { CheckResult, PgSession } from './check';
 
 export const ARCHIVING_CODES = {
   archive_failing: "WAL archiving's last attempt failed (critical once nothing was archived for `archiveFailingCriticalSeconds`)",

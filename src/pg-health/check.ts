@@ -33,14 +33,6 @@ export interface CheckResult<C extends string = string> {
 /** A check: its options are the params it reads (pg-health's params satisfy every check's). */
 export type PgHealthCheck<O, C extends string = string> = (session: PgSession, options: O) => Promise<CheckResult<C>>;
 
-/** SQLSTATE of a statement cancelled by lock_timeout. */
-export const LOCK_NOT_AVAILABLE = '55P03';
-/** SQLSTATE of a refused privilege. */
-export const INSUFFICIENT_PRIVILEGE = '42501';
-
-/** The SQLSTATE of a failed query, if it has one. */
-export const sqlState = (err: unknown): string | undefined => (err as { code?: string }).code;
-
 /** `critical` from the critical threshold, `warning` from the warning one, nothing below. */
 export const severityOf = (value: number, warning: number, critical: number): Severity | undefined =>
   value >= critical ? 'critical' : value >= warning ? 'warning' : undefined;

@@ -8,7 +8,8 @@
 import type { Client } from 'pg';
 import type { Finding } from '../contract/result';
 import type { FindingCodes } from '../contract/task';
-import { LOCK_NOT_AVAILABLE, severityOf, sqlState, type CheckResult, type PgSession } from './check';
+import { LOCK_NOT_AVAILABLE, sqlState } from '../clients/postgres';
+import { severityOf, type CheckResult, type PgSession } from './check';
 
 export const SEQUENCE_CODES = {
   sequence_exhaustion: "a sequence past `sequenceWarning` of its range, or of the column it feeds (critical from `sequenceCritical`)",
