@@ -17,8 +17,6 @@ import { TLS_CERTIFICATE_CODES, certificateFindings, type PeerCertificate } from
 import { scrubSecrets, secretsOfUrl } from '../logger';
 import { classifyStatus, readDetailedHealth, worstClass, type HealthComponent } from '../clients/detailed-health';
 
-export { readDetailedHealth };
-
 /** How much of an unexpected body a finding quotes. */
 const BODY_EXCERPT_CHARS = 300;
 

@@ -1,7 +1,8 @@
 /**
  * What the runner gives every task beyond its target: the previous result
  * of the same task on the same target, read from caretaker's history, and
- * a run that goes on without it when the history cannot be read.
+ * a run that goes on without it when the history cannot be read; and the
+ * check of the finding codes a task declares.
  */
 import { Pool } from 'pg';
 import { z } from 'zod';
@@ -10,6 +11,7 @@ import type { TaskResult } from '../../src/contract/result';
 import { migrate } from '../../src/results/migrate';
 import { ResultStore } from '../../src/results/store';
 import { runTask } from '../../src/worker/run-task';
+import { refuseUndeclaredCodes } from '../../src/worker/undeclared-codes';
 import { preparedRun } from '../support/run-task';
 import { testConfig } from '../support/config';
 import { createTestDatabase, type TestDatabase } from '../support/db';
@@ -75,4 +77,39 @@ it('with the history unreachable, the run goes on: readable false, no result, an
     await away.end();
   }
   expect(capture.lines().some((l) => l.msg === 'cannot read the previous looks-back result: this run goes without it' && /ECONNREFUSED/.test(String(l.err)))).toBe(true);
+});
+
+describe('finding codes the task does not declare', () => {
+  // A code computed at run time (the compiler checks literal ones): here, one the task never declared.
+  const computed = (): 'declared_code' => ['un', 'declared_code'].join('') as 'declared_code';
+  const slips = defineTask({
+    name: 'slips',
+    description: 'returns a code it does not declare',
+    target: 'postgres',
+    defaultSchedule: 'daily',
+    timeoutMs: 10_000,
+    changesTarget: false,
+    params: z.strictObject({}),
+    codes: { declared_code: 'the one code this task declares' },
+    async run() {
+      return { summary: 'slipped', findings: [{ severity: 'warning', code: computed(), subject: 'x', message: 'a finding' }] };
+    },
+  });
+  const runSlips = (log = captureLog().log) => runTask({ run: preparedRun(slips, testConfig({ dbUrl: db.url, prefix: 'unused' }), 'main'), dryRun: false, log, state: db.pool });
+
+  afterEach(() => refuseUndeclaredCodes(true));
+
+  it('fails the run in the tests, naming the code', async () => {
+    const result = await runSlips();
+    expect(result).toMatchObject({ status: 'error', findings: [] });
+    expect(result.summary).toContain('slips returned finding codes it does not declare: undeclared_code');
+  });
+
+  it('in service keeps the finding and logs the code', async () => {
+    refuseUndeclaredCodes(false);
+    const capture = captureLog();
+    const result = await runSlips(capture.log);
+    expect(result).toMatchObject({ status: 'warning', findings: [{ code: 'undeclared_code' }] });
+    expect(capture.lines().some((l) => l.msg === 'finding codes the task does not declare (kept)' && JSON.stringify(l.codes) === '["undeclared_code"]')).toBe(true);
+  });
 });
