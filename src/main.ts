@@ -75,7 +75,7 @@ export async function startCaretaker(opts: {
   missedRunIntervalMs?: number;
   /** How often the scheduler re-syncs the job schedulers (default `scheduler.resyncSeconds`); tests shorten it. */
   resyncMs?: number;
-  /** How often the worker flushes the outbox (default 15 s); tests shorten it. */
+  /** How often the worker flushes the outbox (default `worker.outboxFlushSeconds`); tests shorten it. */
   outboxFlushMs?: number;
   /** The pause between alert sweeps (default the alerter's: 30 s, or sooner for a channel that re-posts sooner); tests shorten it. */
   sweepIntervalMs?: number;

@@ -277,7 +277,9 @@ export const configSchema = z.strictObject({
      * job to another.
      */
     lockDurationMs: z.number().int().min(5_000).max(3600_000).default(30_000),
-  }).default({ concurrency: 2, attempts: 3, backoffMs: 30_000, shutdownGraceMs: 30_000, stalledIntervalMs: 30_000, lockDurationMs: 30_000 }),
+    /** How often results that waited for the state database (the outbox) are written once it answers again. */
+    outboxFlushSeconds: z.number().int().min(1).max(3_600).default(15),
+  }).default({ concurrency: 2, attempts: 3, backoffMs: 30_000, shutdownGraceMs: 30_000, stalledIntervalMs: 30_000, lockDurationMs: 30_000, outboxFlushSeconds: 15 }),
   scheduler: z.strictObject({
     /** How often each scheduler replica re-syncs the job schedulers (repairs hand edits and a Redis that lost them). */
     resyncSeconds: z.number().int().min(1).max(86_400).default(300),

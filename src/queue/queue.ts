@@ -43,7 +43,7 @@ export function createQueue(connection: Redis, prefix: string, worker?: Config['
  * Retries with exponential backoff; Redis keeps a bounded tail of jobs for
  * Bull Board, the state database keeps the history.
  */
-export function jobOptions(worker: Config['worker']): JobsOptions {
+export function jobOptions(worker: Pick<Config['worker'], 'attempts' | 'backoffMs'>): JobsOptions {
   return {
     attempts: worker.attempts,
     backoff: { type: 'exponential', delay: worker.backoffMs },

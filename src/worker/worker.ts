@@ -21,8 +21,6 @@ export interface WorkerRole {
 /** How long a forced close may take before the worker lets go anyway. */
 const FORCED_CLOSE_MS = 2_000;
 
-/** How often the worker writes results that waited for the state database, unless the composer says otherwise. */
-export const OUTBOX_FLUSH_MS = 15_000;
 
 /**
  * BullMQ's Worker, except for a job whose stored data is not JSON (written
@@ -53,7 +51,7 @@ class CaretakerWorker extends Worker<JobData, TaskResult> {
 export interface WorkerDeps extends ProcessorDeps {
   /** BullMQ's connection. */
   connection: Redis;
-  /** How often the outbox is flushed: default OUTBOX_FLUSH_MS; tests shorten it. */
+  /** How often the outbox is flushed: `worker.outboxFlushSeconds` unless a test gives its own. */
   outboxFlushMs?: number;
 }
 
@@ -77,7 +75,7 @@ export function startWorker(deps: WorkerDeps): WorkerRole {
 
   // Results kept while the state database was down: written as soon as it answers again.
   // A round fails only when results wait and cannot be written: an empty outbox has nothing to fail on.
-  const flushMs = deps.outboxFlushMs ?? OUTBOX_FLUSH_MS;
+  const flushMs = deps.outboxFlushMs ?? config.worker.outboxFlushSeconds * 1000;
   let flushing = false;
   const flushed = deps.liveness?.loop('outbox flush', 4 * flushMs + 60_000);
   const flush = async () => {

@@ -49,6 +49,7 @@ describe('loadConfig', () => {
     expect(config.state.url).toBe(config.targets.postgres[0]!.url);
     expect(config.state.retentionDays).toBe(400);
     expect(config.web).toMatchObject({ host: '127.0.0.1', port: 3000 });
+    expect(config.worker.outboxFlushSeconds).toBe(15);
     expect(config.schedules.nightly).toEqual({ cron: '30 2 * * *', timezone: 'Europe/Berlin', tasks: ['connections'] });
   });
 
@@ -107,6 +108,7 @@ describe('loadConfig', () => {
     ['missing env var', VALID, /^targets\.postgres\[0\]\.url: environment variable APP_DB_PASSWORD is not set/],
     ['port of the wrong type', `${VALID}web: { port: "eighty" }\n`, /^web\.port: /],
     ['retention out of range', `${VALID}state: { retentionDays: 0 }\n`, /^state\.retentionDays: /],
+    ['outbox flush under a second', `${VALID}worker: { outboxFlushSeconds: 0 }\n`, /^worker\.outboxFlushSeconds: /],
     ['target without url', VALID.replace(/      url: .*\n/, ''), /^targets\.postgres\[0\]\.url: /],
     ['not a postgres url', VALID.replace('postgres://app', 'mysql://app'), /^targets\.postgres\[0\]\.url: must be a URL starting with postgres:\/\//],
     ['duplicate target name', VALID.replace('targets:\n  postgres:\n', 'targets:\n  postgres:\n    - { name: app, url: "postgres://x/y" }\n'), /^targets\.postgres\[1\]\.name: duplicate target name "app"/],

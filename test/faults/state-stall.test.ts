@@ -55,7 +55,8 @@ beforeAll(async () => {
       state: { url: stateUrl.toString(), statementTimeoutSeconds: 1 },
       // The target is reached directly: only caretaker's own database is silent.
       targets: { postgres: [{ name: 'main', url: db.url }] },
-      worker: { concurrency: 1, attempts: 1, backoffMs: 100, shutdownGraceMs: 3_000 },
+      // Flushed every second: the recovery is waited for as the flush's log line, not the default 15 s.
+      worker: { concurrency: 1, attempts: 1, backoffMs: 100, shutdownGraceMs: 3_000, outboxFlushSeconds: 1 },
       web: { port },
     }),
   );
