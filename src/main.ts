@@ -18,6 +18,8 @@ import { migrate } from './results/migrate';
 import { startScheduler, type SchedulerRole } from './schedules/scheduler';
 import { MISSED_RUN_INTERVAL_MS, startMissedRunWatch, type MissedRun } from './schedules/missed-runs';
 import { Liveness } from './liveness/liveness';
+import { LoopBoard, publishLoops } from './liveness/shared-loops';
+import { configSecrets } from './config/secrets';
 import { startLivenessServer } from './liveness/server';
 import { startWorker, type WorkerRole } from './worker/worker';
 import { startWeb } from './web/server';
@@ -166,6 +168,17 @@ export async function startCaretaker(opts: {
         stops.unshift(sweeps.close);
       }
     }
+    // The loops' states travel to the web role of whatever process serves /health.
+    let publisher: { close(): Promise<void> } | undefined;
+    if (roles.includes('worker') || roles.includes('scheduler')) {
+      publisher = publishLoops({
+        board: new LoopBoard(redis, config.redis.prefix),
+        loops: liveness.background,
+        process: liveness.processName,
+        secrets: configSecrets(config),
+        log: log.child({ component: 'loops' }),
+      });
+    }
     let webUrl: string | undefined;
     if (roles.includes('web')) {
       const web = await startWeb({ config, queue, redis, state, store, liveness, log: log.child({ role: 'web' }) });
@@ -190,6 +203,8 @@ export async function startCaretaker(opts: {
           for (const stop of stops) {
             await stop().catch((err) => log.error({ err: coerceError(err).message }, 'error while stopping a role'));
           }
+          // Its loops have stopped: /health elsewhere stops showing them now, not when they expire.
+          await publisher?.close();
           await alerter.drain();
           await closeClients();
           log.info('caretaker stopped');

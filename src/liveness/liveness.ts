@@ -10,8 +10,10 @@
  * Whether a loop's rounds work is `background` (background.ts), for /health:
  * each round reports once, through the function `loop()` returns, which is
  * both its heartbeat here and its outcome there. The web role reaches both
- * through this one object.
+ * through this one object, and other processes' outcomes through Redis
+ * (shared-loops.ts).
  */
+import { hostname } from 'node:os';
 import { BackgroundLoops, type LoopOutcome } from './background';
 
 /** What a loop calls after each round: its heartbeat, and whether the round worked. */
@@ -23,14 +25,29 @@ export interface LivenessVerdict {
   stuck: string[];
 }
 
+let processesNamed = 0;
+
+/**
+ * This process as /health names it: `host:pid` (a pod's hostname is its
+ * name), with `/2`, `/3`… for each further caretaker started in the same
+ * process (tests do), so that no two share an entry.
+ */
+function nextProcessName(): string {
+  processesNamed += 1;
+  return `${hostname()}:${process.pid}${processesNamed > 1 ? `/${processesNamed}` : ''}`;
+}
+
 export class Liveness {
   private readonly loops = new Map<string, { last: number; maxSilenceMs: number }>();
   private readonly jobs = new Map<string, { what: string; started: number; maxMs: number }>();
   /** How the loops' rounds went, on the same clock. */
   readonly background: BackgroundLoops;
+  /** The name its loops are published under, for the web role of another process. */
+  readonly processName: string;
 
   constructor(private readonly now: () => number = Date.now) {
     this.background = new BackgroundLoops(now);
+    this.processName = nextProcessName();
   }
 
   /** `loop` came round (whether its work succeeded or not); it is stuck once silent for more than `maxSilenceMs`. */

@@ -3,9 +3,11 @@
  * connected to Redis (the queue) and to the state database (history)?
  * Every check is bounded in time, so a probe never hangs on a dead backend.
  *
- * It also shows the background loops of its own process (the outbox flush,
- * the re-sync, the missed-run check, the alert sweep, when those roles run
- * beside the web role): one failing makes the answer `degraded`, still 200.
+ * It also shows the background loops (the outbox flush, the re-sync, the
+ * missed-run check, the alert sweep) of its own process and of every other
+ * caretaker process on the same Redis prefix, which publish theirs there
+ * (src/liveness/shared-loops.ts): one failing anywhere makes the answer
+ * `degraded`, still 200.
  * The replica serves and reaches its backends, so a load balancer must keep
  * it, and a restart would not mend what the loop fails on; the 503 stays
  * for a backend this replica cannot reach.
@@ -26,6 +28,7 @@ import { cleanNotifierError } from '../alerts/notifier';
 import { withTimeout } from '../util/timeout';
 import { failureReason, type BackgroundLoops, type LoopState } from '../liveness/background';
 import type { Liveness } from '../liveness/liveness';
+import { LoopBoard, mergeLoops } from '../liveness/shared-loops';
 import { authEnabled } from './auth';
 import { isLoopbackHost } from './loopback';
 
@@ -44,8 +47,11 @@ export type CheckResult = 'ok' | string;
 /** The dependencies /health checks. */
 export type CheckName = 'redis' | 'state';
 
-/** A background loop as /health shows it: its state, and why its last failure happened with `?detail` only. */
-export type LoopHealth = Omit<LoopState, 'lastError'> & { error?: string };
+/** A background loop in one process as /health shows it: its state, and why its last failure happened with `?detail` only. */
+export type ProcessLoopHealth = Omit<LoopState, 'lastError'> & { error?: string };
+
+/** A background loop over every process that runs it; with `?detail`, each process's own state by process name (`host:pid`). */
+export type LoopHealth = ProcessLoopHealth & { processes?: Record<string, ProcessLoopHealth> };
 
 /** What /health answers. */
 export interface HealthReport {
@@ -64,10 +70,11 @@ export interface HealthReport {
    */
   notifiers?: Record<string, { at: string; error?: string }>;
   /**
-   * This process's background loops, by name, when it runs any: `status`
-   * (`failing` until a round works again), `lastSuccessAt`,
-   * `lastFailureAt`, `consecutiveFailures`; `error` (the last failure's
-   * reason, scrubbed) with `?detail` only.
+   * The background loops of every caretaker process on this Redis prefix,
+   * by name, when any runs: `status` (`failing` until a round works again,
+   * in any process that runs it), `lastSuccessAt`, `lastFailureAt`,
+   * `consecutiveFailures`; with `?detail` only, `error` (the newest
+   * failure's reason, scrubbed) and `processes` (each one's own state).
    */
   loops?: Record<string, LoopHealth>;
 }
@@ -109,8 +116,16 @@ export async function checkState(state: Pool): Promise<CheckResult> {
   }
 }
 
+/** Where checkHealth finds the loops: this process's, named `self`, and the others' on `board`. */
+export interface LoopSources {
+  loops?: Pick<BackgroundLoops, 'snapshot'>;
+  /** This process's name on the board (`liveness.processName`): its own entry there is older than `loops`. */
+  self?: string;
+  board?: Pick<LoopBoard, 'read'>;
+}
+
 /** Both checks, run together, the alert channels' last failures and the loops' states; error texts only with `opts.detail`. */
-export async function checkHealth(deps: { redis: Redis; state: Pool; loops?: Pick<BackgroundLoops, 'snapshot'> }, opts: HealthOptions = {}): Promise<HealthReport> {
+export async function checkHealth(deps: { redis: Redis; state: Pool } & LoopSources, opts: HealthOptions = {}): Promise<HealthReport> {
   const at = (opts.now ?? (() => new Date()))().toISOString();
   const outages = opts.outages ?? new Map<CheckName, string>();
   const secrets = opts.secrets ?? [];
@@ -134,10 +149,16 @@ export async function checkHealth(deps: { redis: Redis; state: Pool; loops?: Pic
   if (Object.keys(since).length > 0) report.since = since;
   if (Object.keys(errors).length > 0) report.errors = errors;
 
-  const loops = Object.entries(deps.loops?.snapshot() ?? {});
+  const loops = Object.entries(mergeLoops(await loopsByProcess(deps, redis === 'ok')));
   if (loops.length > 0) {
-    report.loops = Object.fromEntries(loops.map(([name, { lastError, ...state }]) => [name, opts.detail && lastError !== undefined ? { ...state, error: scrubSecrets(lastError, secrets) } : state]));
-    if (report.status === 'ok' && loops.some(([, l]) => l.status === 'failing')) report.status = 'degraded';
+    const shown = ({ lastError, ...state }: LoopState): ProcessLoopHealth => (opts.detail && lastError !== undefined ? { ...state, error: scrubSecrets(lastError, secrets) } : state);
+    report.loops = Object.fromEntries(
+      loops.map(([name, merged]) => [
+        name,
+        opts.detail ? { ...shown(merged.state), processes: Object.fromEntries(Object.entries(merged.byProcess).map(([p, s]) => [p, shown(s)])) } : shown(merged.state),
+      ]),
+    );
+    if (report.status === 'ok' && loops.some(([, l]) => l.state.status === 'failing')) report.status = 'degraded';
   }
 
   if (state === 'ok') {
@@ -152,12 +173,28 @@ export async function checkHealth(deps: { redis: Redis; state: Pool; loops?: Pic
   return report;
 }
 
+/**
+ * Each process's loops: those published on the board (when Redis answers;
+ * without it only this process's are known), then this process's own,
+ * which are newer than what it last published.
+ */
+async function loopsByProcess(deps: LoopSources, redisUp: boolean): Promise<Map<string, Record<string, LoopState>>> {
+  const byProcess = new Map<string, Record<string, LoopState>>();
+  if (deps.board && redisUp) {
+    const published = await withTimeout(deps.board.read(), REDIS_TIMEOUT_MS, 'reading the loops').catch(() => undefined);
+    for (const [process, entry] of published ?? []) byProcess.set(process, entry.loops);
+  }
+  const own = deps.loops?.snapshot() ?? {};
+  if (Object.keys(own).length > 0) byProcess.set(deps.self ?? 'this process', own);
+  return byProcess;
+}
+
 /** What healthHandler needs: the two clients, the config (its secrets, whether auth is on), the console's login, and this process's loops. */
 export interface HealthDeps {
   redis: Redis;
   state: Pool;
   config: Config;
-  /** The process's heartbeats, which carry its loops' outcomes (`liveness.background`); without it /health shows no loops. */
+  /** The process's heartbeats, which carry its loops' outcomes (`liveness.background`); without it /health shows only other processes' loops. */
   liveness?: Liveness;
   /** `authenticate(config.web.auth, throttle)`: `?detail` goes through it. */
   login: RequestHandler;
@@ -172,8 +209,10 @@ export interface HealthDeps {
 export function healthHandler(deps: HealthDeps): RequestHandler {
   const secrets = configSecrets(deps.config);
   const outages = new Map<CheckName, string>();
+  const board = new LoopBoard(deps.redis, deps.config.redis.prefix);
   const answer = async (res: Response, detail: boolean) => {
-    const report = await checkHealth({ redis: deps.redis, state: deps.state, loops: deps.liveness?.background }, { detail, secrets, outages });
+    const loops: LoopSources = { loops: deps.liveness?.background, self: deps.liveness?.processName, board };
+    const report = await checkHealth({ redis: deps.redis, state: deps.state, ...loops }, { detail, secrets, outages });
     res.set('Cache-Control', 'no-store').status(report.status === 'down' ? 503 : 200).json(report);
   };
   return (req, res, next) => {

@@ -23,6 +23,7 @@ import { startWorker } from '../../src/worker/worker';
 import type { TaskResult } from '../../src/contract/result';
 import { testConfig } from '../support/config';
 import { testLogger } from '../support/logger';
+import { eventually } from '../support/jobs';
 import { nextReport } from '../support/loops';
 import { getJson } from '../support/processes';
 import { deleteKeys, randomPrefix } from '../support/redis';
@@ -37,13 +38,15 @@ let fx: WebFixture;
 let proxy: StallingProxy;
 /** The state database as the loops see it: through the proxy. */
 let viaProxy: Pool;
+let proxiedUrl: string;
 
 beforeAll(async () => {
   fx = await webFixture('health_loops');
   proxy = await startStallingProxyToPostgres();
   const url = new URL(fx.db.url);
   url.port = String(proxy.port);
-  viaProxy = new Pool({ connectionString: url.toString(), connectionTimeoutMillis: 2_000 });
+  proxiedUrl = url.toString();
+  viaProxy = new Pool({ connectionString: proxiedUrl, connectionTimeoutMillis: 2_000 });
   viaProxy.on('error', () => undefined);
 });
 
@@ -198,4 +201,45 @@ it('caretaker with every role in one process: /health lists its four loops, each
     await receiver.close();
     await deleteKeys(prefix);
   }
+});
+
+it('a worker in another process: its failing outbox flush reaches this web role through Redis, named by process with ?detail; gone once it stops', async () => {
+  // The web role here, with a process of its own; the worker's caretaker is another (its own Liveness and name).
+  const app = createWebApp({ ...fx.deps, liveness: new Liveness() });
+  const workerLiveness = new Liveness();
+  const worker = await startCaretaker({
+    config: testConfig({ dbUrl: fx.db.url, prefix: fx.prefix, state: { url: proxiedUrl } }),
+    roles: ['worker'],
+    log: testLogger,
+    liveness: workerLiveness,
+    outboxFlushMs: 100,
+  });
+  const health = async () => (await request(app).get('/health')).body as { status: string; loops?: Record<string, { status: string }> };
+  try {
+    proxy.refuse();
+    const now = new Date().toISOString();
+    const result: TaskResult = { task: 'connections', target: 'main', status: 'ok', startedAt: now, finishedAt: now, durationMs: 1, dryRun: false, summary: 'fine', findings: [], actions: [], metrics: {} };
+    await new ResultOutbox(fx.redis, fx.prefix).push(result, { jobId: 'waiting-elsewhere' });
+
+    const degraded = await eventually(async () => {
+      const body = await health();
+      return body.status === 'degraded' ? body : undefined;
+    }, 15_000, '/health to show the other process\'s loop failing');
+    expect(degraded).toEqual({
+      status: 'degraded',
+      checks: { redis: 'ok', state: 'ok' },
+      loops: { 'outbox flush': { status: 'failing', lastSuccessAt: expect.stringMatching(ISO), lastFailureAt: expect.stringMatching(ISO), consecutiveFailures: expect.any(Number) } },
+    });
+    const detail = await request(app).get('/health?detail').set('Authorization', basic(VIEWER));
+    expect(Object.keys(detail.body.loops['outbox flush'].processes)).toEqual([workerLiveness.processName]);
+    expect(detail.body.loops['outbox flush'].processes[workerLiveness.processName]).toMatchObject({ status: 'failing', error: expect.any(String) });
+
+    proxy.accept();
+    await eventually(async () => ((await health()).status === 'ok' ? true : undefined), 15_000, '/health to show the loop working again');
+    expect(await stored('waiting-elsewhere')).toBe(1);
+  } finally {
+    await worker.stop();
+  }
+  // A clean stop withdraws its loops at once: nothing is left to show.
+  expect(await health()).toEqual({ status: 'ok', checks: { redis: 'ok', state: 'ok' } });
 });
