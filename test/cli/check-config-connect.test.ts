@@ -19,7 +19,7 @@ import { startKubeApi, type KubeApi } from '../support/kube-api';
 import { startSmtpSink, type SmtpSink } from '../support/smtp';
 import { startExporter, startPrometheus, type TestExporter, type TestPrometheus } from '../support/prometheus';
 import { randomPrefix } from '../support/redis';
-import { startBlackholeProxy } from '../support/blackhole-proxy';
+import { startBlackholeProxy, startBlackholeProxyToPostgres } from '../support/blackhole-proxy';
 
 const SECRET = `pw-${randomBytes(8).toString('hex')}`;
 const HEADER = 'connections (each within 5 s):';
@@ -157,7 +157,7 @@ describe('caretaker check-config --connect', () => {
   });
 
   it('bounds each check: servers that accept and never answer are reported as timed out, beside the others', async () => {
-    const silent = await Promise.all([startBlackholeProxy(5432), startBlackholeProxy(Number(new URL(TEST_REDIS_URL).port || 6379)), startBlackholeProxy(http.port)]);
+    const silent = await Promise.all([startBlackholeProxyToPostgres(), startBlackholeProxy(Number(new URL(TEST_REDIS_URL).port || 6379)), startBlackholeProxy(http.port)]);
     try {
       for (const proxy of silent) proxy.blackhole();
       const [pg, redis, web] = silent.map((p) => p.port);

@@ -13,7 +13,7 @@ import { RunClientSet } from '../../src/clients/target-clients';
 import { testConfig } from '../support/config';
 import { TEST_REDIS_URL } from '../support/env';
 import { testLogger } from '../support/logger';
-import { startBlackholeProxy } from '../support/blackhole-proxy';
+import { startBlackholeProxyToPostgres } from '../support/blackhole-proxy';
 
 let db: TestDatabase;
 let s3: S3TestServer;
@@ -42,7 +42,7 @@ it('closes the S3 store\'s connections when the run ends', async () => {
 });
 
 it('ends the run\'s PostgreSQL session even when its server stopped answering (bounded, then cut)', async () => {
-  const proxy = await startBlackholeProxy(5432);
+  const proxy = await startBlackholeProxyToPostgres();
   const url = new URL(db.url);
   url.port = String(proxy.port);
   const config = testConfig({ dbUrl: url.toString(), prefix: 'unused' });

@@ -18,7 +18,7 @@ import { migrate } from '../../src/results/migrate';
 import { startBlackholeProxy, type BlackholeProxy } from '../support/blackhole-proxy';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { TEST_REDIS_URL } from '../support/env';
-import { waitForJob } from '../support/jobs';
+import { eventually, waitForJob } from '../support/jobs';
 import { spawnCaretaker, type CaretakerProcess } from '../support/processes';
 import { deleteKeys, randomPrefix } from '../support/redis';
 
@@ -68,8 +68,9 @@ it('runs jobs again after its connections went silent, once the network is back,
   expect(await (await waitForJob(queue, 'before', 30_000)).getState()).toBe('completed');
 
   proxy.blackhole();
-  // Long enough for the worker's blocking fetch to be sent into the void.
-  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  // The worker has sent a command into the void (its next fetch, a lock or stalled check): that connection is dead for good.
+  const swallowed = proxy.swallowed();
+  await eventually(async () => (proxy.swallowed() > swallowed ? true : undefined), 30_000, 'the worker to send a command into the black hole');
   proxy.restore();
   expect(proxy.live()).toBe(0);
 

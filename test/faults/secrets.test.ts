@@ -189,8 +189,10 @@ let enqueuedJobs: string[] = [];
 
 /** A role's password as PostgreSQL stores it (md5 of password + name): no statement text ever holds the secret. */
 const md5Password = (role: string, password: string) => `md5${createHash('md5').update(password + role).digest('hex')}`;
-const pgUrl = (user: string, password: string, database: string, port = 5432) =>
-  `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+/** The test server (TEST_PG_URL's host and port) as `user`; `port` sends it elsewhere (a port nobody listens on). */
+const pgServer = new URL(TEST_PG_ADMIN_URL);
+const pgUrl = (user: string, password: string, database: string, port = Number(pgServer.port || 5432)) =>
+  `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${pgServer.hostname}:${port}/${database}`;
 
 const admin = <T>(work: (c: Client) => Promise<T>): Promise<T> => withClient(TEST_PG_ADMIN_URL, work);
 

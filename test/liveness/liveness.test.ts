@@ -26,7 +26,7 @@ import { TEST_REDIS_URL } from '../support/env';
 import { eventually, waitForJob } from '../support/jobs';
 import { testLogger } from '../support/logger';
 import { freePort } from '../support/ports';
-import { getJson, spawnCaretaker, startStallingProxy } from '../support/processes';
+import { getJson, spawnCaretaker, startStallingProxyToPostgres } from '../support/processes';
 import { deleteKeys, randomPrefix } from '../support/redis';
 
 /** A clock the test moves. */
@@ -120,7 +120,7 @@ describe('a real worker', () => {
 
 describe('a real scheduler whose state database stops answering mid-check', () => {
   it('answers 503 on /livez naming the missed-run check, and 200 again once it comes round', async () => {
-    const proxy = await startStallingProxy(5432);
+    const proxy = await startStallingProxyToPostgres();
     const stateUrl = new URL(db.url);
     stateUrl.port = String(proxy.port);
     const prefix = randomPrefix('liveness_sched');

@@ -7,6 +7,7 @@
  * gives up on a dead one and reconnects gets going again.
  */
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { TEST_PG_ADMIN_URL } from './env';
 
 export interface BlackholeProxy {
   port: number;
@@ -14,11 +15,14 @@ export interface BlackholeProxy {
   restore(): void;
   /** Connections that are passing bytes right now. */
   live(): number;
+  /** Bytes clients sent into the black hole so far: a test waits for it instead of a clock. */
+  swallowed(): number;
   close(): Promise<void>;
 }
 
 export async function startBlackholeProxy(upstreamPort: number, upstreamHost = '127.0.0.1'): Promise<BlackholeProxy> {
   let swallowing = false;
+  let swallowedBytes = 0;
   const sessions = new Set<{ client: Socket; upstream: Socket; dead: boolean }>();
   // Half-open allowed: a dead session must not answer the client's FIN either (a gone peer sends nothing).
   const server: Server = createServer({ allowHalfOpen: true }, (client) => {
@@ -34,6 +38,7 @@ export async function startBlackholeProxy(upstreamPort: number, upstreamHost = '
     upstream.on('error', end).on('close', end);
     client.on('data', (chunk: Buffer) => {
       if (!s.dead) upstream.write(chunk);
+      else swallowedBytes += chunk.length;
     });
     upstream.on('data', (chunk: Buffer) => {
       if (!s.dead) client.write(chunk);
@@ -57,6 +62,7 @@ export async function startBlackholeProxy(upstreamPort: number, upstreamHost = '
       swallowing = false;
     },
     live: () => [...sessions].filter((s) => !s.dead).length,
+    swallowed: () => swallowedBytes,
     async close() {
       for (const s of sessions) {
         s.client.destroy();
@@ -65,4 +71,10 @@ export async function startBlackholeProxy(upstreamPort: number, upstreamHost = '
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** A black-hole proxy in front of the test PostgreSQL server (TEST_PG_URL's host and port). */
+export function startBlackholeProxyToPostgres(): Promise<BlackholeProxy> {
+  const server = new URL(TEST_PG_ADMIN_URL);
+  return startBlackholeProxy(Number(server.port || 5432), server.hostname);
 }
