@@ -270,14 +270,14 @@ describe('statusExitCode', () => {
   });
 
   it.each([
-    ['ok and never ran', [check('ok'), check('never_ran')], 0],
-    ['an open warning', [check('ok'), check('warning', { critical: 0, warning: 1 })], 1],
-    ['a run that errored, nothing worse', [check('error'), check('ok')], 3],
-    ['a warning outranks an error (check_multi)', [check('error'), check('warning', { critical: 0, warning: 2 })], 1],
-    ['a late check', [check('late'), check('error')], 2],
-    ['a missed check', [check('missed')], 2],
-    ['a critical finding still open under an error', [check('error', { critical: 1, warning: 0 })], 2],
-  ] as const)('%s → %d', (_label, checks, code) => {
+    ['ok and never ran', 0, [check('ok'), check('never_ran')]],
+    ['an open warning', 1, [check('ok'), check('warning', { critical: 0, warning: 1 })]],
+    ['a run that errored, nothing worse', 3, [check('error'), check('ok')]],
+    ['a warning outranks an error (check_multi)', 1, [check('error'), check('warning', { critical: 0, warning: 2 })]],
+    ['a late check', 2, [check('late'), check('error')]],
+    ['a missed check', 2, [check('missed')]],
+    ['a critical finding still open under an error', 2, [check('error', { critical: 1, warning: 0 })]],
+  ] as const)('%s → exit %d', (_label, code, checks) => {
     expect(statusExitCode({ checks: [...checks] })).toBe(code);
   });
 });
