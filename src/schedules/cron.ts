@@ -5,6 +5,7 @@
  * is what the job scheduler will do, DST included.
  */
 import { getNextMillis } from 'bullmq';
+import { CronExpressionParser } from 'cron-parser';
 
 export { cronProblem, isValidTimezone } from '../config/cron-syntax';
 
@@ -19,6 +20,34 @@ export function nextFireTimes(cron: string, timezone: string, count: number, fro
     millis = next;
   }
   return times;
+}
+
+/**
+ * The last time at or before `at` that BullMQ fires `cron` in `timezone`;
+ * undefined when the expression never fired. cron-parser's prev() finds the
+ * neighbourhood; BullMQ's getNextMillis decides (prev() and next() disagree
+ * on a DST gap's skipped hour).
+ */
+export function lastFireAtOrBefore(cron: string, timezone: string, at: Date): Date | undefined {
+  let start: number;
+  try {
+    const it = CronExpressionParser.parse(cron, { currentDate: new Date(at.getTime() + 1), tz: timezone, strict: false });
+    // Three steps back: far enough that a fire time prev() skipped is still ahead.
+    it.prev();
+    it.prev();
+    start = it.prev().getTime() - 1;
+  } catch {
+    return undefined;
+  }
+  let last: number | undefined;
+  let millis = start;
+  for (let i = 0; i < 16; i++) {
+    const next = getNextMillis(millis, { pattern: cron, tz: timezone });
+    if (next === undefined || next > at.getTime()) break;
+    last = next;
+    millis = next;
+  }
+  return last === undefined ? undefined : new Date(last);
 }
 
 /** `2026-11-29 03:00 CET` style: the wall-clock time an operator reads in that zone. */

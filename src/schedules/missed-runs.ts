@@ -29,8 +29,6 @@
  * always counts.
  */
 import type { JobsOptions, Queue } from 'bullmq';
-import { getNextMillis } from 'bullmq';
-import { CronExpressionParser } from 'cron-parser';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import type { JobData } from '../queue/queue';
@@ -38,6 +36,7 @@ import type { SchedulerEntry } from './resolve';
 import { coerceError } from '../errors';
 import { outcomeOf, type LoopOutcome } from '../liveness/background';
 import { pendingNextRun } from './sync';
+import { lastFireAtOrBefore } from './cron';
 
 /** What the check needs of a scheduler entry; `graceSeconds` overrides the default grace. */
 export type WatchedEntry = Pick<SchedulerEntry, 'id' | 'schedule' | 'task' | 'target' | 'cron' | 'timezone'> & Pick<Partial<SchedulerEntry>, 'graceSeconds'>;
@@ -85,34 +84,6 @@ export const SQL = {
     RETURNING id, schedule, task, target, due_at, detected_at, caught_up`,
   markCaughtUp: `UPDATE caretaker.missed_runs SET caught_up = true WHERE id = $1`,
 } as const;
-
-/**
- * The last time at or before `at` that BullMQ fires `cron` in `timezone`;
- * undefined when the expression never fired. cron-parser's prev() finds the
- * neighbourhood; BullMQ's getNextMillis decides (prev() and next() disagree
- * on a DST gap's skipped hour).
- */
-export function lastFireAtOrBefore(cron: string, timezone: string, at: Date): Date | undefined {
-  let start: number;
-  try {
-    const it = CronExpressionParser.parse(cron, { currentDate: new Date(at.getTime() + 1), tz: timezone, strict: false });
-    // Three steps back: far enough that a fire time prev() skipped is still ahead.
-    it.prev();
-    it.prev();
-    start = it.prev().getTime() - 1;
-  } catch {
-    return undefined;
-  }
-  let last: number | undefined;
-  let millis = start;
-  for (let i = 0; i < 16; i++) {
-    const next = getNextMillis(millis, { pattern: cron, tz: timezone });
-    if (next === undefined || next > at.getTime()) break;
-    last = next;
-    millis = next;
-  }
-  return last === undefined ? undefined : new Date(last);
-}
 
 /**
  * The default grace: 1 h for schedules firing once a day or less often,

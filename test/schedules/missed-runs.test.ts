@@ -8,12 +8,12 @@ import {
   catchUpJobId,
   defaultGraceMs,
   findMissedRuns,
-  lastFireAtOrBefore,
   recordMissedRuns,
   startMissedRunWatch,
   type RecordedMissedRun,
   type WatchedEntry,
 } from '../../src/schedules/missed-runs';
+import { lastFireAtOrBefore } from '../../src/schedules/cron';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { TEST_REDIS_URL } from '../support/env';
 import { eventually } from '../support/jobs';

@@ -13,7 +13,8 @@ import type { Pool } from 'pg';
 import type { Config } from '../../src/config/schema';
 import type { Finding, TaskResult } from '../../src/contract/result';
 import { ResultStore } from '../../src/results/store';
-import { graceOf, lastFireAtOrBefore } from '../../src/schedules/missed-runs';
+import { graceOf } from '../../src/schedules/missed-runs';
+import { lastFireAtOrBefore } from '../../src/schedules/cron';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
