@@ -4,10 +4,6 @@
  * replica (and the console) sees the same ones. Who did it is `--by`,
  * else the login name, as amtool's `--author` does.
  */
-import { userInfo } from 'node:os';
-import type { Pool } from 'pg';
-import type { Config } from '../config/schema';
-import { createPool, stateLimits } from '../clients/postgres';
 import { TASKS } from '../jobs';
 import { SilenceStore, silenceState, type Silence } from '../alerts/suppress/silences';
 import { WaiverStore, byExpiry, expiresSoon, waiverFor, type Waiver } from '../alerts/suppress/waivers';
@@ -16,8 +12,9 @@ import { matcherText } from '../alerts/matchers';
 import { openProblems } from '../status/status';
 import { formatInZone } from '../schedules/cron';
 import { durationText } from '../util/duration';
-import { UsageError, coerceError } from '../errors';
-import { configFor, loggerFor } from './common';
+import { UsageError } from '../errors';
+import { configFor } from './common';
+import { onState, who } from './state-access';
 import { println, type CliIO } from './io';
 
 interface Common {
@@ -25,36 +22,8 @@ interface Common {
   by?: string;
 }
 
-/** The login name, or "cli" where the system has none for this uid (a container's). */
-function loginName(): string {
-  try {
-    return userInfo().username || 'cli';
-  } catch {
-    return 'cli';
-  }
-}
-
-/** Runs `work` on a one-connection state pool; the database's absence or an old schema is one line. */
-async function onState<T>(io: CliIO, config: Config, work: (pool: Pool) => Promise<T>): Promise<T> {
-  const pool = createPool(config.state.url, stateLimits(config.state), loggerFor(io, config, { human: true }), 1);
-  try {
-    return await work(pool);
-  } catch (err) {
-    const e = coerceError(err) as Error & { code?: string };
-    if (err instanceof UsageError) throw err;
-    // Silences and waivers came with schema version 4: an older state database has no table for them.
-    if (e.code === '42P01') throw new UsageError('the state database has no silences or waivers yet: run "caretaker migrate" (or start caretaker) first');
-    throw new Error(`cannot use the state database: ${e.message}`, { cause: err });
-  } finally {
-    await pool.end().catch(() => undefined);
-  }
-}
-
-function who(opts: Common): string {
-  const by = opts.by?.trim() || loginName();
-  if (by.length > 100 || /[\u0000-\u001f\u007f]/.test(by)) throw new UsageError('--by must be a name of at most 100 characters');
-  return by;
-}
+/** Silences and waivers came with schema version 4: an older state database has no table for them. */
+const RECORDS = 'silences or waivers';
 
 function silenceLine(s: Silence, now: Date, timezone: string): string {
   const state = silenceState(s, now);
@@ -68,7 +37,7 @@ export async function silenceAddCommand(io: CliIO, opts: Common & SilenceRequest
   const config = configFor(io, opts.config);
   const now = new Date();
   const request = silenceFromRequest(opts, who(opts), knownNames(config, TASKS.keys()), now);
-  const silence = await onState(io, config, (pool) => new SilenceStore(pool).add(request));
+  const silence = await onState(io, config, RECORDS, (pool) => new SilenceStore(pool).add(request));
   if (opts.json) println(io.stdout, JSON.stringify(silenceJson(silence, now)));
   else {
     const length = durationText((silence.endsAt.getTime() - now.getTime()) / 1000);
@@ -80,7 +49,7 @@ export async function silenceAddCommand(io: CliIO, opts: Common & SilenceRequest
 export async function silenceListCommand(io: CliIO, opts: Common & { json?: boolean }): Promise<number> {
   const config = configFor(io, opts.config);
   const now = new Date();
-  const list = await onState(io, config, (pool) => new SilenceStore(pool).list(now));
+  const list = await onState(io, config, RECORDS, (pool) => new SilenceStore(pool).list(now));
   if (opts.json) {
     println(io.stdout, JSON.stringify(list.map((s) => silenceJson(s, now))));
     return 0;
@@ -98,7 +67,7 @@ export async function silenceExpireCommand(io: CliIO, id: string, opts: Common):
   const config = configFor(io, opts.config);
   const now = new Date();
   const by = who(opts);
-  const expired = await onState(io, config, (pool) => new SilenceStore(pool).expire(id, by, now));
+  const expired = await onState(io, config, RECORDS, (pool) => new SilenceStore(pool).expire(id, by, now));
   if (!expired) throw new UsageError(`no silence ${JSON.stringify(id)} in force or to come (see "caretaker silence list")`);
   println(io.stdout, `silence ${expired.id} expired: ${matcherText(expired.matchers)}; problems it held alert within 30 s if still open`);
   return 0;
@@ -117,7 +86,7 @@ export async function waiveCommand(io: CliIO, opts: Common & WaiverRequest & { j
   const config = configFor(io, opts.config);
   const now = new Date();
   const by = who(opts);
-  const { waiver, covered } = await onState(io, config, async (pool) => {
+  const { waiver, covered } = await onState(io, config, RECORDS, async (pool) => {
     const open = opts.task && opts.target ? await openProblems({ state: pool, entries: config.schedulers, suppress: config, now }, opts.task, opts.target) : [];
     const request = waiverFromRequest(opts, by, knownNames(config, TASKS.keys()), open, now);
     const added = await new WaiverStore(pool).add(request);
@@ -134,7 +103,7 @@ export async function waiveCommand(io: CliIO, opts: Common & WaiverRequest & { j
 export async function waiversCommand(io: CliIO, opts: Common & { json?: boolean }): Promise<number> {
   const config = configFor(io, opts.config);
   const now = new Date();
-  const list = await onState(io, config, (pool) => new WaiverStore(pool, config.waivers).live(now));
+  const list = await onState(io, config, RECORDS, (pool) => new WaiverStore(pool, config.waivers).live(now));
   const sorted = byExpiry(list);
   if (opts.json) {
     println(io.stdout, JSON.stringify(sorted.map(waiverJson)));
@@ -152,7 +121,7 @@ export async function unwaiveCommand(io: CliIO, id: string, opts: Common): Promi
   const config = configFor(io, opts.config);
   if (/^config-\d+$/.test(id)) throw new UsageError(`waiver ${id} comes from the config's waivers: remove it there`);
   const by = who(opts);
-  const removed = await onState(io, config, (pool) => new WaiverStore(pool).remove(id, by, new Date()));
+  const removed = await onState(io, config, RECORDS, (pool) => new WaiverStore(pool).remove(id, by, new Date()));
   if (!removed) throw new UsageError(`no waiver ${JSON.stringify(id)} in force (see "caretaker waivers")`);
   println(io.stdout, `waiver ${removed.id} removed: ${removed.task} ${removed.target} ${removed.code} ${removed.subject} is open again, and alerts at its next run if still found`);
   return 0;
