@@ -263,6 +263,7 @@ function fleetConfig(env: FleetEnv, concurrency: number, dbs: string[], prefix: 
     },
     schedules: {
       daily: { cron: dailyCron, timezone: 'UTC' },
+      hourly: { enabled: false },
       weekly: { enabled: false },
       monthly: { enabled: false },
       report: { enabled: false },

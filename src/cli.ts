@@ -16,6 +16,7 @@ import { startCommand } from './commands/start';
 import { statusCommand } from './commands/status';
 import { packageVersion } from './commands/common';
 import { reportCommand } from './commands/report';
+import { checklistCommand, doneCommand } from './commands/checklist';
 import { silenceAddCommand, silenceExpireCommand, silenceListCommand, unwaiveCommand, waiveCommand, waiversCommand } from './commands/suppress';
 
 const EXIT_UNKNOWN = 3;
@@ -137,6 +138,21 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
     .argument('<id>', 'the waiver (see "caretaker waivers")')
     .option('--by <name>', 'who (default: your login name)')
     .action(async (id: string, opts, cmd: Command) => setExit(await unwaiveCommand(io, id, { ...opts, config: cfg(cmd) })));
+
+  program
+    .command('checklist')
+    .description('where each manual runbook line (checklist: in the config) stands: done, due or overdue; exit 1 when one is overdue')
+    .option('--json', 'as JSON')
+    .action(async (opts, cmd: Command) => setExit(await checklistCommand(io, { ...opts, config: cfg(cmd) })));
+
+  program
+    .command('done')
+    .description('mark a checklist item done for its current period (kept with who, when and the note)')
+    .argument('<item>', 'the item\'s id (see "caretaker checklist")')
+    .option('--note <text>', 'what was done, for the weekly report')
+    .option('--by <name>', 'who (default: your login name)')
+    .option('--json', 'print the record as JSON')
+    .action(async (item: string, opts, cmd: Command) => setExit(await doneCommand(io, item, { ...opts, config: cfg(cmd) })));
 
   program
     .command('check-config')

@@ -36,7 +36,7 @@ export async function reportCommand(io: CliIO, opts: ReportOptions): Promise<num
   const state = createPool(config.state.url, { statementTimeoutMs: 60_000, lockTimeoutMs: 5_000 }, log, 4);
   try {
     await migrate(state);
-    const report = await buildWeeklyReport(state, { week, title: settings.title, expected: expectedInWeek(settings.schedulers, week, now), now, suppress: settings });
+    const report = await buildWeeklyReport(state, { week, title: settings.title, expected: expectedInWeek(settings.schedulers, week, now), now, suppress: settings, checklist: settings.checklist });
     const link = reportLink(settings.publicUrl, report);
     const charts = opts.out || opts.send ? await renderCharts(report.trends) : [];
     if (opts.out) {

@@ -17,6 +17,7 @@ import { RUNBOOK_TASKS } from '../schedules/catalog';
 import { expandSchedulers, resolveSchedules } from '../schedules/resolve';
 import { targetsOf } from './targets';
 import { resolveAlerting, type ResolvedAlerting } from './alerting';
+import { resolveChecklist } from './checklist';
 
 export type { Env } from './environment';
 import type { Env } from './environment';
@@ -68,11 +69,12 @@ export function validateConfig(raw: unknown, source: string, registry: TaskRegis
   const config = parsed.data;
   const schedules = resolveSchedules(config, registry);
   const routing = resolveAlerting(config.notifications);
-  const problems = [...checkReferences(config, registry), ...schedules.problems, ...routing.problems];
+  const checklist = resolveChecklist(config, schedules.schedules);
+  const problems = [...checkReferences(config, registry), ...schedules.problems, ...routing.problems, ...checklist.problems];
   const stateUrl = config.state.url ?? config.targets.postgres[0]?.url;
   if (!stateUrl) problems.push('state.url: required when no postgres target is configured');
   if (problems.length > 0) throw new ConfigError(source, problems);
-  const resolved: Config = { ...config, targets: { ...config.targets, backups: resolveBackups(config, routing.alerting), queues: resolveQueues(config) }, state: { ...config.state, url: stateUrl! }, source, schedulers: [], alerting: routing.alerting };
+  const resolved: Config = { ...config, targets: { ...config.targets, backups: resolveBackups(config, routing.alerting), queues: resolveQueues(config) }, state: { ...config.state, url: stateUrl! }, source, schedulers: [], alerting: routing.alerting, checklist: checklist.items };
   resolved.schedulers = expandSchedulers(schedules.schedules, resolved, registry);
   return resolved;
 }

@@ -196,6 +196,27 @@ const backupsTarget = z.strictObject({
   tasks: taskParams,
 });
 
+/**
+ * A runbook line that needs a person (update the documentation, review the
+ * dashboards): the checklist task says when it is due and when it is
+ * overdue, until someone marks it done. Its period runs from one fire time
+ * of its cron (or of the named schedule's) to the next.
+ */
+export const checklistItemSchema = z.strictObject({
+  id: name,
+  title: z.string().min(1).max(200),
+  /** 5 fields, or 6 with seconds first; or `schedule`, a schedule's id, for its cron and timezone. */
+  cron: z.string().optional(),
+  schedule: name.optional(),
+  /** Default: the schedule's, else the config's `timezone`. */
+  timezone: z.string().optional(),
+  /** How long after its period starts an item not done becomes overdue. */
+  graceHours: z.number().min(0).max(24 * 366).default(168),
+  /** The document to update, the dashboard to review. */
+  link: httpUrl.optional(),
+  enabled: z.boolean().default(true),
+});
+
 export const scheduleSchema = z.strictObject({
   /** 5 fields, or 6 with seconds first. */
   cron: z.string().optional(),
@@ -306,6 +327,8 @@ export const configSchema = z.strictObject({
   maintenance: z.array(maintenanceSchema).default([]),
   /** Accepted findings: they leave alerts and the report's open list until they lapse or get worse. */
   waivers: z.array(waiverSchema).default([]),
+  /** The runbook's manual lines, tracked by the checklist task until someone marks them done. */
+  checklist: z.array(checklistItemSchema).default([]),
   /** The weekly report: its title (the service's name) and timezone. */
   report: z
     .strictObject({
@@ -317,6 +340,17 @@ export const configSchema = z.strictObject({
 export type RawConfigInput = z.input<typeof configSchema>;
 export type ParsedConfig = z.output<typeof configSchema>;
 export type ScheduleOverride = z.output<typeof scheduleSchema>;
+
+/** A checklist item with its cron and timezone resolved (from `schedule` when it names one). */
+export interface ChecklistItem {
+  id: string;
+  title: string;
+  cron: string;
+  timezone: string;
+  graceHours: number;
+  link?: string;
+  enabled: boolean;
+}
 
 export type PostgresTarget = z.output<typeof postgresTarget>;
 export type RedisTarget = z.output<typeof redisTarget>;
@@ -355,6 +389,8 @@ export interface CaretakerTarget {
   /** The config's waivers and maintenance windows: the weekly report shows findings waived or silenced. */
   waivers: Config['waivers'];
   maintenance: Config['maintenance'];
+  /** The manual runbook lines (the checklist task; the weekly report lists what was done and what is overdue). */
+  checklist: ChecklistItem[];
   tasks: Record<string, Record<string, unknown>>;
 }
 
@@ -386,7 +422,7 @@ export interface SchedulerEntry {
 }
 
 /** The validated config every module receives; nothing else reads the environment. */
-export interface Config extends Omit<ParsedConfig, 'targets'> {
+export interface Config extends Omit<ParsedConfig, 'targets' | 'checklist'> {
   targets: Omit<ParsedConfig['targets'], 'backups' | 'queues'> & { backups: BackupsTarget[]; queues: QueuesTarget[] };
   state: ParsedConfig['state'] & { url: string };
   /** Where the config came from, for messages: a file path or "environment defaults". */
@@ -395,4 +431,6 @@ export interface Config extends Omit<ParsedConfig, 'targets'> {
   schedulers: SchedulerEntry[];
   /** Alert channels by name and the routes to them, resolved once at load. */
   alerting: ResolvedAlerting;
+  /** The checklist's items, each with its cron and timezone. */
+  checklist: ChecklistItem[];
 }

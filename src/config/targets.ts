@@ -2,7 +2,7 @@ import type { CaretakerTarget, Config, TargetByKind, TargetKind } from './schema
 import { UsageError } from '../errors';
 
 /** The configured targets of one kind; `caretaker` is always the single self-target. */
-export type TargetSources = Pick<Config, 'targets' | 'state' | 'notifications' | 'report' | 'timezone' | 'web' | 'waivers' | 'maintenance'> & { schedulers?: Config['schedulers'] };
+export type TargetSources = Pick<Config, 'targets' | 'state' | 'notifications' | 'report' | 'timezone' | 'web' | 'waivers' | 'maintenance'> & Partial<Pick<Config, 'schedulers' | 'checklist'>>;
 
 export function targetsOf<K extends TargetKind>(config: TargetSources, kind: K): TargetByKind[K][] {
   const { targets } = config;
@@ -32,6 +32,7 @@ function caretakerTarget(config: TargetSources): CaretakerTarget {
     schedulers: config.schedulers ?? [],
     waivers: config.waivers,
     maintenance: config.maintenance,
+    checklist: config.checklist ?? [],
     tasks: {},
   };
 }

@@ -7,7 +7,7 @@ import { findTarget, type TargetSources } from '../config/targets';
 import { resolveParams } from '../config/params';
 
 /** Where a task's schedule comes from when the config does not name one. */
-export type DefaultSchedule = 'daily' | 'weekly' | 'monthly' | 'report';
+export type DefaultSchedule = 'hourly' | 'daily' | 'weekly' | 'monthly' | 'report';
 
 /** A task's finding codes, each with one line saying what it means (`caretaker tasks --json` lists them). */
 export type FindingCodes<C extends string = string> = Readonly<Record<C, string>>;
@@ -70,6 +70,12 @@ export interface TaskInfo<K extends TargetKind = TargetKind, S extends z.ZodObje
   params: S;
   /** Every code its findings may carry: the runner refuses any other in tests, the README's table lists them all. */
   codes: FindingCodes<C>;
+  /**
+   * Whether its schedules run it on `target` (default: on every target of
+   * its kind). The checklist has nothing to do without items, so it is not
+   * scheduled then, rather than stored as an empty run every hour.
+   */
+  scheduledOn?(target: TargetByKind[K]): boolean;
 }
 
 /**

@@ -7,6 +7,7 @@ import { apiHealth } from './api-health';
 import { backup } from './backup';
 import { backupVerify } from './backup-verify';
 import { capacityPlan } from './capacity-plan';
+import { checklist } from './checklist';
 import { connections } from './connections';
 import { diskCheck } from './disk-check';
 import { drDrill } from './dr-drill';
@@ -31,6 +32,7 @@ export const TASKS: TaskRegistry = new Map<string, Task>([
   [backup.name, backup],
   [backupVerify.name, backupVerify],
   [capacityPlan.name, capacityPlan],
+  [checklist.name, checklist],
   [connections.name, connections],
   [diskCheck.name, diskCheck],
   [drDrill.name, drDrill],

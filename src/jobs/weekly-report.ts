@@ -44,6 +44,7 @@ export function settingsFromTarget(t: ReportTarget): ReportSettings {
     schedulers: t.schedulers ?? [],
     waivers: t.waivers,
     maintenance: t.maintenance,
+    checklist: t.checklist,
   };
 }
 
@@ -66,6 +67,7 @@ export const weeklyReport = defineTask({
       title: settings.title,
       expected: expectedInWeek(settings.schedulers, week, now),
       suppress: settings,
+      checklist: settings.checklist,
       now,
     });
     const buildMs = Date.now() - started;

@@ -154,6 +154,17 @@ export interface WeeklyReport {
   notifierFailures: { channel: string; count: number; lastError: string }[];
   /** Missed scheduled runs this week. */
   missedRuns: { schedule: string; task: string; target: string; due: string }[];
+  /** The manual runbook lines: what was marked done this week, and what is overdue at `asOf`. */
+  checklist: ReportChecklist;
+}
+
+export interface ReportChecklist {
+  /** Enabled items in the config; 0: the report has no checklist section. */
+  items: number;
+  /** Oldest first. */
+  done: { item: string; title: string; at: string; by: string; note?: string }[];
+  /** Overdue longest first. */
+  overdue: { item: string; title: string; dueSince: string; overdueAt: string; link?: string }[];
 }
 
 export type { Severity };

@@ -174,6 +174,23 @@ export function renderHtml(report: WeeklyReport, opts: HtmlOptions): string {
 
   rows.push(section('Maintenance done', table(['action', 'count'], report.maintenance.actions.map((a) => [e(a.kind), String(a.count)]))));
 
+  if (report.checklist.items > 0) {
+    const { done, overdue } = report.checklist;
+    const titled = (title: string, item: string, link?: string) => `${link ? `<a href="${e(link)}">${e(title)}</a>` : e(title)}<br><span style="color:#777;">${e(item)}</span>`;
+    rows.push(
+      section(
+        `Checklist (${done.length} done this week, ${overdue.length} overdue)`,
+        table(
+          ['item', 'state', 'when', 'who and note'],
+          [
+            ...overdue.map((o) => [titled(o.title, o.item, o.link), badge('warning', 'overdue'), e(`overdue since ${formatWhen(o.overdueAt, tz)} (due since ${formatWhen(o.dueSince, tz)})`), '']),
+            ...done.map((d) => [titled(d.title, d.item), badge('ok', 'done'), e(formatWhen(d.at, tz)), e(d.note ? `${d.by}: ${d.note}` : d.by)]),
+          ],
+        ),
+      ),
+    );
+  }
+
   rows.push(
     section(
       'Backups and DR',

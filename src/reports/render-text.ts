@@ -144,6 +144,15 @@ export function renderText(report: WeeklyReport, opts: { link?: string } = {}): 
   line('Maintenance done');
   if (report.maintenance.actions.length === 0) line('  none');
   for (const a of report.maintenance.actions) line(`  ${a.kind}: ${a.count}`);
+
+  if (report.checklist.items > 0) {
+    const { done, overdue } = report.checklist;
+    line();
+    line(`Checklist (${done.length} done this week, ${overdue.length} overdue)`);
+    for (const o of overdue) line(`  [OVERDUE] ${o.title} (${o.item}): due since ${formatWhen(o.dueSince, tz)}, overdue since ${formatWhen(o.overdueAt, tz)}${o.link ? `: ${o.link}` : ''}`);
+    for (const d of done) line(`  [DONE] ${d.title} (${d.item}) by ${d.by}, ${formatWhen(d.at, tz)}${d.note ? `: ${d.note}` : ''}`);
+    if (done.length === 0 && overdue.length === 0) line('  nothing done, nothing overdue');
+  }
   line();
 
   line('Backups and DR');

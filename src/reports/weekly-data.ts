@@ -6,14 +6,16 @@
  */
 import type { Pool } from 'pg';
 import type { RunStatus, Severity } from '../contract/result';
-import type { BackupFigures, OpenFinding, ReportWeek, TaskRuns, Trend, WeeklyReport } from './model';
+import type { BackupFigures, OpenFinding, ReportChecklist, ReportWeek, TaskRuns, Trend, WeeklyReport } from './model';
 import { judgeFindings, loadReportSuppressions, reportInstant, type ReportSuppressConfig } from './suppressed';
 import { WEEKLY_SQL } from './weekly-data.sql';
 import { openFindingOf, type SeenFindingRow } from '../results/finding-sql';
 import { weeksBefore } from './week';
 import { nextFireTimes } from '../schedules/cron';
 import { redactSecretsIn } from '../logger';
-import type { Config } from '../config/schema';
+import type { ChecklistItem, Config } from '../config/schema';
+import { ChecklistStore } from '../checklist/store';
+import { checklistStandings } from '../checklist/standings';
 import type { EmailSettings } from '../clients/smtp';
 
 /** How many weeks the trend charts cover, the report's week included. */
@@ -43,6 +45,8 @@ export interface BuildOptions {
    * windows' crons). Without it only the stored silences and waivers apply.
    */
   suppress?: ReportSuppressConfig;
+  /** The config's checklist items: the report lists what was done in the week and what is overdue. */
+  checklist?: readonly ChecklistItem[];
   now?: Date;
 }
 
@@ -67,6 +71,8 @@ export interface ReportSettings {
   waivers: Config['waivers'];
   /** The config's maintenance windows: their findings are shown silenced. */
   maintenance: Config['maintenance'];
+  /** The config's checklist items. */
+  checklist: ChecklistItem[];
 }
 
 /** The report settings of a validated config. */
@@ -80,6 +86,7 @@ export function reportSettingsOf(config: Config): ReportSettings {
     schedulers: config.schedulers,
     waivers: config.waivers,
     maintenance: config.maintenance,
+    checklist: config.checklist,
   };
 }
 
@@ -152,7 +159,7 @@ export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise
   const now = opts.now ?? new Date();
   const asOf = reportInstant(week, now);
 
-  const [open, runs, maintenance, backups, trends, notifier, missed, suppressions] = await Promise.all([
+  const [open, runs, maintenance, backups, trends, notifier, missed, suppressions, checklist] = await Promise.all([
     pool.query<SeenFindingRow & { which: 'current' | 'previous' }>(WEEKLY_SQL.openFindings, [end, new Date(previous.end)]),
     pool.query(WEEKLY_SQL.taskRuns, [start, end]),
     pool.query<{ kind: string; count: number }>(WEEKLY_SQL.maintenance, [start, end]),
@@ -169,6 +176,7 @@ export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise
     pool.query<{ channel: string; count: number; last_error: string }>(WEEKLY_SQL.notifierFailures, [start, end]),
     pool.query<{ schedule: string; task: string; target: string; due_at: Date }>(WEEKLY_SQL.missedRuns, [start, end]),
     loadReportSuppressions(pool, opts.suppress ?? { maintenance: [], waivers: [], timezone: week.timezone }, asOf),
+    reportChecklist(pool, opts.checklist ?? [], start, end, asOf),
   ]);
 
   // Findings now and a week ago; the waived ones set apart; the difference.
@@ -270,5 +278,23 @@ export async function buildWeeklyReport(pool: Pool, opts: BuildOptions): Promise
     trends: trendList,
     notifierFailures: notifier.rows.map((r) => ({ channel: r.channel, count: Number(r.count), lastError: redactSecretsIn(r.last_error) })),
     missedRuns: missed.rows.map((r) => ({ schedule: r.schedule, task: r.task, target: r.target, due: iso(r.due_at)! })),
+    checklist,
+  };
+}
+
+/** What was marked done in [start, end), and what is overdue at `asOf`, of the enabled items. */
+async function reportChecklist(pool: Pool, items: readonly ChecklistItem[], start: Date, end: Date, asOf: Date): Promise<ReportChecklist> {
+  const enabled = items.filter((i) => i.enabled);
+  if (enabled.length === 0) return { items: 0, done: [], overdue: [] };
+  const titles = new Map(items.map((i) => [i.id, i.title]));
+  const [done, standings] = await Promise.all([new ChecklistStore(pool).doneBetween(start, end), checklistStandings(pool, enabled, asOf, { record: false })]);
+  return {
+    items: enabled.length,
+    // An item since removed from the config keeps its id as its title.
+    done: done.map((d) => ({ item: d.item, title: titles.get(d.item) ?? d.item, at: d.at.toISOString(), by: d.by, ...(d.note ? { note: d.note } : {}) })),
+    overdue: standings
+      .filter((r) => r.standing.state === 'overdue')
+      .sort((a, b) => a.standing.dueSince!.getTime() - b.standing.dueSince!.getTime())
+      .map((r) => ({ item: r.item.id, title: r.item.title, dueSince: r.standing.dueSince!.toISOString(), overdueAt: r.standing.overdueAt!.toISOString(), ...(r.item.link ? { link: r.item.link } : {}) })),
   };
 }

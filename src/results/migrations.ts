@@ -165,4 +165,26 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX waivers_live_idx ON caretaker.waivers (task, target) WHERE removed_at IS NULL;
     `,
   },
+  {
+    version: 5,
+    name: 'checklist',
+    sql: `
+      -- Who marked a checklist item (a manual runbook line) done, when, and why.
+      CREATE TABLE caretaker.checklist_done (
+        id       bigserial PRIMARY KEY,
+        item     text NOT NULL,
+        done_at  timestamptz NOT NULL,
+        done_by  text NOT NULL,
+        note     text
+      );
+      CREATE INDEX checklist_done_item_idx ON caretaker.checklist_done (item, done_at DESC);
+      CREATE INDEX checklist_done_at_idx ON caretaker.checklist_done (done_at);
+
+      -- When caretaker first saw each item: a new item is due from the period it appeared in.
+      CREATE TABLE caretaker.checklist_items (
+        item           text PRIMARY KEY,
+        first_seen_at  timestamptz NOT NULL
+      );
+    `,
+  },
 ];

@@ -40,10 +40,15 @@ export const RUNBOOK_TASKS: Record<string, DefaultSchedule> = {
   'dr-drill': 'monthly',
   'capacity-plan': 'monthly',
   'weekly-report': 'report',
+  checklist: 'hourly',
+  'dependency-check': 'weekly',
+  'performance-review': 'monthly',
 };
 
 /** When each default schedule fires: quiet hours, staggered so they do not overlap. */
 export const DEFAULT_CRON: Record<DefaultSchedule, string> = {
+  // The checklist: an item's period may start at any hour; off the hour, away from the others.
+  hourly: '7 * * * *',
   daily: '0 3 * * *',
   weekly: '0 4 * * 0',
   monthly: '0 5 1 * *',

@@ -84,6 +84,7 @@ export function expandSchedulers(schedules: ResolvedSchedule[], config: Config, 
     for (const taskName of schedule.tasks) {
       const task = registry.get(taskName)!;
       for (const target of targetsOf(config, task.target)) {
+        if (task.scheduledOn && !task.scheduledOn(target)) continue;
         entries.push({
           id: schedulerId(schedule.id, taskName, target.name),
           schedule: schedule.id,

@@ -45,6 +45,9 @@ export function runOfJobPath(jobId: string): string {
   return `/runs/job/${encodeURIComponent(jobId)}`;
 }
 
+/** The console's checklist: each manual runbook line's state, and where "Mark done" posts (admin). */
+export const CHECKLIST_PATH = '/checklist';
+
 /** The console's silences: the list, the form, and where it posts (admin). */
 export const SILENCES_PATH = '/silences';
 

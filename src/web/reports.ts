@@ -51,7 +51,7 @@ export function reportsRouter(deps: { config: Config; state: Pool }): Router {
       res.status(404).json({ error: `${week.id} has not started yet` });
       return;
     }
-    const report = await buildWeeklyReport(deps.state, { week, title: settings.title, expected: expectedInWeek(settings.schedulers, week, now), suppress: settings, now });
+    const report = await buildWeeklyReport(deps.state, { week, title: settings.title, expected: expectedInWeek(settings.schedulers, week, now), suppress: settings, checklist: settings.checklist, now });
     const charts = await renderCharts(report.trends);
     const ctx = frame(res, now);
     res.set('Cache-Control', 'no-store').type('html').send(renderHtml(report, { imageSrc: dataUriSource(charts), page: pageChrome(ctx, week) }));

@@ -96,6 +96,11 @@ describe('loadConfig', () => {
     expect(config.targets.postgres.map((t) => t.name)).toEqual(['auditron']);
     expect(config.targets.kubernetes[0]).toMatchObject({ namespace: 'auditron' });
     expect(config.tasks.connections).toMatchObject({ warning: 0.8, idleSeconds: 300 });
+    // The runbook's manual lines: Update documentation on the monthly schedule's cron, the dashboards off.
+    expect(config.checklist).toEqual([
+      { id: 'update-docs', title: 'Update documentation', cron: '0 5 1 * *', timezone: 'UTC', graceHours: 168, enabled: true, link: 'https://wiki.example.com/auditron/runbook' },
+      { id: 'review-dashboards', title: 'Review Grafana dashboards', cron: '0 9 * * *', timezone: 'Europe/Berlin', graceHours: 8, enabled: false },
+    ]);
   });
 
   // Each malformed file is rejected with the path of what is wrong.
@@ -108,6 +113,12 @@ describe('loadConfig', () => {
     ['missing env var', VALID, /^targets\.postgres\[0\]\.url: environment variable APP_DB_PASSWORD is not set/],
     ['port of the wrong type', `${VALID}web: { port: "eighty" }\n`, /^web\.port: /],
     ['retention out of range', `${VALID}state: { retentionDays: 0 }\n`, /^state\.retentionDays: /],
+    ['checklist item with neither cron nor schedule', `${VALID}checklist: [{ id: docs, title: Docs }]\n`, /^checklist\[0\]: give either "cron" or "schedule" \(a schedule's id\), not neither/],
+    ['checklist item with both', `${VALID}checklist: [{ id: docs, title: Docs, cron: "0 5 1 * *", schedule: monthly }]\n`, /^checklist\[0\]: give either "cron" or "schedule" \(a schedule's id\), not both/],
+    ['checklist item on an unknown schedule', `${VALID}checklist: [{ id: docs, title: Docs, schedule: fortnightly }]\n`, /^checklist\[0\]\.schedule: unknown schedule "fortnightly" \(known: /],
+    ['checklist item with a bad cron', `${VALID}checklist: [{ id: docs, title: Docs, cron: "0 5 32 * *" }]\n`, /^checklist\[0\]\.cron: /],
+    ['duplicate checklist item', `${VALID}checklist: [{ id: docs, title: A, cron: "0 5 1 * *" }, { id: docs, title: B, cron: "0 5 1 * *" }]\n`, /^checklist\[1\]\.id: duplicate checklist item "docs"/],
+    ['checklist link not http', `${VALID}checklist: [{ id: docs, title: Docs, cron: "0 5 1 * *", link: "javascript:alert(1)" }]\n`, /^checklist\[0\]\.link: must be a URL starting with http/],
     ['outbox flush under a second', `${VALID}worker: { outboxFlushSeconds: 0 }\n`, /^worker\.outboxFlushSeconds: /],
     ['target without url', VALID.replace(/      url: .*\n/, ''), /^targets\.postgres\[0\]\.url: /],
     ['not a postgres url', VALID.replace('postgres://app', 'mysql://app'), /^targets\.postgres\[0\]\.url: must be a URL starting with postgres:\/\//],

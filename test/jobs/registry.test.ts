@@ -21,7 +21,7 @@ describe('task registry', () => {
       expect(task.name).toMatch(/^[a-z][a-z0-9-]*$/);
       expect(task.description.length).toBeGreaterThan(10);
       expect(task.timeoutMs).toBeGreaterThan(0);
-      expect(['daily', 'weekly', 'monthly', 'report']).toContain(task.defaultSchedule);
+      expect(['hourly', 'daily', 'weekly', 'monthly', 'report']).toContain(task.defaultSchedule);
       expect(typeof task.prepare).toBe('function');
       // Defaults alone must make valid params: a task runs without any config.
       expect(task.params.safeParse({}).success).toBe(true);

@@ -87,6 +87,7 @@ function selfTarget(s: ReportSettings): CaretakerTarget & { schedulers: ReportSe
     schedulers: s.schedulers,
     waivers: s.waivers,
     maintenance: s.maintenance,
+    checklist: s.checklist,
     tasks: {},
   };
 }
@@ -108,6 +109,7 @@ describe('the weekly report from stored runs', () => {
     ],
     waivers: [],
     maintenance: [],
+    checklist: [],
   });
 
   beforeAll(async () => {

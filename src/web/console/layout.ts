@@ -13,7 +13,7 @@ import type { Response } from 'express';
 import type { Config } from '../../config/schema';
 import { alertChannels } from '../../alerts/notifiers';
 import { roleOf, type Role } from '../auth';
-import { ASSETS_PATH, BOARD_PATH, CONSOLE_PATH, REPORTS_PATH, SILENCES_PATH, WAIVERS_PATH } from '../paths';
+import { ASSETS_PATH, BOARD_PATH, CHECKLIST_PATH, CONSOLE_PATH, REPORTS_PATH, SILENCES_PATH, WAIVERS_PATH } from '../paths';
 import { ASSET_FILES } from './assets';
 
 /** What the frame needs to know about the request and the config. */
@@ -33,7 +33,7 @@ export function frameFor(config: Pick<Config, 'report' | 'timezone' | 'alerting'
   return (res, now = new Date()) => ({ title: config.report.title, timezone: config.timezone, now, role: roleOf(res), alertChannels: channels });
 }
 
-export type NavItem = 'console' | 'silences' | 'waivers' | 'this-week' | 'last-week';
+export type NavItem = 'console' | 'checklist' | 'silences' | 'waivers' | 'this-week' | 'last-week';
 
 /** Where the header's report links point, in the config's zone. */
 export function reportLinks(now: Date, timezone: string): { thisWeek: string; lastWeek: string } {
@@ -52,6 +52,7 @@ export function headerHtml(ctx: FrameContext, current?: NavItem): string {
     `<header class="top"><span class="brand">${e(ctx.title)}</span><nav>` +
     [
       item('console', CONSOLE_PATH, 'Console'),
+      item('checklist', CHECKLIST_PATH, 'Checklist'),
       item('silences', SILENCES_PATH, 'Silences'),
       item('waivers', WAIVERS_PATH, 'Waivers'),
       item('this-week', links.thisWeek, 'This week (to date)'),

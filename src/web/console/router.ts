@@ -4,7 +4,8 @@
  * - `GET /checks/:task/:target`: one check's schedules, findings and last runs (`?limit=`);
  * - `GET /runs/:id`: one run, whole; `GET /runs/job/:jobId`: the run of a board job;
  * - `POST /run-now` (admin): queues a run as `caretaker enqueue` does;
- * - `/silences` and `/waivers`, with their forms (suppress-routes.ts).
+ * - `/silences` and `/waivers`, with their forms (suppress-routes.ts);
+ * - `/checklist`, with its "Mark done" buttons (checklist-routes.ts).
  * The cross-site guard in front of the whole app refuses a form posted
  * from another site before it gets here.
  */
@@ -29,6 +30,7 @@ import { CONSOLE_PATH, RUN_NOW_PATH, boardJobPath, checkPath, runPath } from '..
 import { frameFor, pageHtml } from './layout';
 import { sendMessage, sendPage } from './respond';
 import { suppressRoutes } from './suppress-routes';
+import { checklistRoutes } from './checklist-routes';
 import { renderStatusPage } from './status-page';
 import { renderCheckPage, renderRunPage } from './run-pages';
 
@@ -170,6 +172,7 @@ export function consoleRouter(deps: ConsoleDeps): Router {
   });
 
   router.use(suppressRoutes({ config, state, login, frame, why }));
+  router.use(checklistRoutes({ config, state, login, frame, why }));
 
   return router;
 }
