@@ -44,7 +44,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function drill(opts: { allowedNamespaces: string[]; dryRun?: boolean; params?: Record<string, unknown> }): Promise<TaskResult> {
+/** The drill on deployment `deployment` (default `web`) in namespace staging. */
+function drill(opts: { allowedNamespaces: string[]; dryRun?: boolean; params?: Record<string, unknown>; deployment?: string }): Promise<TaskResult> {
   return runOnBackups(drDrill, {
     sourceUrl: source.url,
     state: source.pool,
@@ -55,7 +56,7 @@ function drill(opts: { allowedNamespaces: string[]; dryRun?: boolean; params?: R
       pattern: 'app-*.sql.gz',
       scratch: { url: TEST_PG_ADMIN_URL },
       allow: { restore: true },
-      drill: { kubernetes: 'kube', namespace: 'staging', deployment: 'web' },
+      drill: { kubernetes: 'kube', namespace: 'staging', deployment: opts.deployment ?? 'web' },
     },
     params: opts.params,
     dryRun: opts.dryRun,
@@ -94,7 +95,9 @@ describe('dr-drill pod-kill', () => {
   });
 
   it('reports recovery_slow past the objective', async () => {
-    const result = await drill({ allowedNamespaces: ['staging'], params: { recoveryObjectiveSeconds: 0.1 } });
+    // A deployment of its own, replaced in 0.4 s: well past an objective of 0.1 s.
+    api.addDeployment(deployment({ name: 'web-slow', namespace: 'staging', replicas: 2 }), { replaceAfterMs: 400 });
+    const result = await drill({ allowedNamespaces: ['staging'], params: { recoveryObjectiveSeconds: 0.1 }, deployment: 'web-slow' });
     expect(result.findings.find((f) => f.code === 'recovery_slow')).toMatchObject({ severity: 'warning' });
   });
 });
