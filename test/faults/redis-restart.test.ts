@@ -92,6 +92,8 @@ beforeAll(async () => {
   const listening = await proc.waitForLog('web listening');
   await proc.waitForLog('caretaker started');
   healthUrl = `http://127.0.0.1:${String(listening.port)}/health`;
+  // What each fault must restore: read here, so that each test stands alone.
+  schedulers = await schedulerIds();
 }, 60_000);
 
 afterAll(async () => {
@@ -105,7 +107,6 @@ afterAll(async () => {
 
 describe('Redis restarted under a running caretaker', () => {
   it('runs before any fault: schedulers in place, scheduled runs stored, /health 200', async () => {
-    schedulers = await schedulerIds();
     expect(schedulers).toContain('everySecond:connections:main');
     await eventually(async () => ((await runsSince(0)) > 0 ? true : undefined), 30_000, 'a first scheduled run');
     expect((await health())?.status).toBe(200);
