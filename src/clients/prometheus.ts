@@ -11,6 +11,7 @@ import { scrubSecrets, secretsOfUrl } from '../logger';
 import { fetchFailureReason } from '../util/fetch-errors';
 import { requestWithoutCredentials } from '../util/url-credentials';
 import { formatBytes, oneLine } from '../util/format';
+import { ResponseTooLarge, readBoundedText, parseJsonOrUndefined } from '../util/bounded-body';
 
 /** An answer larger than this is refused as that query's failure: aggregate it (sum by, topk). */
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
@@ -72,17 +73,17 @@ async function instantQuery(ep: Endpoint, query: string, o: InstantQueryOptions,
   try {
     const res = await fetch(url, { headers: ep.headers, redirect: 'manual', signal: AbortSignal.any([signal, timeout]) });
     status = res.status;
-    text = await readBounded(res, MAX_RESPONSE_BYTES);
+    text = await readBoundedText(res, MAX_RESPONSE_BYTES);
   } catch (err) {
     if (signal.aborted) throw coerceError(signal.reason);
     if (timeout.aborted) throw new Error(`${where} did not answer within ${o.timeoutMs} ms`, { cause: err });
-    if (err instanceof TooLarge) {
+    if (err instanceof ResponseTooLarge) {
       return { kind: 'failed', httpStatus: 0, errorType: 'too_large', error: `the answer is larger than ${formatBytes(MAX_RESPONSE_BYTES)}: aggregate the query (sum by, topk)` };
     }
     throw new Error(`${where} is unreachable: ${fetchFailureReason(err)}`, { cause: err });
   }
 
-  const body = parseJson(text) as { status?: unknown; errorType?: unknown; error?: unknown; data?: { resultType?: unknown; result?: unknown } } | undefined;
+  const body = parseJsonOrUndefined(text) as { status?: unknown; errorType?: unknown; error?: unknown; data?: { resultType?: unknown; result?: unknown } } | undefined;
   if (status === 200 && body?.status === 'success' && body.data) return answerOf(body.data.resultType, body.data.result);
   const isQueryError = status === 400 || status === 422 || (status === 503 && (body?.errorType === 'timeout' || body?.errorType === 'canceled'));
   if (isQueryError && body?.status === 'error') {
@@ -120,31 +121,5 @@ function parseValue(raw: unknown): number {
   return typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
 }
 
-class TooLarge extends Error {}
 
-/** The body as text, refusing more than `limit` bytes. */
-async function readBounded(res: Response, limit: number): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => undefined);
-      throw new TooLarge();
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
 
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
