@@ -55,6 +55,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist/src ./dist/src
 COPY bin ./bin
+# dependency-check's shipped versions file (PostgreSQL and Redis releases, end-of-life dates).
+COPY data ./data
 # The application files stay owned by root: the process can read, not change, them.
 
 USER 10001:10001

@@ -134,6 +134,7 @@ const FACTORIES: { [K in TargetKind]: (target: TargetByKind[K], set: RunClientSe
     connect: set.connector(),
     kubernetes: set.kubernetesOf(),
   }),
+  lockfiles: (_target, set) => set.common(),
   caretaker: (_target, set) => ({
     ...set.common(),
     connect: set.connector(),

@@ -116,6 +116,20 @@ const prometheusTarget = z.strictObject({
   tasks: taskParams,
 });
 
+/** An application's package-lock.json files, checked by dependency-check against the npm registry and known advisories. */
+const lockfilesTarget = z.strictObject({
+  name,
+  /** Paths of package-lock.json files, or http(s) URLs of them (a raw file in a Git host). */
+  files: z.array(z.string().min(1)).min(1),
+  /** Bearer token for the URLs in `files` ("${VAR}"). */
+  token: z.string().min(1).optional(),
+  /** The npm registry the packages come from. */
+  registry: httpUrl.default('https://registry.npmjs.org/'),
+  /** Bearer token for the registry ("${VAR}"), for private packages. */
+  registryToken: z.string().min(1).optional(),
+  tasks: taskParams,
+});
+
 const directoryStore = z.strictObject({ kind: z.literal('directory'), path: z.string().min(1) });
 const s3Store = z.strictObject({
   kind: z.literal('s3'),
@@ -318,7 +332,8 @@ export const configSchema = z.strictObject({
     http: z.array(httpTarget).default([]),
     prometheus: z.array(prometheusTarget).default([]),
     backups: z.array(backupsTarget).default([]),
-  }).default({ postgres: [], redis: [], queues: [], kubernetes: [], http: [], prometheus: [], backups: [] }),
+    lockfiles: z.array(lockfilesTarget).default([]),
+  }).default({ postgres: [], redis: [], queues: [], kubernetes: [], http: [], prometheus: [], backups: [], lockfiles: [] }),
   /** Per-task params and thresholds, checked against each task's own schema. */
   tasks: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
   schedules: z.record(name, scheduleSchema).default({}),
@@ -362,6 +377,7 @@ export type QueuesTarget = z.output<typeof queuesTarget> & {
 export type KubernetesTarget = z.output<typeof kubernetesTarget>;
 export type HttpTarget = z.output<typeof httpTarget>;
 export type PrometheusTarget = z.output<typeof prometheusTarget>;
+export type LockfilesTarget = z.output<typeof lockfilesTarget>;
 export type BackupStoreConfig = z.output<typeof backupStoreSchema>;
 /** A backups target with its references resolved at load (see validateConfig). */
 export type BackupsTarget = z.output<typeof backupsTarget> & {
@@ -402,6 +418,7 @@ export interface TargetByKind {
   http: HttpTarget;
   prometheus: PrometheusTarget;
   backups: BackupsTarget;
+  lockfiles: LockfilesTarget;
   caretaker: CaretakerTarget;
 }
 export type TargetKind = keyof TargetByKind;

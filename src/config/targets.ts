@@ -15,6 +15,7 @@ export function targetsOf<K extends TargetKind>(config: TargetSources, kind: K):
     http: () => targets.http,
     prometheus: () => targets.prometheus,
     backups: () => targets.backups,
+    lockfiles: () => targets.lockfiles,
     caretaker: () => [caretakerTarget(config)],
   };
   return byKind[kind]();

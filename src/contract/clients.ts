@@ -78,6 +78,8 @@ export interface ClientsByKind {
     /** The cluster of the drill's `kubernetes` target. */
     kubernetes(target: KubernetesTarget): KubernetesApis;
   };
+  /** Files and registries read over fetch, opened by the task itself: nothing to hand out but the history. */
+  lockfiles: CommonClients;
   caretaker: CommonClients & {
     /** Sessions on the targets it looks across (security-audit). */
     connect: ConnectPostgres;

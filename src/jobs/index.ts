@@ -9,6 +9,7 @@ import { backupVerify } from './backup-verify';
 import { capacityPlan } from './capacity-plan';
 import { checklist } from './checklist';
 import { connections } from './connections';
+import { dependencyCheck } from './dependency-check';
 import { diskCheck } from './disk-check';
 import { drDrill } from './dr-drill';
 import { errorLogs } from './error-logs';
@@ -34,6 +35,7 @@ export const TASKS: TaskRegistry = new Map<string, Task>([
   [capacityPlan.name, capacityPlan],
   [checklist.name, checklist],
   [connections.name, connections],
+  [dependencyCheck.name, dependencyCheck],
   [diskCheck.name, diskCheck],
   [drDrill.name, drDrill],
   [errorLogs.name, errorLogs],

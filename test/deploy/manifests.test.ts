@@ -385,6 +385,8 @@ describe('Dockerfile (text checks: no Docker engine here)', () => {
     expect(runtime.some((l) => /^RUN .*apt-get install .*\bpostgresql-client\b/.test(l))).toBe(true);
     expect(runtime.some((l) => /^RUN npm ci --omit=dev --ignore-scripts\b/.test(l))).toBe(true);
     expect(runtime).toContain('COPY --from=build /app/dist/src ./dist/src');
+    // dependency-check's shipped versions file, found from dist/src by the package root.
+    expect(runtime).toContain('COPY data ./data');
     expect(readFileSync(join(ROOT, 'bin/caretaker.js'), 'utf8')).toContain("require('../dist/src/cli.js')");
     const [uid, gid] = dockerRuntimeUser().split(':').map(Number);
     expect(uid).toBeGreaterThan(0);
@@ -395,7 +397,7 @@ describe('Dockerfile (text checks: no Docker engine here)', () => {
   test('everything it copies from the context exists and is not excluded by .dockerignore', () => {
     const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
     const sources = dockerfile().filter((l) => /^COPY\s/.test(l) && !l.includes('--from=')).flatMap((l) => l.split(/\s+/).slice(1, -1));
-    expect(sources.sort()).toEqual(['bin', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'src', 'tsconfig.json']);
+    expect(sources.sort()).toEqual(['bin', 'data', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'src', 'tsconfig.json']);
     for (const source of sources) {
       expect([source, existsSync(join(ROOT, source)), ignored.includes(source)]).toEqual([source, true, false]);
     }

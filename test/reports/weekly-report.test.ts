@@ -79,7 +79,7 @@ function selfTarget(s: ReportSettings): CaretakerTarget & { schedulers: ReportSe
   return {
     name: 'caretaker',
     retentionDays: 400,
-    targets: { postgres: [], redis: [], queues: [], kubernetes: [], http: [], prometheus: [], backups: [] },
+    targets: { postgres: [], redis: [], queues: [], kubernetes: [], http: [], prometheus: [], backups: [], lockfiles: [] },
     notifications: { channels: {}, repeatAlertSeconds: 86_400, ...(s.email ? { email: s.email } : {}) },
     report: { title: s.title },
     timezone: s.timezone,
