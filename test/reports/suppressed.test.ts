@@ -61,6 +61,7 @@ describe('waived and silenced findings in the weekly report', () => {
   let soonId: string;
   let expiredId: string;
   let lateId: string;
+  let report: WeeklyReport;
 
   beforeAll(async () => {
     db = await createTestDatabase('weekly_suppressed');
@@ -112,6 +113,8 @@ describe('waived and silenced findings in the weekly report', () => {
       reason: SILENCE_REASON,
       createdBy: 'bob',
     });
+    // The report the tests below read: built here, so each test stands alone.
+    report = await build();
   });
   afterAll(async () => {
     await smtp?.close();
@@ -120,9 +123,7 @@ describe('waived and silenced findings in the weekly report', () => {
 
   const build = (now = monday) => buildWeeklyReport(db.pool, { week, title: 'AUDITRON', expected: [], suppress: reportSettingsOf(config), now });
 
-  let report: WeeklyReport;
   it('takes waived findings off the open list and lists them apart with their waiver', async () => {
-    report = await build();
     expect(report.asOf).toBe(week.end);
     expect(report.open.map((f) => [f.severity, f.target, f.task, f.code])).toEqual([
       ['critical', 'main', 'connections', 'connections_high'],

@@ -72,6 +72,9 @@ describe('ResultStore', () => {
   });
 
   it('lists runs filtered by task, status and time, newest first', async () => {
+    // The two connections runs the tests above store (a job is stored once: saved again here, alone, it is the same run).
+    await store.save(result({ finishedAt: new Date(Date.now() - 120_000).toISOString() }), { jobId: 'job-1' });
+    await store.save(result({ finishedAt: new Date(Date.now() - 60_000).toISOString() }), { jobId: 'job-2' });
     await store.save(result({ task: 'other', status: 'ok', findings: [] }), { jobId: 'job-3' });
     await store.save(result({ finishedAt: '2020-01-01T00:00:00.000Z' }), { jobId: 'job-old' });
     expect((await store.list({ task: 'other' })).map((r) => r.jobId)).toEqual(['job-3']);
