@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { GettableAlert, GettableSilence } from '../../src/clients/alertmanager';
 import { freePort } from './ports';
+import { stopChild } from './child-process';
 
 const READY_TIMEOUT_MS = 30_000;
 const POLL_MS = 100;
@@ -81,7 +82,7 @@ export async function startAlertmanager(opts: { resolveTimeout?: string } = {}):
       return handle(url, port, child, dir);
     } catch (err) {
       lastError = err as Error;
-      await stopChild(child);
+      await stopChild(child, STOP_GRACE_MS);
       if (!/address already in use/.test(stderr)) break;
     }
   }
@@ -105,21 +106,12 @@ function handle(url: string, port: number, child: ChildProcess, dir: string): Te
     },
     silences: () => get<GettableSilence[]>('/api/v2/silences'),
     async stop() {
-      await stopChild(child);
+      await stopChild(child, STOP_GRACE_MS);
       await rm(dir, { recursive: true, force: true });
     },
   };
 }
 
-/** SIGTERM, then SIGKILL after a grace period. */
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-  await exited;
-  clearTimeout(timer);
-}
 
 /** Polls `check` until it holds, for at most READY_TIMEOUT_MS. */
 export async function waitUntil(check: () => Promise<boolean>, what: string): Promise<void> {

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { eventually } from './jobs';
 import { freePort } from './ports';
+import { stopChild } from './child-process';
 
 const VERDACCIO = path.join(__dirname, '../../node_modules/.bin/verdaccio');
 const READY_TIMEOUT_MS = 60_000;
@@ -83,7 +84,7 @@ export async function startNpmRegistry(opts: { privateScope?: string } = {}): Pr
       return await handle({ url, port, dir, child, privateScope });
     } catch (err) {
       lastError = err as Error;
-      await stopChild(child);
+      await stopChild(child, STOP_GRACE_MS);
       if (!/EADDRINUSE|address already in use/.test(output)) break;
     }
   }
@@ -157,12 +158,3 @@ function run(command: string, args: string[], opts: { cwd: string; env: NodeJS.P
   });
 }
 
-/** SIGTERM, then SIGKILL after a grace period. */
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-  await exited;
-  clearTimeout(timer);
-}

@@ -22,6 +22,7 @@ import { promisify } from 'node:util';
 import { waitUntil } from './alertmanager';
 import { freePort } from './ports';
 import { startServer, type TestServer } from './prometheus';
+import { stopChild } from './child-process';
 
 const BINARY = '/usr/bin/docker-registry';
 const STOP_GRACE_MS = 5_000;
@@ -136,7 +137,7 @@ async function startProcess(dir: string, token: { realm: string; bundle: string 
       return { child, port };
     } catch (err) {
       lastError = err as Error;
-      await stopChild(child);
+      await stopChild(child, STOP_GRACE_MS);
       if (!/address already in use/.test(stderr)) break;
     }
   }
@@ -250,12 +251,3 @@ function scopeAccess(scope: string): Access[] {
   return actions.length ? [{ type: m[1]!, name: m[2]!, actions }] : [];
 }
 
-/** SIGTERM, then SIGKILL after a grace period. */
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-  await exited;
-  clearTimeout(timer);
-}

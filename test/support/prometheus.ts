@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports';
+import { stopChild } from './child-process';
 
 /** Prometheus 2.x applies scrape targets on a fixed 5 s tick: the first scrape comes ~5 s after start. */
 const READY_TIMEOUT_MS = 30_000;
@@ -123,7 +124,7 @@ export async function startPrometheus(opts: { jobs: Record<string, number>; scra
       return prom;
     } catch (err) {
       lastError = err as Error;
-      await stopChild(child);
+      await stopChild(child, STOP_GRACE_MS);
       if (!/address already in use/.test(stderr)) break;
     }
   }
@@ -148,21 +149,12 @@ function handle(url: string, child: ChildProcess, dir: string): TestPrometheus {
       }, `${n} scrapes of ${job}`);
     },
     async stop() {
-      await stopChild(child);
+      await stopChild(child, STOP_GRACE_MS);
       await rm(dir, { recursive: true, force: true });
     },
   };
 }
 
-/** SIGTERM, then SIGKILL after a grace period. */
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-  await exited;
-  clearTimeout(timer);
-}
 
 async function waitUntil(check: () => Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
