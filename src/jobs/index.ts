@@ -17,6 +17,7 @@ import { historyPrune } from './history-prune';
 import { indexAudit } from './index-audit';
 import { k8sHealth } from './k8s-health';
 import { metricsReview } from './metrics-review';
+import { performanceReview } from './performance-review';
 import { pgHealth } from './pg-health';
 import { queueHealth } from './queue-health';
 import { redisHealth } from './redis-health';
@@ -43,6 +44,7 @@ export const TASKS: TaskRegistry = new Map<string, Task>([
   [indexAudit.name, indexAudit],
   [k8sHealth.name, k8sHealth],
   [metricsReview.name, metricsReview],
+  [performanceReview.name, performanceReview],
   [pgHealth.name, pgHealth],
   [queueHealth.name, queueHealth],
   [redisHealth.name, redisHealth],

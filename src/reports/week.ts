@@ -57,14 +57,14 @@ function offsetAt(instant: number, timezone: string): number {
 }
 
 /** The instant of local midnight of a calendar day in a zone (the first instant of that day). */
-function localMidnight(day: CalendarDay, timezone: string): number {
+export function localMidnight(day: CalendarDay, timezone: string): number {
   let instant = day - offsetAt(day, timezone);
   instant = day - offsetAt(instant, timezone);
   return instant;
 }
 
 /** The calendar day an instant falls on in a zone. */
-function localDay(instant: number, timezone: string): CalendarDay {
+export function localDay(instant: number, timezone: string): CalendarDay {
   const local = instant + offsetAt(instant, timezone);
   return Math.floor(local / DAY_MS) * DAY_MS;
 }

@@ -53,7 +53,7 @@ describe('caretaker status', () => {
     expect(stderr).toBe('');
     expect(code).toBe(2);
     const [first, ...rest] = stdout.split('\n');
-    expect(first).toMatch(/^CARETAKER CRITICAL - 1 critical, 1 missed, 1 late, 1 error, 6 never ran, 1 ok; 3 open findings \| checks=\d+ critical=1 missed=1 late=1 error=1 /);
+    expect(first).toMatch(/^CARETAKER CRITICAL - 1 critical, 1 missed, 1 late, 1 error, 7 never ran, 1 ok; 3 open findings \| checks=\d+ critical=1 missed=1 late=1 error=1 /);
     expect(rest).toContain('main (postgres)');
     expect(rest.find((l) => l.includes('index-audit'))).toMatch(/^ {2}CRITICAL +index-audit +weekly +last .*open 1 critical +1 invalid index$/);
     expect(rest.find((l) => l.includes('pg-health'))).toMatch(/^ {2}LATE +pg-health .*due .*, no run since$/);
@@ -104,6 +104,6 @@ describe('caretaker status', () => {
     const perf = stdout.split('\n')[0]!.split(' | ')[1]!;
     const script = 'print join(",", map { $_->label . "=" . $_->value } Monitoring::Plugin::Performance->parse_perfstring($ARGV[0]))';
     const parsed = execFileSync('perl', ['-MMonitoring::Plugin::Performance', '-e', script, perf], { encoding: 'utf8' });
-    expect(parsed).toBe('checks=11,critical=1,missed=1,late=1,error=1,warning=0,never_ran=6,ok=1,findings_critical=1,findings_warning=2');
+    expect(parsed).toBe('checks=12,critical=1,missed=1,late=1,error=1,warning=0,never_ran=7,ok=1,findings_critical=1,findings_warning=2');
   });
 });

@@ -37,8 +37,8 @@ describe('resolveSchedules', () => {
     const daily = schedules.find((s) => s.id === 'daily')!;
     expect(daily).toMatchObject({ cron: '0 3 * * *', timezone: 'UTC', enabled: true });
     expect(daily.tasks).toEqual(expect.arrayContaining(['connections', 'history-prune']));
-    // Every runbook task exists now but performance-review, which is known but not scheduled until its file lands.
-    expect(schedules.flatMap((s) => s.unavailable)).toEqual(['performance-review']);
+    // Every runbook task exists now; one missing from a build is known but not scheduled.
+    expect(schedules.every((s) => s.unavailable.length === 0)).toBe(true);
     const without = new Map([...TASKS].filter(([name]) => name !== 'weekly-report'));
     const partial = resolveSchedules(twoTargets(), without).schedules.find((s) => s.id === 'report')!;
     expect(partial).toMatchObject({ tasks: [], unavailable: ['weekly-report'] });
