@@ -164,3 +164,12 @@ describe('the weekly report', () => {
     expect(renderText(without, {})).not.toContain('Checklist');
   });
 });
+
+it('caretaker run checklist --json prints its one result and exits 1 while an item is overdue', async () => {
+  const path = join(dir, 'run.yaml');
+  writeFileSync(path, stringify({ redis: { url: TEST_REDIS_URL, prefix: 'unused' }, state: { url: db.url }, targets: { postgres: [{ name: 'main', url: db.url }] }, checklist: [OVERDUE, DONE] }));
+  const out = await runCli(['--config', path, 'run', 'checklist', '--json']);
+  expect(out.code).toBe(1);
+  const result = JSON.parse(out.stdout) as { task: string; target: string; status: string; findings: { code: string }[] };
+  expect([result.task, result.target, result.status, result.findings.map((f) => f.code)]).toEqual(['checklist', 'caretaker', 'warning', ['checklist_overdue']]);
+});

@@ -26,6 +26,8 @@ import { startNpmRegistry, type TestNpmRegistry } from '../support/npm-registry'
 import { startOciRegistry, type TestRegistry } from '../support/oci-registry';
 import { closedPort } from '../support/https-server';
 import { preparedRun } from '../support/run-task';
+import { runCli } from '../support/cli';
+import { stringify } from 'yaml';
 
 let db: TestDatabase;
 let dir: string;
@@ -231,4 +233,14 @@ it('is an error when nothing at all can be checked', async () => {
   const result = await run({ redis: [{ name: 'cache', url: `redis://127.0.0.1:${await closedPort()}` }] }, { kinds: ['servers'], timeoutMs: 1_000 });
   expect(result.status).toBe('error');
   expect(result.summary).toMatch(/nothing could be checked: redis cache was not checked: /);
+});
+
+it('caretaker run dependency-check --json prints its one result', async () => {
+  const path = join(dir, 'caretaker.yaml');
+  const versions = await versionsFile('cli', bump);
+  await writeFile(path, stringify({ redis: { url: TEST_REDIS_URL, prefix: 'unused' }, state: { url: db.url }, targets: { postgres: [{ name: 'main', url: db.url }] } }));
+  const out = await runCli(['--config', path, 'run', 'dependency-check', '--json', '--param', `versionsFile=${versions}`, '--param', 'kinds=["servers"]']);
+  expect(out.code).toBe(1);
+  const result = JSON.parse(out.stdout) as { status: string; findings: { code: string; subject: string }[] };
+  expect(result.findings.map((f) => [f.code, f.subject])).toEqual([['server_minor_behind', 'main/postgresql']]);
 });

@@ -7,7 +7,11 @@
  * as planted; the review is emailed with its own subject and served at
  * /reports/2026-11 behind the login.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import express from 'express';
+import { stringify } from 'yaml';
 import request from 'supertest';
 import type { Finding, TaskResult } from '../../src/contract/result';
 import { performanceReview } from '../../src/jobs/performance-review';
@@ -23,6 +27,8 @@ import { createTestDatabase, type TestDatabase } from '../support/db';
 import { testLogger } from '../support/logger';
 import { preparedRun } from '../support/run-task';
 import { startSmtpSink, type SmtpSink } from '../support/smtp';
+import { runCli } from '../support/cli';
+import { TEST_REDIS_URL } from '../support/env';
 
 let db: TestDatabase;
 let smtp: SmtpSink;
@@ -126,4 +132,19 @@ it('is served at /reports/2026-11; a month not started yet is a 404', async () =
   expect(page.text).toContain('API p95 latency');
   expect((await request(app).get('/reports/2099-01')).status).toBe(404);
   expect((await request(app).get('/reports/2026-13')).status).toBe(404);
+});
+
+it('caretaker run performance-review --json --param month=2026-11 prints its one result', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ct-perf-review-'));
+  try {
+    const path = join(dir, 'caretaker.yaml');
+    writeFileSync(path, stringify({ redis: { url: TEST_REDIS_URL, prefix: 'unused' }, state: { url: db.url }, targets: { postgres: [{ name: 'main', url: db.url }] } }));
+    const out = await runCli(['--config', path, 'run', 'performance-review', '--json', '--param', 'month=2026-11']);
+    expect(out.code).toBe(1);
+    const result = JSON.parse(out.stdout) as { status: string; findings: { code: string }[]; summary: string };
+    expect(result.findings.map((f) => f.code)).toEqual(['performance_regression', 'performance_summary']);
+    expect(result.summary).toMatch(/; not sent \(no email configured\)$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
