@@ -74,6 +74,10 @@ const SECRETS = {
   promWrongToken: `S3cr3t-prom-wrong-${core()}`,
   promBasicPassword: `S3cr3t-prombasic-${core()}`,
   s3SecretKey: `S3cr3t-s3-${core()}`,
+  /** dependency-check: the token of a lockfile's URL, a key in its query, and the npm registry's token. */
+  lockfileToken: `S3cr3t-lockfile-${core()}`,
+  lockfileUrlKey: `S3cr3t-lockurl-${core()}`,
+  npmToken: `S3cr3t-npm-${core()}`,
   s3WrongSecretKey: `S3cr3t-s3-wrong-${core()}`,
   adminPassword: `S3cr3t-admin-${core()}`,
   viewerPassword: `S3cr3t-viewer-${core()}`,
@@ -340,6 +344,13 @@ beforeAll(async () => {
         .writeHead(503, { 'content-type': 'application/json' })
         .end(JSON.stringify({ status: 'down', components: { database: { status: 'down', error: `login with ${auth} failed` }, cache: { status: `degraded (${auth})` } } }));
     }
+    // dependency-check's lockfile (with its token) and an npm registry that refuses the token, quoting it.
+    if (path === '/package-lock.json') {
+      if (req.headers.authorization !== `Bearer ${SECRETS.lockfileToken}`) return void res.writeHead(401).end(`denied: ${req.headers.authorization} for ${req.url}`);
+      const lock = { name: 'shop', lockfileVersion: 3, packages: { '': { dependencies: { widget: '^1.0.0' } }, 'node_modules/widget': { version: '1.0.0' } } };
+      return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(lock));
+    }
+    if (path.startsWith('/npm/')) return void res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `bad token ${req.headers.authorization} for ${req.url}` }));
     res.writeHead(404).end(`not found: ${req.url}`);
   });
 
@@ -439,6 +450,15 @@ beforeAll(async () => {
         },
         { name: 'broken', database: 'app', store: s3Store(`${s3AccessKeyId}X`, SECRETS.s3WrongSecretKey), pattern: 'app-*.sql.gz', allow: { backup: true } },
       ],
+      lockfiles: [
+        {
+          name: 'shop-app',
+          files: [`${httpService.url}/package-lock.json?key=${SECRETS.lockfileUrlKey}`, `${httpService.url}/package-lock.json`],
+          token: SECRETS.lockfileToken,
+          registry: `${httpService.url}/npm/`,
+          registryToken: SECRETS.npmToken,
+        },
+      ],
     },
     tasks: {
       'api-health': { samples: 3, timeoutMs: 3_000 },
@@ -496,6 +516,8 @@ beforeAll(async () => {
     await cli('run', 'redis-health', '--target', 'cache-wrongpass', '--json');
     await cli('run', 'metrics-review', '--target', 'prom-badtoken');
     await cli('run', 'api-health', '--target', 'api-keyed', '--json');
+    // The lockfiles read with their token, the registry refusing its own while quoting it back.
+    await cli('run', 'dependency-check', '--json', '--param', 'kinds=["packages"]');
     await waitForJobs(queue, phase2, 60_000);
 
     // The web role, while caretaker runs.
@@ -657,6 +679,9 @@ describe('secrets planted in the config', () => {
     expect(hooks.some((h) => h.url === `/hooks/${SECRETS.webhookPathKey}?key=${SECRETS.webhookQueryKey}`)).toBe(true);
     expect(hooks.some((h) => h.authorization === `Basic ${Buffer.from(`hook:${SECRETS.webhookPassword}`).toString('base64')}`)).toBe(true);
     expect(httpRequests.some((r) => r.authorization === `Bearer ${SECRETS.httpToken}`)).toBe(true);
+    // dependency-check read the lockfile with its token and asked the registry with its own (which quoted it back).
+    expect(httpRequests.some((r) => r.url.startsWith('/package-lock.json?key=') && r.authorization === `Bearer ${SECRETS.lockfileToken}`)).toBe(true);
+    expect(httpRequests.some((r) => r.url === '/npm/widget' && r.authorization === `Bearer ${SECRETS.npmToken}`)).toBe(true);
     expect(promRequests.some((r) => r.authorization === `Bearer ${SECRETS.promToken}`)).toBe(true);
     expect(kube.requests.length).toBeGreaterThan(5);
 
