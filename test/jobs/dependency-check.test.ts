@@ -244,3 +244,16 @@ it('caretaker run dependency-check --json prints its one result', async () => {
   const result = JSON.parse(out.stdout) as { status: string; findings: { code: string; subject: string }[] };
   expect(result.findings.map((f) => [f.code, f.subject])).toEqual([['server_minor_behind', 'main/postgresql']]);
 });
+
+it('counts only the tags matching tagPattern, and pre-releases only when asked', async () => {
+  const images = async (params: Record<string, unknown>) => {
+    const result = await run({ kubernetes: [{ name: 'prod', namespace: NAMESPACE, kubeconfig }] }, { kinds: ['images'], insecureRegistries: [registry.host], ...params });
+    return byCode(result, 'image_outdated')[0]?.details;
+  };
+  // Only the 1.2 line: the patch release, a warning.
+  expect(await images({ tagPattern: '^1\\.2\\.' })).toEqual(expect.objectContaining({ patch: '1.2.5' }));
+  expect(await images({ tagPattern: '^1\\.2\\.' })).not.toHaveProperty('major');
+  // The release candidate is the newest major only once pre-releases count.
+  expect(await images({})).toMatchObject({ major: '2.0.0' });
+  expect(await images({ includePrereleases: true })).toMatchObject({ major: '2.1.0-rc.1' });
+});
