@@ -21,6 +21,7 @@ import { redactSecretsIn, redactUrl, scrubSecrets, type Logger } from '../logger
 import { coerceError } from '../errors';
 import { withTimeout } from '../util/timeout';
 import { fetchFailureReason, urlOrigin } from '../util/fetch-errors';
+import { lockfilesAnswer } from '../dependencies/packages';
 
 /** How long each server has to answer: long enough for a slow link, short enough that a dead one says so at once. */
 export const CONNECT_TIMEOUT_MS = 5_000;
@@ -86,6 +87,7 @@ function checksOf(config: Config, log: Logger, timeoutMs: number): Check[] {
     ...t.http.map((h) => ({ label: `http ${h.name}`, probe: (signal: AbortSignal) => httpTargetAnswers(h, signal) })),
     ...t.prometheus.map((p) => ({ label: `prometheus ${p.name}`, probe: (signal: AbortSignal) => prometheusAnswers(p, signal) })),
     ...t.backups.map((b) => ({ label: `backups ${b.name}`, probe: (signal: AbortSignal) => backupsAnswer(b, postgres, signal) })),
+    ...t.lockfiles.map((l) => ({ label: `lockfiles ${l.name}`, probe: (signal: AbortSignal) => lockfilesAnswer(l, { timeoutMs, signal }) })),
     ...emailChannels(config).map(([name, smtp]) => ({ label: `smtp ${name}`, probe: (signal: AbortSignal) => smtpAnswers(smtp, backstopMs, signal) })),
   ];
 }

@@ -113,6 +113,22 @@ export async function checkLockfiles(target: LockfilesTarget, opts: PackageCheck
   return { findings, incomplete, metrics };
 }
 
+/**
+ * `caretaker check-config --connect`'s look at a lockfiles target: every
+ * file read and parsed, and the registry asked for the first direct
+ * dependency (its token is tried; a package it does not know still counts
+ * as an answer). Throws the first problem, as the task would report it.
+ */
+export async function lockfilesAnswer(target: LockfilesTarget, opts: { timeoutMs: number; signal: AbortSignal }): Promise<string> {
+  const options: PackageCheckOptions = { advisorySeverity: { critical: 'critical', high: 'warning', moderate: 'warning', low: 'info', unknown: 'info' }, includeDev: true, ...opts };
+  let direct: DirectDependency[] = [];
+  for (const file of target.files) direct = direct.concat(readLockfile(await readSource(file, target, options), displayOf(file)).direct);
+  const registry = createNpmRegistryClient({ url: target.registry, ...(target.registryToken ? { token: target.registryToken } : {}), timeoutMs: opts.timeoutMs, signal: opts.signal });
+  const first = direct.find((d) => d.version);
+  if (first) await registry.packument(first.name);
+  return `${target.files.length} lockfile${target.files.length === 1 ? '' : 's'} read (${direct.length} direct dependencies); ${first ? `${registry.display} answered for ${first.name}` : 'no dependency to ask the registry about'}`;
+}
+
 /** How far `dep` is behind `latest`, and what its range would take; undefined when current. */
 function outdatedFinding(source: string, dep: DirectDependency, packument: Packument): Finding<PackageCode> | undefined {
   const latest = packument.distTags.latest;

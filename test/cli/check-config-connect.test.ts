@@ -87,6 +87,7 @@ describe('caretaker check-config --connect', () => {
           { name: 'badcreds', namespace: 'shop', kubeconfig: kube.writeKubeconfig(dir, { token: 'wrong', fileName: 'bad.yaml' }) },
         ],
         backups: [{ name: 'nightly', database: 'main', store: { kind: 'directory', path: backupsDir }, pattern: 'main-*.sql.gz', scratch: { url: deadScratch } }],
+        lockfiles: [{ name: 'app', files: [join(dir, 'no-such-package-lock.json')] }],
       },
       notifications: { email: { smtp: { host: '127.0.0.1', port: smtp.port, user: 'caretaker', password: 'wrong-password' }, from: 'caretaker@example.com', to: ['ops@example.com'] } },
     });
@@ -109,6 +110,7 @@ describe('caretaker check-config --connect', () => {
       'http wrong-token: failed: detailedUrl answered HTTP 401 (check the token)',
       // restore-test's three servers: the store and the source answer, the scratch server does not, and the line says which.
       'backups nightly: failed: scratch server postgres://postgres:***@127.0.0.1:1/postgres: cannot connect to postgres: connect ECONNREFUSED 127.0.0.1:1',
+      `lockfiles app: failed: cannot read ${join(dir, 'no-such-package-lock.json')}: ENOENT`,
       expect.stringMatching(new RegExp(`^smtp email: failed: 127\\.0\\.0\\.1:${smtp.port}: .*535`)),
     ]);
     expect(run.stdout + run.stderr).not.toContain(SECRET);
@@ -121,6 +123,13 @@ describe('caretaker check-config --connect', () => {
     expect(offline.stdout).not.toContain(HEADER);
   });
 
+  /** A package-lock.json of a package without dependencies: readable, nothing to ask a registry. */
+  const emptyLockfile = () => {
+    const path = join(dir, 'empty-package-lock.json');
+    writeFileSync(path, JSON.stringify({ name: 'empty', lockfileVersion: 3, packages: { '': { name: 'empty' } } }));
+    return path;
+  };
+
   it('exits 0 when every server answers, with a line for each', async () => {
     const path = configFile('all-ok', {
       targets: {
@@ -131,6 +140,7 @@ describe('caretaker check-config --connect', () => {
         prometheus: [{ name: 'metrics', url: prometheus.url }],
         kubernetes: [{ name: 'prod', namespace: 'shop', kubeconfig: kube.writeKubeconfig(dir, { fileName: 'ok.yaml' }) }],
         backups: [{ name: 'nightly', database: 'main', store: { kind: 'directory', path: backupsDir }, pattern: 'main-*.sql.gz', scratch: { url: db.url } }],
+        lockfiles: [{ name: 'app', files: [emptyLockfile()] }],
       },
       notifications: { email: { smtp: { host: '127.0.0.1', port: smtp.port, user: 'caretaker', password: SECRET }, from: 'caretaker@example.com', to: ['ops@example.com'] } },
     });
@@ -149,8 +159,10 @@ describe('caretaker check-config --connect', () => {
       'http api: ok',
       'prometheus metrics: ok',
       'backups nightly: ok',
+      'lockfiles app: ok',
       'smtp email: ok',
     ]);
+    expect(lines).toContain('lockfiles app: ok (1 lockfile read (0 direct dependencies); no dependency to ask the registry about)');
     expect(lines).toContain('backups nightly: ok (store directory ' + backupsDir + ': 1 file; source main ok; scratch server ok)');
     expect(lines).toContain(`smtp email: ok (127.0.0.1:${smtp.port}, logged in)`);
     expect(run.code).toBe(0);
