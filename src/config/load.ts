@@ -157,6 +157,15 @@ function checkReferences(config: ParsedConfig, registry: TaskRegistry): string[]
       const result = resolveParams(task, config, target);
       if (!result.ok) problems.push(...result.problems);
     }
+    // And what a task reads per target of another kind, from that target's own tasks.<task>.
+    for (const kind of task.perTarget?.kinds ?? []) {
+      targetsOf(config as Config, kind).forEach((target, i) => {
+        const own = target.tasks?.[task.name];
+        if (own === undefined) return;
+        const parsed = task.perTarget!.params.safeParse(own);
+        if (!parsed.success) problems.push(...formatIssues(parsed.error, ['targets', kind, i, 'tasks', task.name]));
+      });
+    }
   }
   return [...new Set(problems)];
 }

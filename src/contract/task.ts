@@ -76,6 +76,12 @@ export interface TaskInfo<K extends TargetKind = TargetKind, S extends z.ZodObje
    * scheduled then, rather than stored as an empty run every hour.
    */
   scheduledOn?(target: TargetByKind[K]): boolean;
+  /**
+   * Params it reads per target of other kinds, from that target's own
+   * `tasks.<task>` (dependency-check's tag filters per kubernetes target):
+   * checked at load like any params, so a mistake fails the start.
+   */
+  perTarget?: { kinds: readonly TargetKind[]; params: z.ZodObject };
 }
 
 /**

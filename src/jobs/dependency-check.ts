@@ -49,6 +49,9 @@ const isRegExp = (source: string) => {
   }
 };
 
+/** Only tags matching this regular expression count as releases. */
+const tagPattern = z.string().refine(isRegExp, 'must be a regular expression');
+
 export const params = z.strictObject({
   /** What to check (e.g. `--param 'kinds=["images"]'`). */
   kinds: z.array(z.enum(DEPENDENCY_KINDS)).min(1).default([...DEPENDENCY_KINDS]),
@@ -58,8 +61,8 @@ export const params = z.strictObject({
   insecureRegistries: z.array(z.string().regex(/^[A-Za-z0-9.-]+(:\d+)?$/, 'must be host or host:port')).default([]),
   /** A docker config.json with registry credentials (else the pods' imagePullSecrets, where caretaker may read them). */
   dockerConfig: z.string().min(1).optional(),
-  /** Only tags matching this regular expression count as releases. */
-  tagPattern: z.string().refine(isRegExp, 'must be a regular expression').optional(),
+  /** Only tags matching this regular expression count as releases (a kubernetes target may set its own). */
+  tagPattern: tagPattern.optional(),
   /** Pre-release tags (1.3.0-rc.1) count as newer releases. */
   includePrereleases: z.boolean().default(false),
   /** The severity of image_outdated per level of the newer release. */
@@ -80,6 +83,16 @@ export const params = z.strictObject({
   maxFindings: z.number().int().min(1).max(10_000).default(100),
 });
 
+/**
+ * What a kubernetes target may set for its own images, under its
+ * `tasks.dependency-check`; what it leaves out comes from the task's params.
+ */
+export const imageFilters = z.strictObject({
+  tagPattern: tagPattern.optional(),
+  includePrereleases: z.boolean().optional(),
+  imageSeverity: z.strictObject({ patch: severity.optional(), minor: severity.optional(), major: severity.optional() }).optional(),
+});
+
 const SQL = {
   serverVersion: 'SHOW server_version',
 } as const;
@@ -93,6 +106,7 @@ export const dependencyCheck = defineTask({
   changesTarget: false,
   params,
   codes,
+  perTarget: { kinds: ['kubernetes'], params: imageFilters },
   async run(ctx, p) {
     const { targets } = ctx.target;
     const findings: Finding<Code>[] = [];
@@ -121,12 +135,15 @@ export const dependencyCheck = defineTask({
       let images = 0;
       for (const t of targets.kubernetes) {
         try {
+          // The target's own tag filters (checked at load) over the task's.
+          const mine = imageFilters.parse(t.tasks['dependency-check'] ?? {});
+          const own = { tagPattern: mine.tagPattern ?? p.tagPattern, includePrereleases: mine.includePrereleases ?? p.includePrereleases, imageSeverity: { ...p.imageSeverity, ...mine.imageSeverity } };
           const result = await checkImages(ctx.clients.kubernetes(t), t, {
             insecureRegistries: p.insecureRegistries,
             ...(dockerConfig ? { dockerConfig } : {}),
-            ...(p.tagPattern ? { tagPattern: new RegExp(p.tagPattern) } : {}),
-            includePrereleases: p.includePrereleases,
-            severity: p.imageSeverity,
+            ...(own.tagPattern ? { tagPattern: new RegExp(own.tagPattern) } : {}),
+            includePrereleases: own.includePrereleases,
+            severity: own.imageSeverity,
             timeoutMs: p.timeoutMs,
             signal: ctx.signal,
           });

@@ -119,6 +119,8 @@ describe('loadConfig', () => {
     ['checklist item with a bad cron', `${VALID}checklist: [{ id: docs, title: Docs, cron: "0 5 32 * *" }]\n`, /^checklist\[0\]\.cron: /],
     ['duplicate checklist item', `${VALID}checklist: [{ id: docs, title: A, cron: "0 5 1 * *" }, { id: docs, title: B, cron: "0 5 1 * *" }]\n`, /^checklist\[1\]\.id: duplicate checklist item "docs"/],
     ['checklist link not http', `${VALID}checklist: [{ id: docs, title: Docs, cron: "0 5 1 * *", link: "javascript:alert(1)" }]\n`, /^checklist\[0\]\.link: must be a URL starting with http/],
+    ['a kubernetes target\'s own tag filter that is not a regular expression', VALID.replace('targets:\n', 'targets:\n  kubernetes: [{ name: prod, namespace: shop, tasks: { dependency-check: { tagPattern: "(" } } }]\n'), /^targets\.kubernetes\[0\]\.tasks\.dependency-check\.tagPattern: must be a regular expression/],
+    ['a kubernetes target\'s own dependency-check key it may not set', VALID.replace('targets:\n', 'targets:\n  kubernetes: [{ name: prod, namespace: shop, tasks: { dependency-check: { osvDirectory: /x } } }]\n'), /^targets\.kubernetes\[0\]\.tasks\.dependency-check: unknown key "osvDirectory"/],
     ['outbox flush under a second', `${VALID}worker: { outboxFlushSeconds: 0 }\n`, /^worker\.outboxFlushSeconds: /],
     ['target without url', VALID.replace(/      url: .*\n/, ''), /^targets\.postgres\[0\]\.url: /],
     ['not a postgres url', VALID.replace('postgres://app', 'mysql://app'), /^targets\.postgres\[0\]\.url: must be a URL starting with postgres:\/\//],

@@ -40,6 +40,8 @@ let postgresVersion: string;
 let redisVersion: string;
 /** What the pods of `api` and `worker` run. */
 let appDigest: string;
+/** The digest each other tag of team/app points at. */
+const appDigests: Record<string, string> = {};
 let movedOldDigest: string;
 
 const NAMESPACE = 'shop';
@@ -82,7 +84,7 @@ beforeAll(async () => {
   kubeconfig = api.writeKubeconfig(dir);
   // team/app: the pods run 1.2.3; the registry has a patch, a minor, a major and a release candidate ahead.
   appDigest = await registry.push('team/app', '1.2.3');
-  for (const tag of ['1.2.5', '1.3.0', '2.0.0', '2.1.0-rc.1', 'not-a-version']) await registry.push('team/app', tag);
+  for (const tag of ['1.2.5', '1.3.0', '2.0.0', '2.1.0-rc.1', 'not-a-version']) appDigests[tag] = await registry.push('team/app', tag);
   // team/moved: 1.0.0 was pushed again after the pods pulled it.
   movedOldDigest = await registry.push('team/moved', '1.0.0', 'first');
   await registry.push('team/moved', '1.0.0', 'second');
@@ -107,7 +109,7 @@ afterAll(async () => {
 });
 
 /** A package-lock v3 with `widget` and `current-lib` direct, and `qs` pulled in by widget. */
-async function lockfile(name: string, widget = '1.0.0'): Promise<string> {
+async function lockfile(name: string, widget = '1.0.0', qs = '6.0.4'): Promise<string> {
   const file = join(dir, `${name}-package-lock.json`);
   await writeFile(
     file,
@@ -119,7 +121,7 @@ async function lockfile(name: string, widget = '1.0.0'): Promise<string> {
         '': { name: 'shop', version: '1.0.0', dependencies: { widget: `^${widget}`, 'current-lib': '^3.1.0' } },
         'node_modules/widget': { version: widget, dependencies: { qs: '^6.0.0' } },
         'node_modules/current-lib': { version: '3.1.0' },
-        'node_modules/qs': { version: '6.0.4' },
+        'node_modules/qs': { version: qs },
       },
     }),
   );
@@ -197,12 +199,12 @@ it('a current setup gives no finding', async () => {
     {
       postgres: [{ name: 'main', url: db.url }],
       redis: [{ name: 'cache', url: TEST_REDIS_URL }],
-      lockfiles: [{ name: 'shop', files: [await lockfile('current', '2.0.0')], registry: npm.url }],
+      lockfiles: [{ name: 'shop', files: [await lockfile('current', '2.0.0', '6.2.4')], registry: npm.url }],
     },
     { versionsFile: await versionsFile('current', (v) => v), osvDirectory: await osvDatabase() },
   );
-  // qs 6.0.4 is still locked under the new widget: drop the OSV part of the claim, keep the rest clean.
-  expect(result.findings.filter((f) => f.code !== 'vulnerable_dependency')).toEqual([]);
+  expect(result.findings).toEqual([]);
+  expect(result.status).toBe('ok');
   expect(result.summary).toMatch(/^checked 3 targets: /);
 });
 
@@ -256,4 +258,25 @@ it('counts only the tags matching tagPattern, and pre-releases only when asked',
   // The release candidate is the newest major only once pre-releases count.
   expect(await images({})).toMatchObject({ major: '2.0.0' });
   expect(await images({ includePrereleases: true })).toMatchObject({ major: '2.1.0-rc.1' });
+
+  // A kubernetes target's own filter, under its tasks.dependency-check, wins over the task's.
+  const own = await run({ kubernetes: [{ name: 'prod', namespace: NAMESPACE, kubeconfig, tasks: { 'dependency-check': { tagPattern: '^1\\.2\\.' } } }] }, { kinds: ['images'], insecureRegistries: [registry.host], includePrereleases: true });
+  expect(byCode(own, 'image_outdated')[0]!.details).toEqual(expect.objectContaining({ patch: '1.2.5' }));
+  expect(byCode(own, 'image_outdated')[0]!.details).not.toHaveProperty('major');
+});
+
+it('an image whose registry cannot be reached is image_check_failed (info); the cluster\'s other images are still checked', async () => {
+  const port = await closedPort();
+  const gone = api.addDeployment(deployment({ name: 'legacy', namespace: 'other', replicas: 1, containers: [{ name: 'legacy', image: `127.0.0.1:${port}/team/legacy:1.0.0` }] }));
+  runDigest(gone.pods, 'team/legacy', appDigest);
+  // Current: 2.0.0, as pulled (the release candidate is not a release).
+  const current = api.addDeployment(deployment({ name: 'web', namespace: 'other', replicas: 1, containers: [{ name: 'web', image: `${registry.host}/team/app:2.0.0` }] }));
+  runDigest(current.pods, 'team/app', appDigests['2.0.0']!);
+  const result = await run({ kubernetes: [{ name: 'other', namespace: 'other', kubeconfig }] }, { kinds: ['images'], insecureRegistries: [registry.host, `127.0.0.1:${port}`], timeoutMs: 2_000 });
+  expect(result.status).toBe('ok');
+  expect(byCode(result, 'image_check_failed')).toEqual([
+    expect.objectContaining({ severity: 'info', subject: 'other/other/deployment/legacy/legacy', message: expect.stringMatching(new RegExp(`^127\\.0\\.0\\.1:${port}/team/legacy:1\\.0\\.0 was not compared with its registry: registry 127\\.0\\.0\\.1:${port} \\(repository team/legacy\\) is unreachable: ECONNREFUSED$`)) }),
+  ]);
+  expect(result.metrics.images_checked).toBe(2);
+  expect(byCode(result, 'image_outdated')).toEqual([]);
 });

@@ -95,6 +95,16 @@ it('does not compare a database whose statistics were reset between the months, 
   expect(r.regressions.map((x) => x.target)).not.toContain('reporting');
 });
 
+it('a month whose statements held steady has no regression, only its summary', async () => {
+  // October against September: q-slow 10 ms both months, q-steady 5 ms.
+  const october = await buildMonthlyReview(db.pool, { month: parseMonth('2026-10', 'UTC'), title: 'AUDITRON', regressionPercent: 50, minCalls: 100, top: 10 });
+  expect([october.regressions, october.compared]).toEqual([[], 2]);
+  const config = testConfig({ dbUrl: db.url, prefix: 'unused' });
+  const result = await runTask({ run: preparedRun(performanceReview, config, 'caretaker', { month: '2026-10' }), dryRun: false, log: testLogger, state: db.pool });
+  expect(result.status).toBe('ok');
+  expect(result.findings.map((f) => f.code)).toEqual(['performance_summary']);
+});
+
 it('compares peaks and medians month over month', async () => {
   const r = await review();
   expect(r.series.find((s) => s.series === 'api_p95_ms')).toEqual(expect.objectContaining({ target: 'api', now: { peak: 250, median: 200, points: 3 }, before: { peak: 120, median: 100, points: 2 }, trend: 'up' }));
