@@ -280,3 +280,33 @@ it('an image whose registry cannot be reached is image_check_failed (info); the 
   expect(result.metrics.images_checked).toBe(2);
   expect(byCode(result, 'image_outdated')).toEqual([]);
 });
+
+it('logs in to a registry with the deployment\'s imagePullSecret, where caretaker may read it; without it the image is image_check_failed', async () => {
+  const secured = await startOciRegistry({ tokenAuth: { users: { puller: 'puller-pw-7731' } } });
+  try {
+    const digest = await secured.push('team/private', '1.0.0');
+    const d = deployment({ name: 'private', namespace: 'creds', replicas: 1, containers: [{ name: 'private', image: `${secured.host}/team/private:1.0.0` }] });
+    d.spec!.template.spec!.imagePullSecrets = [{ name: 'regcred' }];
+    const { pods } = api.addDeployment(d);
+    for (const p of pods) for (const s of p.status?.containerStatuses ?? []) s.imageID = `${secured.host}/team/private@${digest}`;
+    const dockerconfig = JSON.stringify({ auths: { [secured.host]: { auth: Buffer.from('puller:puller-pw-7731').toString('base64') } } });
+    let readable = true;
+    api.route('GET', /^\/api\/v1\/namespaces\/creds\/secrets\/regcred$/, () =>
+      readable
+        ? { json: { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: 'regcred', namespace: 'creds' }, data: { '.dockerconfigjson': Buffer.from(dockerconfig).toString('base64') } } }
+        : { status: 403, json: { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Forbidden', code: 403, message: 'secrets "regcred" is forbidden' } },
+    );
+    const check = () => run({ kubernetes: [{ name: 'creds', namespace: 'creds', kubeconfig }] }, { kinds: ['images'], insecureRegistries: [secured.host] });
+
+    const withSecret = await check();
+    expect(withSecret.findings).toEqual([]);
+    expect(secured.tokenRequests.some((r) => r.authorization === `Basic ${Buffer.from('puller:puller-pw-7731').toString('base64')}`)).toBe(true);
+
+    readable = false;
+    const without = await check();
+    expect(byCode(without, 'image_check_failed')).toEqual([expect.objectContaining({ severity: 'info', message: expect.stringMatching(/requires credentials/) })]);
+    expect(JSON.stringify(without)).not.toContain('puller-pw-7731');
+  } finally {
+    await secured.stop();
+  }
+});
