@@ -10,6 +10,7 @@ import { benchBackupVerify } from './backup-verify';
 import { benchRestoreTest } from './restore-test';
 import { benchFleet } from './fleet';
 import { benchConsole } from './console';
+import { benchConfigLoad } from './config-load';
 
 const pgAdminUrl = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -17,6 +18,12 @@ const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 const BENCHES: Record<string, () => Promise<void>> = {
+  async 'config-load'() {
+    console.log('\n== config load with N postgres + N backups targets (median of 5), per target beside the 200-target figure');
+    for (const r of await benchConfigLoad()) {
+      console.log(`  ${String(r.size).padStart(5)} + ${String(r.size).padEnd(5)} targets   ${r.ms.toFixed(1).padStart(8)} ms   per target ${((r.ms / r.size) * 1000).toFixed(1).padStart(6)} µs   ratio ${r.perTargetRatio.toFixed(2)}`);
+    }
+  },
   async 'backup-verify'() {
     console.log('\n== backup-verify beside gzip -t on the same files');
     await benchBackupVerify({});

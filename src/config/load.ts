@@ -79,9 +79,15 @@ export function validateConfig(raw: unknown, source: string, registry: TaskRegis
   return resolved;
 }
 
+/** Targets by name (names are unique within a kind: checkReferences says so first). */
+function byName<T extends { name: string }>(targets: readonly T[]): Map<string, T> {
+  return new Map(targets.map((t) => [t.name, t]));
+}
+
 /** Queues targets carry the redis target they live on. */
 function resolveQueues(config: ParsedConfig): QueuesTarget[] {
-  return config.targets.queues.map((q) => ({ ...q, redisTarget: config.targets.redis.find((r) => r.name === q.redis)! }));
+  const redis = byName(config.targets.redis);
+  return config.targets.queues.map((q) => ({ ...q, redisTarget: redis.get(q.redis)! }));
 }
 
 /**
@@ -91,10 +97,12 @@ function resolveQueues(config: ParsedConfig): QueuesTarget[] {
  */
 function resolveBackups(config: ParsedConfig, alerting: ResolvedAlerting): BackupsTarget[] {
   const alertmanagers = [...new Set(Object.values(alerting.channels).flatMap((c) => (c.kind === 'alertmanager' ? [c.url] : [])))];
+  const postgres = byName(config.targets.postgres);
+  const kubernetes = byName(config.targets.kubernetes);
   return config.targets.backups.map((b) => ({
     ...b,
-    source: config.targets.postgres.find((p) => p.name === b.database)!,
-    drillKubernetes: b.drill ? config.targets.kubernetes.find((k) => k.name === b.drill!.kubernetes) : undefined,
+    source: postgres.get(b.database)!,
+    drillKubernetes: b.drill ? kubernetes.get(b.drill.kubernetes) : undefined,
     alertmanagers,
   }));
 }
@@ -130,13 +138,16 @@ function checkReferences(config: ParsedConfig, registry: TaskRegistry): string[]
       seen.add(t.name);
     });
   }
-  const names = (kind: 'postgres' | 'redis') => new Set(config.targets[kind].map((t) => t.name));
+  // Each kind's names once: a look-up per reference keeps a fleet's config linear to load.
+  const redisNames = new Set(config.targets.redis.map((t) => t.name));
+  const postgresNames = new Set(config.targets.postgres.map((t) => t.name));
+  const kubernetesNames = new Set(config.targets.kubernetes.map((t) => t.name));
   config.targets.queues.forEach((q, i) => {
-    if (!names('redis').has(q.redis)) problems.push(`targets.queues[${i}].redis: no redis target named ${JSON.stringify(q.redis)}`);
+    if (!redisNames.has(q.redis)) problems.push(`targets.queues[${i}].redis: no redis target named ${JSON.stringify(q.redis)}`);
   });
   config.targets.backups.forEach((b, i) => {
-    if (!names('postgres').has(b.database)) problems.push(`targets.backups[${i}].database: no postgres target named ${JSON.stringify(b.database)}`);
-    if (b.drill && !config.targets.kubernetes.some((k) => k.name === b.drill!.kubernetes)) {
+    if (!postgresNames.has(b.database)) problems.push(`targets.backups[${i}].database: no postgres target named ${JSON.stringify(b.database)}`);
+    if (b.drill && !kubernetesNames.has(b.drill.kubernetes)) {
       problems.push(`targets.backups[${i}].drill.kubernetes: no kubernetes target named ${JSON.stringify(b.drill.kubernetes)}`);
     }
     if (b.scratch && isScratchName(databaseOf(b.scratch.url))) {
