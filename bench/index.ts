@@ -11,6 +11,7 @@ import { benchRestoreTest } from './restore-test';
 import { benchFleet } from './fleet';
 import { benchConsole } from './console';
 import { benchConfigLoad } from './config-load';
+import { statePoolSize } from '../src/main';
 
 const pgAdminUrl = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -18,6 +19,19 @@ const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 const BENCHES: Record<string, () => Promise<void>> = {
+  async 'state-pool'() {
+    const env = { pgAdminUrl, redisUrl, jobs: 2000, concurrency: 8 };
+    const sized = statePoolSize({ concurrency: env.concurrency }, ['worker']);
+    console.log(`\n== caretaker worker at concurrency ${env.concurrency}: the old fixed state pool (5) beside the sized one (${sized}), ${env.jobs} no-op jobs, best of 3, interleaved`);
+    let best = { fixed: 0, sized: 0 };
+    for (let i = 0; i < 3; i++) {
+      const fixed = await benchWorkerOverhead({ ...env, poolMax: 5 });
+      const grown = await benchWorkerOverhead({ ...env, poolMax: sized });
+      best = { fixed: Math.max(best.fixed, fixed.caretaker), sized: Math.max(best.sized, grown.caretaker) };
+    }
+    console.log(`  state pool 5 (before, baseline)            ${best.fixed.toFixed(0).padStart(6)} jobs/s`);
+    console.log(`  state pool ${String(sized).padEnd(2)} (5 + concurrency)          ${best.sized.toFixed(0).padStart(6)} jobs/s   ratio ${(best.sized / best.fixed).toFixed(2)}`);
+  },
   async 'config-load'() {
     console.log('\n== config load with N postgres + N backups targets (median of 5), per target beside the 200-target figure');
     for (const r of await benchConfigLoad()) {

@@ -23,6 +23,8 @@ export interface BenchEnv {
   redisUrl: string;
   jobs: number;
   concurrency: number;
+  /** The state pool's size (default concurrency + 2): the state-pool bench compares the old fixed 5 with the sized one. */
+  poolMax?: number;
 }
 
 /** A task that does nothing: the measurement is the machinery around it. */
@@ -59,7 +61,7 @@ export async function benchWorkerOverhead(env: BenchEnv): Promise<{ baseline: nu
   await admin.connect();
   await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(dbName)}`);
   const dbUrl = Object.assign(new URL(env.pgAdminUrl), { pathname: `/${dbName}` }).toString();
-  const pool = new Pool({ connectionString: dbUrl, max: env.concurrency + 2 });
+  const pool = new Pool({ connectionString: dbUrl, max: env.poolMax ?? env.concurrency + 2 });
   // pool.end() resolves before every session has closed; the DROP ... WITH (FORCE) below ends those.
   pool.on('error', () => undefined);
   const redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });

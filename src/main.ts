@@ -33,6 +33,18 @@ import { withTimeout } from './util/timeout';
 export const ROLES = ['scheduler', 'worker', 'web'] as const;
 export type Role = (typeof ROLES)[number];
 
+/** The state pool's connections for everything but the worker's jobs: the status page's parallel statements, the missed-run check, /health, the alerter. */
+const STATE_POOL_BASE = 5;
+
+/**
+ * The state pool of a process running `roles`: the base, plus one
+ * connection per job the worker runs at once (each stores its result, and
+ * some read the history), so stored results do not queue for a connection.
+ */
+export function statePoolSize(worker: Pick<Config['worker'], 'concurrency'>, roles: readonly Role[]): number {
+  return STATE_POOL_BASE + (roles.includes('worker') ? worker.concurrency : 0);
+}
+
 /** How long stopping waits for each client to close before leaving it to the process's exit. */
 const CLIENT_CLOSE_MS = 5_000;
 
@@ -86,7 +98,7 @@ export async function startCaretaker(opts: {
 }): Promise<Caretaker> {
   const { config, roles, log } = opts;
   const registry = opts.registry ?? TASKS;
-  const state = createPool(config.state.url, stateLimits(config.state), log);
+  const state = createPool(config.state.url, stateLimits(config.state), log, statePoolSize(config.worker, roles));
   const redis = createRedis(config.redis.url, log);
   const queue = createQueue(redis, config.redis.prefix, config.worker, log);
   const store = new ResultStore(state);
