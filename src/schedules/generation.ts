@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import type { JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { SchedulerEntry } from './resolve';
+import { redisScript, runScript } from '../clients/redis-scripts';
 
 /** This replica's claim: what it would write and when it started. */
 export interface ConfigGeneration {
@@ -52,7 +53,7 @@ export async function redisNowMs(redis: Redis): Promise<number> {
  * same config (keeping the latest start), or when ours is at least as new;
  * otherwise leave it. Returns 1 when the caller may write, 0 when superseded.
  */
-const CLAIM_SCRIPT = `
+const CLAIM_SCRIPT = redisScript(`
 local digest = redis.call('HGET', KEYS[1], 'digest')
 local started = tonumber(redis.call('HGET', KEYS[1], 'startedAt') or '0')
 local mine = tonumber(ARGV[2])
@@ -64,10 +65,10 @@ if (not digest) or mine >= started then
   redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'startedAt', ARGV[2])
   return 1
 end
-return 0`;
+return 0`);
 
 /** True when this replica's config is the current one (and now recorded as such). */
 export async function claimGeneration(redis: Redis, key: string, mine: ConfigGeneration): Promise<boolean> {
-  const result = await redis.eval(CLAIM_SCRIPT, 1, key, mine.digest, String(mine.startedAt));
+  const result = await runScript(redis, CLAIM_SCRIPT, [key], [mine.digest, String(mine.startedAt)]);
   return Number(result) === 1;
 }

@@ -5,12 +5,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { redisScript, runScript } from '../clients/redis-scripts';
 
 /** Deletes the key only if it still holds our token. */
-const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+const RELEASE = redisScript(`if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`);
 
 /** Replaces the token only if it is still the one we saw. */
-const TAKE_OVER = `if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 else return 0 end`;
+const TAKE_OVER = redisScript(`if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 else return 0 end`);
 
 export interface TargetLock {
   /** Who holds it, for the skipped result's message. */
@@ -44,14 +45,14 @@ export async function acquireTargetLock(
     const heldBy = current.split('|')[0] ?? current;
     // The same job holding it means its previous delivery died (a killed
     // worker): BullMQ runs one delivery of a job at a time, so take it over.
-    const takenOver = heldBy === holder && (await redis.eval(TAKE_OVER, 1, key, current, token, Math.max(1_000, Math.round(ttlMs)))) === 1;
+    const takenOver = heldBy === holder && (await runScript(redis, TAKE_OVER, [key], [current, token, Math.max(1_000, Math.round(ttlMs))])) === 1;
     if (!takenOver) return { heldBy };
   }
   return {
     lock: {
       holder,
       release: async () => {
-        await redis.eval(RELEASE, 1, key, token);
+        await runScript(redis, RELEASE, [key], [token]);
       },
     },
   };
