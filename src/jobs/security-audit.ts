@@ -26,6 +26,7 @@ import type { Finding, Severity } from '../contract/result';
 import type { Config, KubernetesTarget, PostgresTarget } from '../config/schema';
 import type { KubernetesApis } from '../contract/clients';
 import { redactSecretsIn } from '../logger';
+import { endClient } from '../clients/postgres';
 import { coerceError } from '../errors';
 import { AUDIT_INCOMPLETE, AUDIT_INCOMPLETE_CODES, type AuditResult } from '../security/audit';
 import { auditPostgres, POSTGRES_CODES } from '../security/postgres';
@@ -121,13 +122,21 @@ export async function runSecurityAudit(targets: AuditTargets, p: SecurityAuditPa
         kind: 'postgres',
         name: t.name,
         prefix: true,
-        audit: async () =>
-          auditPostgres(await deps.connectPostgres(t), {
-            allowedSuperusers: p.allowedSuperusers,
-            passwordExemptRoles: p.passwordExemptRoles,
-            requirePasswordExpiry: p.requirePasswordExpiry,
-            allDatabases: t.allDatabases,
-          }),
+        audit: async () => {
+          const client = await deps.connectPostgres(t);
+          try {
+            return await auditPostgres(client, {
+              allowedSuperusers: p.allowedSuperusers,
+              passwordExemptRoles: p.passwordExemptRoles,
+              requirePasswordExpiry: p.requirePasswordExpiry,
+              allDatabases: t.allDatabases,
+            });
+          } finally {
+            // Closed as soon as it is audited, not when the run ends: a fleet of targets on one
+            // server would otherwise hold one session each and starve it of connections.
+            await endClient(client);
+          }
+        },
       });
     }
   }
