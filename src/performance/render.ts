@@ -3,13 +3,11 @@
  * two parts; the HTML is also the `/reports/2026-11` page's body). Tables
  * only, inline styles, no script: it reads the same in a mail client.
  */
-import { escapeHtml as e } from '../reports/render-html';
+import { FONT, escapeHtml as e, table } from '../reports/render-html';
 import { formatInZone } from '../schedules/cron';
+import { oneLine } from '../util/format';
 import type { MonthlyReview, SeriesFigures, SeriesTrend, StatementChange } from './review';
 
-const FONT = 'font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;';
-const TD = `style="${FONT}font-size:13px;padding:4px 8px;border-bottom:1px solid #eee;vertical-align:top;"`;
-const TH = `style="${FONT}font-size:12px;padding:4px 8px;text-align:left;color:#555;border-bottom:2px solid #ddd;"`;
 
 const ms = (v: number) => (v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(v < 10 ? 2 : 1)} ms`);
 const pct = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(0)} %`;
@@ -25,7 +23,7 @@ export function reviewSubject(review: Pick<MonthlyReview, 'title' | 'month' | 'r
 
 /** One line per regressed statement: `main queryid 42: 12.0 ms → 31.5 ms (+163 %) over 5400 calls`. */
 export function regressionText(r: StatementChange): string {
-  return `${r.target} queryid ${r.queryid}: ${ms(r.before)} → ${ms(r.now)} (${pct(r.risePercent)}) over ${r.calls} calls${r.query ? `: ${r.query.replace(/\s+/g, ' ').slice(0, 120)}` : ''}`;
+  return `${r.target} queryid ${r.queryid}: ${ms(r.before)} → ${ms(r.now)} (${pct(r.risePercent)}) over ${r.calls} calls${r.query ? `: ${oneLine(r.query, 120)}` : ''}`;
 }
 
 export function renderReviewText(review: MonthlyReview, opts: { link?: string } = {}): string {
@@ -43,22 +41,13 @@ export function renderReviewText(review: MonthlyReview, opts: { link?: string } 
   if (review.topStatements.length === 0) line('  no slow-queries run this month');
   for (const t of review.topStatements) {
     line(`  ${t.target} (as of ${formatInZone(new Date(t.at), review.month.timezone)})`);
-    for (const s of t.statements) line(`    queryid ${s.queryid}: ${ms(s.totalMs)} in ${s.calls} calls, mean ${ms(s.meanMs)}${s.query ? `: ${s.query.replace(/\s+/g, ' ').slice(0, 100)}` : ''}`);
+    for (const s of t.statements) line(`    queryid ${s.queryid}: ${ms(s.totalMs)} in ${s.calls} calls, mean ${ms(s.meanMs)}${s.query ? `: ${oneLine(s.query, 100)}` : ''}`);
   }
   line();
   line(`This month against last month`);
   if (review.series.length === 0) line('  no api-health, error-logs, queue-health, connections or metrics-review runs');
   for (const s of review.series) line(`  ${s.title}, ${s.target}: ${figuresText(s.now, s.unit)}; last month ${figuresText(s.before, s.unit)}; ${TREND_WORD[s.trend]}`);
   return `${out.join('\n')}\n`;
-}
-
-function table(head: string[], rows: string[][]): string {
-  if (rows.length === 0) return `<p style="${FONT}font-size:13px;color:#777;margin:0;">none</p>`;
-  return (
-    `<table role="presentation" cellpadding="0" cellspacing="0" border="0" width="100%" style="border-collapse:collapse;"><tr>${head.map((h) => `<th ${TH}>${e(h)}</th>`).join('')}</tr>` +
-    rows.map((r) => `<tr>${r.map((c) => `<td ${TD}>${c}</td>`).join('')}</tr>`).join('') +
-    `</table>`
-  );
 }
 
 const section = (title: string, body: string) => `<h2 style="${FONT}font-size:16px;margin:18px 0 6px 0;color:#222;">${e(title)}</h2>${body}`;
@@ -72,14 +61,14 @@ export function renderReviewHtml(review: MonthlyReview, opts: { link?: string; p
       `Statements slower by more than ${review.regressionPercent} % (${review.regressions.length} of ${review.compared} compared)`,
       table(
         ['target', 'queryid', 'last month', 'this month', 'rise', 'calls', 'statement'],
-        review.regressions.map((r) => [e(r.target), e(r.queryid), e(ms(r.before)), e(ms(r.now)), e(pct(r.risePercent)), e(String(r.calls)), `<code>${e((r.query ?? '').slice(0, 200))}</code>`]),
+        review.regressions.map((r) => [e(r.target), e(r.queryid), e(ms(r.before)), e(ms(r.now)), e(pct(r.risePercent)), e(String(r.calls)), `<code>${e(oneLine(r.query ?? '', 200))}</code>`]),
       ) + review.notCompared.map((n) => `<p style="${FONT}font-size:13px;color:#777;margin:4px 0;">${e(n.target)}: not compared: ${e(n.reason)}</p>`).join(''),
     ) +
     section(
       'Top statements by total time',
       table(
         ['target', 'queryid', 'total', 'calls', 'mean', 'statement'],
-        review.topStatements.flatMap((t) => t.statements.map((s) => [e(t.target), e(s.queryid), e(ms(s.totalMs)), e(String(s.calls)), e(ms(s.meanMs)), `<code>${e((s.query ?? '').slice(0, 200))}</code>`])),
+        review.topStatements.flatMap((t) => t.statements.map((s) => [e(t.target), e(s.queryid), e(ms(s.totalMs)), e(String(s.calls)), e(ms(s.meanMs)), `<code>${e(oneLine(s.query ?? '', 200))}</code>`])),
       ),
     ) +
     section(

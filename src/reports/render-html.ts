@@ -24,7 +24,8 @@ export function isWeekToDate(report: Pick<WeeklyReport, 'week' | 'generatedAt'>)
   return Date.parse(report.generatedAt) < Date.parse(report.week.end);
 }
 
-const FONT = "font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;";
+/** The reports' font stack, inline (mail clients drop style sheets). */
+export const FONT = "font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;";
 /** Badge tones: the severities, `ok`, and `muted` for what is held back (silenced). */
 type Tone = Severity | 'ok' | 'muted';
 const COLORS: Record<Tone, { fg: string; bg: string }> = {
@@ -52,7 +53,8 @@ function section(title: string, body: string): string {
   return `<tr><td style="padding:16px 0 4px 0;"><h2 style="${FONT}font-size:16px;margin:0 0 6px 0;color:#222;">${escapeHtml(title)}</h2>${body}</td></tr>`;
 }
 
-function table(head: string[], rows: string[][]): string {
+/** A table with inline styles, as mail clients show it; `rows` are HTML already escaped; "none" when empty. */
+export function table(head: string[], rows: string[][]): string {
   if (rows.length === 0) return `<p style="${FONT}font-size:13px;color:#777;margin:0;">none</p>`;
   const th = head.map((h) => `<th ${TH}>${escapeHtml(h)}</th>`).join('');
   const trs = rows.map((r) => `<tr>${r.map((c) => `<td ${TD}>${c}</td>`).join('')}</tr>`).join('');
