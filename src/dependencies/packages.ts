@@ -53,6 +53,8 @@ export interface PackageCheckResult {
   findings: Finding<PackageCode>[];
   /** Why a file, or a package's metadata, could not be checked: one line each. */
   incomplete: { subject: string; reason: string }[];
+  /** Lockfiles read and checked (the target counts as checked when one was). */
+  filesRead: number;
   metrics: { packages_direct: number; packages_outdated: number; packages_locked: number; packages_vulnerable: number };
 }
 
@@ -62,12 +64,14 @@ export async function checkLockfiles(target: LockfilesTarget, opts: PackageCheck
   const metrics = { packages_direct: 0, packages_outdated: 0, packages_locked: 0, packages_vulnerable: 0 };
   const registry = createNpmRegistryClient({ url: target.registry, ...(target.registryToken ? { token: target.registryToken } : {}), timeoutMs: opts.timeoutMs, signal: opts.signal });
   const packuments = new Map<string, Promise<Packument | undefined>>();
+  let filesRead = 0;
 
   for (const file of target.files) {
     const source = `${target.name}/${displayOf(file)}`;
     let lock: Lockfile;
     try {
       lock = readLockfile(await readSource(file, target, opts), displayOf(file));
+      filesRead += 1;
     } catch (err) {
       if (opts.signal.aborted) throw coerceError(opts.signal.reason);
       incomplete.push({ subject: source, reason: scrubSecrets(redactSecretsIn(coerceError(err).message), target.token ? [target.token] : []) });
@@ -110,7 +114,7 @@ export async function checkLockfiles(target: LockfilesTarget, opts: PackageCheck
       }
     }
   }
-  return { findings, incomplete, metrics };
+  return { findings, incomplete, filesRead, metrics };
 }
 
 /**
@@ -120,9 +124,8 @@ export async function checkLockfiles(target: LockfilesTarget, opts: PackageCheck
  * as an answer). Throws the first problem, as the task would report it.
  */
 export async function lockfilesAnswer(target: LockfilesTarget, opts: { timeoutMs: number; signal: AbortSignal }): Promise<string> {
-  const options: PackageCheckOptions = { advisorySeverity: { critical: 'critical', high: 'warning', moderate: 'warning', low: 'info', unknown: 'info' }, includeDev: true, ...opts };
   let direct: DirectDependency[] = [];
-  for (const file of target.files) direct = direct.concat(readLockfile(await readSource(file, target, options), displayOf(file)).direct);
+  for (const file of target.files) direct = direct.concat(readLockfile(await readSource(file, target, opts), displayOf(file)).direct);
   const registry = createNpmRegistryClient({ url: target.registry, ...(target.registryToken ? { token: target.registryToken } : {}), timeoutMs: opts.timeoutMs, signal: opts.signal });
   const first = direct.find((d) => d.version);
   if (first) await registry.packument(first.name);
@@ -155,7 +158,7 @@ function displayOf(file: string): string {
 }
 
 /** A lockfile's text: from disk, or fetched (bounded, the target's token, no redirect). */
-async function readSource(file: string, target: LockfilesTarget, opts: PackageCheckOptions): Promise<string> {
+async function readSource(file: string, target: LockfilesTarget, opts: { timeoutMs: number; signal: AbortSignal }): Promise<string> {
   if (!/^https?:\/\//.test(file)) {
     try {
       return await readFile(file, 'utf8');
