@@ -4,10 +4,8 @@
  * - `POST /checklist/:item/done` (admin): marks it done, as `caretaker done`
  *   does, with the signed-in user as who and the form's note.
  */
-import express, { Router, type RequestHandler, type Response } from 'express';
-import type { Pool } from 'pg';
+import express, { Router, type Response } from 'express';
 import { z } from 'zod';
-import type { Config } from '../../config/schema';
 import { formatIssues } from '../../config/format-issues';
 import { ChecklistStore } from '../../checklist/store';
 import { checklistStandings } from '../../checklist/standings';
@@ -16,22 +14,13 @@ import { UsageError } from '../../errors';
 import { roleOf, userOf } from '../auth';
 import { CHECKLIST_PATH } from '../paths';
 import type { FrameContext } from './layout';
-import { sendMessage, sendPage } from './respond';
+import { sendMessage, sendPage, type PageRouteDeps } from './respond';
 import { renderChecklistPage, type ChecklistPage } from './checklist-page';
-
-export interface ChecklistRouteDeps {
-  config: Config;
-  state: Pool;
-  login: RequestHandler;
-  frame: (res: Response, now?: Date) => FrameContext;
-  /** An error as the page may show it (scrubbed of secrets). */
-  why: (err: unknown) => string;
-}
 
 const pageQuery = z.strictObject({ done: z.string().max(100).optional() });
 const doneBody = z.object({ note: z.string().max(2_000).optional() });
 
-export function checklistRoutes(deps: ChecklistRouteDeps): Router {
+export function checklistRoutes(deps: PageRouteDeps): Router {
   const { config, state, login, frame, why } = deps;
   const form = express.urlencoded({ extended: false, limit: '8kb' });
   const router = Router();

@@ -1,8 +1,20 @@
 /** How the console's routes answer: a page, or a short message page in its place. */
-import type { Response } from 'express';
+import type { RequestHandler, Response } from 'express';
+import type { Pool } from 'pg';
+import type { Config } from '../../config/schema';
 import { escapeHtml as e } from '../../reports/render-html';
 import { CONSOLE_PATH } from '../paths';
 import { pageHtml, type FrameContext } from './layout';
+
+/** What a console page router mounted by router.ts gets: the config, the state pool, the login, the page frame, and errors as a page may show them. */
+export interface PageRouteDeps {
+  config: Config;
+  state: Pool;
+  login: RequestHandler;
+  frame: (res: Response, now?: Date) => FrameContext;
+  /** An error as the page may show it (scrubbed of secrets). */
+  why: (err: unknown) => string;
+}
 
 /** A short page for an answer that is not the page asked for (bad filter, no such run, forbidden). */
 export function sendMessage(res: Response, ctx: FrameContext, status: number, title: string, message: string): void {

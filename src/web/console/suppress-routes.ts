@@ -9,10 +9,8 @@
  * silence` and `caretaker waive`, checked by the same rules, so a form and
  * the command line refuse the same mistakes with the same words.
  */
-import express, { Router, type RequestHandler, type Response } from 'express';
-import type { Pool } from 'pg';
+import express, { Router, type Response } from 'express';
 import { z } from 'zod';
-import type { Config } from '../../config/schema';
 import { formatIssues } from '../../config/format-issues';
 import { TASKS } from '../../jobs';
 import { SilenceStore } from '../../alerts/suppress/silences';
@@ -23,17 +21,8 @@ import { UsageError } from '../../errors';
 import { roleOf, userOf } from '../auth';
 import { SILENCES_PATH, WAIVERS_PATH } from '../paths';
 import type { FrameContext } from './layout';
-import { sendMessage, sendPage } from './respond';
+import { sendMessage, sendPage, type PageRouteDeps } from './respond';
 import { renderSilencesPage, renderWaiversPage, type FormState, type NameChoices } from './suppress-pages';
-
-export interface SuppressRouteDeps {
-  config: Config;
-  state: Pool;
-  login: RequestHandler;
-  frame: (res: Response, now?: Date) => FrameContext;
-  /** An error as the page may show it (scrubbed of secrets). */
-  why: (err: unknown) => string;
-}
 
 /** A form names its fields in quotes where the command line says `--for`. */
 const FORM_FIELD: FieldName = (f) => `"${f}"`;
@@ -56,7 +45,7 @@ const waiverBody = z.object({ task: text, target: text, code: text, subject: tex
 
 const ID = /^\d{1,18}$/;
 
-export function suppressRoutes(deps: SuppressRouteDeps): Router {
+export function suppressRoutes(deps: PageRouteDeps): Router {
   const { config, state, login, frame, why } = deps;
   const silences = new SilenceStore(state);
   const waivers = new WaiverStore(state, config.waivers);
